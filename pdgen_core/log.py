@@ -1,0 +1,57 @@
+"""structlog setup: one summary event per unit of work; JSON off a terminal, readable on one.
+
+Every event passes through ``_redact``, which replaces any credential value in force with
+``[redacted]``, so a secret that slips into an exception message still never reaches a log.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import structlog
+
+from pdgen_core.settings import get_settings
+
+_configured = False
+
+
+def _redact(_logger, _name, event_dict):
+    secrets = get_settings().secret_values()
+    if not secrets:
+        return event_dict
+    for k, v in list(event_dict.items()):
+        if isinstance(v, str):
+            for s in secrets:
+                if s and s in v:
+                    v = v.replace(s, "[redacted]")
+            event_dict[k] = v
+    return event_dict
+
+
+def configure(json: bool | None = None, level: str | None = None) -> None:
+    global _configured
+    if json is None:
+        json = os.environ.get("PDGEN_LOG_JSON") == "1" or not sys.stderr.isatty()
+    lvl = getattr(logging, (level or os.environ.get("PDGEN_LOG_LEVEL", "INFO")).upper(), logging.INFO)
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            _redact,
+            structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(lvl),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+    _configured = True
+
+
+def get_logger(**bind):
+    if not _configured:
+        configure()
+    return structlog.get_logger("pdgen").bind(**bind)

@@ -1,0 +1,117 @@
+"""Turn ``model.source`` into a local HF folder: a folder as is, an ``s3://`` prefix downloaded once
+per node into the cache, or a registered name (``pdgen-tiny``) made on first use.
+
+``model_identity`` names the weights for lineage and fingerprints: the spec's revision when given,
+else a hash of the folder's config and weight files (so retraining changes fingerprints).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+from contextlib import contextmanager
+from pathlib import Path
+
+from pdgen_core import storage
+from pdgen_core.settings import get_settings
+
+REGISTERED = ("pdgen-tiny",)
+
+
+class ModelError(Exception):
+    """The model cannot be used; the message says what to fix."""
+
+
+@contextmanager
+def _node_lock(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(str(path) + ".lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def tiny_model_path() -> Path:
+    """The cached ``pdgen-tiny`` folder: the trained one when ``pdgen finetune`` made it."""
+    from pdgen_core.models.tiny import TINY_VERSION
+
+    root = get_settings().cache_dir / "models"
+    trained = root / f"pdgen-tiny-trained-v{TINY_VERSION}"
+    return trained if (trained / "config.json").is_file() else root / f"pdgen-tiny-v{TINY_VERSION}"
+
+
+def _check_folder(p: Path, source: str) -> Path:
+    if not (p / "config.json").is_file():
+        raise ModelError(
+            f"model.source {source!r}: {p} has no config.json; point it at a Hugging Face model folder "
+            "(config.json, weights, tokenizer), an s3:// prefix holding one, or use 'pdgen-tiny'"
+        )
+    if not any(p.glob("*.safetensors")) and not any(p.glob("*.bin")):
+        raise ModelError(f"model.source {source!r}: {p} has no *.safetensors or *.bin weights")
+    return p
+
+
+def resolve_model(source: str) -> Path:
+    """A local folder for ``source``, making or downloading it into this node's cache if needed."""
+    if source == "pdgen-tiny":
+        from pdgen_core.models.tiny import make_tiny_model
+
+        path = tiny_model_path()
+        with _node_lock(path):
+            if not (path / "config.json").is_file():
+                make_tiny_model(path)
+        return _check_folder(path, source)
+    if source.startswith("s3://"):
+        key = hashlib.sha256(source.rstrip("/").encode()).hexdigest()[:16]
+        dest = get_settings().cache_dir / "models" / f"s3-{key}"
+        with _node_lock(dest):
+            if not (dest / "config.json").is_file():
+                try:
+                    storage.download_prefix(storage.resolve(source), dest)
+                except FileNotFoundError as exc:
+                    raise ModelError(f"model.source {source!r}: {exc}") from None
+        return _check_folder(dest, source)
+    if "://" in source:
+        raise ModelError(f"model.source {source!r}: unsupported scheme; use a folder, s3:// or pdgen-tiny")
+    p = Path(source).expanduser()
+    if not p.exists():
+        raise ModelError(
+            f"model.source {source!r}: no such folder (no model can be downloaded from a hub here); "
+            f"use a local HF folder, an s3:// prefix, or one of {list(REGISTERED)}"
+        )
+    return _check_folder(p.resolve(), source)
+
+
+def model_identity(path: Path, revision: str | None = None) -> str:
+    """``name@revision`` when a revision is given, else ``name@<hash of config and weights>``."""
+    name = path.name
+    if revision:
+        return f"{name}@{revision}"
+    h = hashlib.sha256()
+    for f in sorted(path.iterdir()):
+        if f.suffix in (".json", ".safetensors", ".bin", ".model", ".txt") and f.is_file():
+            h.update(f.name.encode())
+            if f.suffix in (".safetensors", ".bin") and f.stat().st_size > (64 << 20):
+                h.update(str(f.stat().st_size).encode())  # big real weights: size, not content
+            else:
+                h.update(f.read_bytes())
+    return f"{name}@{h.hexdigest()[:12]}"
+
+
+def ensure_on_all_nodes(source: str) -> Path:
+    """Resolve ``source`` on every alive Ray node (download once per node), and here."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    local = resolve_model(source)
+    if source.startswith("s3://") or source == "pdgen-tiny":
+        here = ray.get_runtime_context().get_node_id()
+        nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive") and n["NodeID"] != here]
+        fn = ray.remote(num_cpus=0)(lambda s: str(resolve_model(s)))
+        ray.get([
+            fn.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False)).remote(source)
+            for n in nodes
+        ])
+    return local

@@ -1,0 +1,255 @@
+"""The job spec: the user-facing contract, a YAML file parsed into strict pydantic models.
+
+Every model forbids unknown keys. ``load_spec`` reports every error at once, each with the field,
+the value given and the fix. Environment facts (S3 endpoint, credentials, Ray address) are not
+spec fields: see ``pdgen_core.settings``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+CANONICAL_COLUMNS = (
+    "sku", "title", "brand", "price", "description", "category", "color", "gender", "material",
+    "attributes",
+)
+REVIEW_COLUMNS = ("sku", "text", "rating", "title")
+SECRET_HINTS = ("secret", "password", "access_key", "token", "credential", "aws_")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CatalogSpec(_Strict):
+    uri: str = Field(description="Parquet file or folder, s3:// or local.")
+    columns: dict[str, str] = Field(
+        default_factory=dict,
+        description="canonical name -> column in the catalog; unmapped canonical names read the "
+        "column of the same name if present.",
+    )
+    currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$", description="ISO 4217 code.")
+    limit: int | None = Field(default=None, gt=0, description="Read at most this many rows.")
+
+    @field_validator("columns")
+    @classmethod
+    def _known_columns(cls, v: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(v) - set(CANONICAL_COLUMNS))
+        if unknown:
+            raise ValueError(
+                f"unknown canonical column(s) {unknown}; map only these: {list(CANONICAL_COLUMNS)}"
+            )
+        return v
+
+
+class ReviewsSpec(_Strict):
+    uri: str
+    columns: dict[str, str] = Field(default_factory=dict)
+    min_reviews: int = Field(default=3, ge=1)
+
+    @field_validator("columns")
+    @classmethod
+    def _known_columns(cls, v: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(v) - set(REVIEW_COLUMNS))
+        if unknown:
+            raise ValueError(f"unknown review column(s) {unknown}; map only: {list(REVIEW_COLUMNS)}")
+        return v
+
+
+class ModelSpec(_Strict):
+    source: str = Field(
+        default="pdgen-tiny",
+        description="HF folder, s3:// prefix holding one, or a registered name (pdgen-tiny).",
+    )
+    revision: str | None = Field(default=None, description="Recorded in lineage and fingerprints.")
+    adapters: dict[str, str] = Field(default_factory=dict, description="task -> adapter uri.")
+    max_model_len: int = Field(default=512, ge=64, le=131072)
+
+
+class SamplingSpec(_Strict):
+    temperature: float = Field(default=0.7, ge=0.0, le=2.0)
+    top_p: float = Field(default=0.95, gt=0.0, le=1.0)
+    max_tokens: int = Field(default=160, ge=1, le=8192)
+    seed: int = Field(default=0, ge=0, description="Base seed; each row derives its own from it.")
+
+
+class OutputSpec(_Strict):
+    uri: str = Field(description="Folder (s3:// or local) that holds content/, rejects/ and runs/.")
+
+
+class ResourcesSpec(_Strict):
+    replicas: int = Field(default=1, ge=1, le=1024, description="vLLM engine replicas (actors).")
+    batch_size: int = Field(default=64, ge=1, le=65536, description="Rows per engine batch.")
+    gpus_per_replica: int = Field(default=0, ge=0, le=16, description="0 runs vLLM on the CPU.")
+    cpus_per_replica: int = Field(default=1, ge=1, le=256)
+    max_concurrent_batches: int = Field(default=4, ge=1, le=64)
+
+
+class GuardrailSpec(_Strict):
+    max_attempts: int = Field(default=2, ge=1, le=10)
+    min_chars: int = Field(default=20, ge=0)
+    max_chars: int = Field(default=2000, ge=1)
+    banned_terms: list[str] = Field(default_factory=list)
+
+
+class JobSpec(_Strict):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$", description="Slug naming the job.")
+    catalog: CatalogSpec
+    reviews: ReviewsSpec | None = None
+    tasks: list[str] = Field(default_factory=lambda: ["description"], min_length=1)
+    locales: list[str] = Field(default_factory=lambda: ["en"], min_length=1)
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    sampling: SamplingSpec = Field(default_factory=SamplingSpec)
+    output: OutputSpec
+    mode: Literal["incremental", "full"] = "incremental"
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    guardrails: GuardrailSpec = Field(default_factory=GuardrailSpec)
+
+    @field_validator("tasks")
+    @classmethod
+    def _known_tasks(cls, v: list[str]) -> list[str]:
+        from pdgen_core.tasks import TASKS
+
+        unknown = [t for t in v if t not in TASKS]
+        if unknown:
+            raise ValueError(f"unknown task(s) {unknown}; available: {sorted(TASKS)}")
+        if len(set(v)) != len(v):
+            raise ValueError("a task is listed twice; list each once")
+        return v
+
+    @field_validator("locales")
+    @classmethod
+    def _known_locales(cls, v: list[str]) -> list[str]:
+        from pdgen_core.tasks import LOCALES
+
+        unknown = [x for x in v if x not in LOCALES]
+        if unknown:
+            raise ValueError(f"unknown locale(s) {unknown}; available: {sorted(LOCALES)}")
+        return v
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "JobSpec":
+        from pdgen_core.tasks import TASKS
+
+        needs_reviews = [t for t in self.tasks if TASKS[t].needs_reviews]
+        if needs_reviews and self.reviews is None:
+            raise ValueError(
+                f"task(s) {needs_reviews} need a `reviews:` section (uri and columns); add one or "
+                "remove the task"
+            )
+        bad = sorted(set(self.model.adapters) - set(self.tasks))
+        if bad:
+            raise ValueError(f"model.adapters names task(s) {bad} that are not in `tasks`")
+        if self.guardrails.min_chars >= self.guardrails.max_chars:
+            raise ValueError(
+                f"guardrails.min_chars ({self.guardrails.min_chars}) must be below "
+                f"guardrails.max_chars ({self.guardrails.max_chars})"
+            )
+        return self
+
+    def redacted_dict(self) -> dict[str, Any]:
+        """The spec as recorded in run records (it holds no secrets by construction)."""
+        return self.model_dump(mode="json")
+
+
+class SpecError(Exception):
+    """A spec that cannot run. ``problems`` holds one (field, value, fix) line per error."""
+
+    def __init__(self, problems: list[str], source: str = "spec"):
+        self.problems = problems
+        super().__init__(f"{source}: {len(problems)} problem(s)\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+def _fix_for(err: dict[str, Any], loc: str) -> str:
+    kind = err["type"]
+    last = str(err["loc"][-1]) if err["loc"] else ""
+    if kind == "extra_forbidden":
+        if any(h in last.lower() for h in SECRET_HINTS):
+            return ("remove it: credentials never go in a spec; set AWS_ACCESS_KEY_ID / "
+                    "AWS_SECRET_ACCESS_KEY (or PDGEN_*) in the environment")
+        return f"remove `{last}` or correct its spelling"
+    if kind == "missing":
+        return f"add `{loc}`"
+    if kind.startswith(("greater_than", "less_than")):
+        return "use a value within the bounds above"
+    if kind == "string_pattern_mismatch":
+        return "use a value matching the pattern above"
+    if kind == "literal_error":
+        return "use one of the values above"
+    return "correct the value"
+
+
+def _fmt_value(v: Any) -> str:
+    s = repr(v)
+    return s if len(s) <= 80 else s[:77] + "..."
+
+
+def _problems(exc: ValidationError) -> list[str]:
+    out = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        out.append(f"{loc}: {msg} (value: {_fmt_value(err.get('input'))}); fix: {_fix_for(err, loc)}")
+    return out
+
+
+def _set_path(d: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    for k in keys[:-1]:
+        d = d.setdefault(k, {})
+        if not isinstance(d, dict):
+            raise SpecError([f"--set {dotted}: `{k}` is not a section"])
+    d[keys[-1]] = value
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``["a.b=c", ...]`` -> nested dict; values are parsed as YAML scalars (numbers, bools)."""
+    out: dict[str, Any] = {}
+    for p in pairs:
+        if "=" not in p:
+            raise SpecError([f"--set {p!r}: expected KEY=VALUE, e.g. --set sampling.max_tokens=64"])
+        k, v = p.split("=", 1)
+        _set_path(out, k.strip(), yaml.safe_load(v))
+    return out
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def spec_from_dict(data: Any, source: str = "spec") -> JobSpec:
+    if not isinstance(data, dict):
+        raise SpecError([f"(top level): expected a mapping, got {type(data).__name__}"], source)
+    try:
+        return JobSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(_problems(exc), source) from None
+
+
+def load_spec(path: str | Path, overrides: list[str] | None = None) -> JobSpec:
+    """Read a YAML spec, apply ``--set`` overrides, validate. Raises SpecError listing every problem."""
+    p = Path(path)
+    if not p.is_file():
+        raise SpecError([f"spec file {str(p)!r} does not exist; pass the path of a YAML job spec"])
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise SpecError([f"not valid YAML: {exc}"], str(p)) from None
+    if overrides and isinstance(data, dict):
+        data = _merge(data, parse_overrides(overrides))
+    return spec_from_dict(data, str(p))
+
+
+_SLUG = re.compile(r"[^a-z0-9._-]+")
+
+
+def slug(s: str) -> str:
+    return _SLUG.sub("-", s.lower()).strip("-")[:63] or "job"

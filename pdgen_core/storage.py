@@ -1,0 +1,190 @@
+"""One way to reach storage: ``s3://`` and local paths through pyarrow filesystems and boto3.
+
+Endpoint, region and credentials come from ``Settings`` (the environment), never from a spec, and
+are never logged. delta-rs gets the same facts through ``delta_options``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow.fs as pafs
+
+from pdgen_core.settings import Settings, get_settings
+
+
+@dataclass(frozen=True)
+class Location:
+    """A parsed URI: ``fs`` plus the path inside it. ``uri`` is the normalised form."""
+
+    uri: str
+    fs: pafs.FileSystem
+    path: str
+
+    @property
+    def is_s3(self) -> bool:
+        return self.uri.startswith("s3://")
+
+    def child(self, *parts: str) -> "Location":
+        sub = "/".join(p.strip("/") for p in parts if p)
+        return Location(f"{self.uri.rstrip('/')}/{sub}", self.fs, f"{self.path.rstrip('/')}/{sub}")
+
+
+def s3_filesystem(settings: Settings | None = None) -> pafs.S3FileSystem:
+    s = settings or get_settings()
+    kw: dict[str, Any] = {
+        "region": s.region,
+        # pyarrow's retry strategy handles 503 SlowDown and resets: no hand-written loops.
+        "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=8),
+        "connect_timeout": 10,
+        "request_timeout": 60,
+    }
+    if s.s3_endpoint:
+        kw["endpoint_override"] = s.s3_endpoint_hostport
+        kw["scheme"] = s.s3_scheme
+    if s.access_key_id and s.secret_access_key:
+        kw["access_key"] = s.access_key_id.get_secret_value()
+        kw["secret_key"] = s.secret_access_key.get_secret_value()
+        if s.session_token:
+            kw["session_token"] = s.session_token.get_secret_value()
+    return pafs.S3FileSystem(**kw)
+
+
+def resolve(uri: str | os.PathLike, settings: Settings | None = None) -> Location:
+    """Parse an ``s3://bucket/key`` or a local path (made absolute)."""
+    u = str(uri)
+    if u.startswith("s3://"):
+        path = u[len("s3://"):].rstrip("/")
+        if not path or path.startswith("/"):
+            raise ValueError(f"{u!r} is not an S3 URI; use s3://bucket/prefix")
+        return Location("s3://" + path, s3_filesystem(settings), path)
+    if "://" in u and not u.startswith("file://"):
+        raise ValueError(f"unsupported URI scheme in {u!r}; use s3://bucket/prefix or a local path")
+    local = str(Path(u.removeprefix("file://")).expanduser().resolve())
+    return Location(local, pafs.LocalFileSystem(), local)
+
+
+def delta_options(settings: Settings | None = None) -> dict[str, str]:
+    """Storage options for delta-rs (deltalake) for S3 URIs; empty for local paths."""
+    s = settings or get_settings()
+    opts = {"AWS_REGION": s.region, "conditional_put": "etag", "AWS_S3_ALLOW_UNSAFE_RENAME": "false"}
+    if s.s3_endpoint:
+        opts["AWS_ENDPOINT_URL"] = s.s3_endpoint
+        if s.s3_scheme == "http":
+            opts["AWS_ALLOW_HTTP"] = "true"
+    if s.access_key_id and s.secret_access_key:
+        opts["AWS_ACCESS_KEY_ID"] = s.access_key_id.get_secret_value()
+        opts["AWS_SECRET_ACCESS_KEY"] = s.secret_access_key.get_secret_value()
+        if s.session_token:
+            opts["AWS_SESSION_TOKEN"] = s.session_token.get_secret_value()
+    # delta-rs' object_store retries 5xx and resets with backoff by itself.
+    opts["max_retries"] = "8"
+    opts["retry_timeout"] = "120s"
+    return opts
+
+
+def table_options(loc: Location) -> dict[str, str] | None:
+    return delta_options() if loc.is_s3 else None
+
+
+def boto3_client(settings: Settings | None = None):
+    """A boto3 S3 client with adaptive retries (503 SlowDown, throttling, resets)."""
+    import boto3
+    from botocore.config import Config
+
+    s = settings or get_settings()
+    kw: dict[str, Any] = {
+        "region_name": s.region,
+        "config": Config(retries={"max_attempts": 8, "mode": "adaptive"}, connect_timeout=10, read_timeout=60),
+    }
+    if s.s3_endpoint:
+        kw["endpoint_url"] = s.s3_endpoint
+    if s.access_key_id and s.secret_access_key:
+        kw["aws_access_key_id"] = s.access_key_id.get_secret_value()
+        kw["aws_secret_access_key"] = s.secret_access_key.get_secret_value()
+        if s.session_token:
+            kw["aws_session_token"] = s.session_token.get_secret_value()
+    return boto3.client("s3", **kw)
+
+
+def split_s3(uri: str) -> tuple[str, str]:
+    bucket, _, key = uri[len("s3://"):].partition("/")
+    return bucket, key
+
+
+def write_bytes(loc: Location, data: bytes) -> None:
+    parent = loc.path.rsplit("/", 1)[0]
+    if not loc.is_s3:
+        loc.fs.create_dir(parent, recursive=True)
+    with loc.fs.open_output_stream(loc.path) as f:
+        f.write(data)
+
+
+def read_bytes(loc: Location) -> bytes:
+    with loc.fs.open_input_stream(loc.path) as f:
+        return f.read()
+
+
+def write_json(loc: Location, obj: Any) -> None:
+    write_bytes(loc, json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
+
+
+def read_json(loc: Location) -> Any:
+    return json.loads(read_bytes(loc))
+
+
+def exists(loc: Location) -> bool:
+    return loc.fs.get_file_info(loc.path).type != pafs.FileType.NotFound
+
+
+def list_files(loc: Location, suffix: str = "") -> list[str]:
+    """Paths (inside ``loc.fs``) of the files under ``loc``, or ``[loc.path]`` for a file."""
+    info = loc.fs.get_file_info(loc.path)
+    if info.type == pafs.FileType.File:
+        return [loc.path]
+    if info.type == pafs.FileType.NotFound:
+        return []
+    sel = pafs.FileSelector(loc.path, recursive=True)
+    return sorted(
+        i.path for i in loc.fs.get_file_info(sel)
+        if i.type == pafs.FileType.File and i.path.endswith(suffix)
+        and not any(part.startswith(("_", ".")) for part in i.path[len(loc.path):].split("/") if part)
+    )
+
+
+def delete_tree(loc: Location) -> None:
+    if exists(loc):
+        loc.fs.delete_dir(loc.path)
+
+
+def download_prefix(loc: Location, dest: Path) -> Path:
+    """Copy every file under an S3 prefix to a local folder (atomic: temp folder then rename)."""
+    files = list_files(loc)
+    if not files:
+        raise FileNotFoundError(f"nothing under {loc.uri}; check the URI and that the upload finished")
+    tmp = dest.with_name(dest.name + f".tmp{os.getpid()}")
+    for f in files:
+        rel = f[len(loc.path):].lstrip("/")
+        out = tmp / rel
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with loc.fs.open_input_stream(f) as src, open(out, "wb") as dst:
+            while chunk := src.read(1 << 22):
+                dst.write(chunk)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.rename(tmp, dest)
+    except OSError:  # another process on this node won the race: keep theirs
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+def upload_dir(src: Path, loc: Location) -> None:
+    for p in sorted(Path(src).rglob("*")):
+        if p.is_file():
+            write_bytes(loc.child(str(p.relative_to(src))), p.read_bytes())
