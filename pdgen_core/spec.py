@@ -88,6 +88,11 @@ class ResourcesSpec(_Strict):
     gpus_per_replica: int = Field(default=0, ge=0, le=16, description="0 runs vLLM on the CPU.")
     cpus_per_replica: int = Field(default=1, ge=1, le=256)
     max_concurrent_batches: int = Field(default=4, ge=1, le=64)
+    memory_fraction: float = Field(
+        default=0.25, gt=0.0, le=0.98,
+        description="vLLM gpu_memory_utilization: share of GPU memory, or of host memory on CPU.",
+    )
+    max_lora_rank: int = Field(default=16, ge=1, le=512)
 
 
 class GuardrailSpec(_Strict):

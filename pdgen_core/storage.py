@@ -141,8 +141,11 @@ def exists(loc: Location) -> bool:
     return loc.fs.get_file_info(loc.path).type != pafs.FileType.NotFound
 
 
-def list_files(loc: Location, suffix: str = "") -> list[str]:
-    """Paths (inside ``loc.fs``) of the files under ``loc``, or ``[loc.path]`` for a file."""
+def list_files(loc: Location, suffix: str = "", hidden: bool = False) -> list[str]:
+    """Paths (inside ``loc.fs``) of the files under ``loc``, or ``[loc.path]`` for a file.
+
+    Names starting with ``_`` or ``.`` (staging, markers, Delta logs) are skipped unless ``hidden``.
+    """
     info = loc.fs.get_file_info(loc.path)
     if info.type == pafs.FileType.File:
         return [loc.path]
@@ -152,7 +155,7 @@ def list_files(loc: Location, suffix: str = "") -> list[str]:
     return sorted(
         i.path for i in loc.fs.get_file_info(sel)
         if i.type == pafs.FileType.File and i.path.endswith(suffix)
-        and not any(part.startswith(("_", ".")) for part in i.path[len(loc.path):].split("/") if part)
+        and (hidden or not any(part.startswith(("_", ".")) for part in i.path[len(loc.path):].split("/") if part))
     )
 
 
@@ -163,7 +166,7 @@ def delete_tree(loc: Location) -> None:
 
 def download_prefix(loc: Location, dest: Path) -> Path:
     """Copy every file under an S3 prefix to a local folder (atomic: temp folder then rename)."""
-    files = list_files(loc)
+    files = list_files(loc, hidden=True)
     if not files:
         raise FileNotFoundError(f"nothing under {loc.uri}; check the URI and that the upload finished")
     tmp = dest.with_name(dest.name + f".tmp{os.getpid()}")

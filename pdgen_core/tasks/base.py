@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 from jinja2 import StrictUndefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -52,10 +52,16 @@ class Task:
     sampling: dict = field(default_factory=dict)  # task defaults over the spec's sampling
     guardrails: tuple[str, ...] = ("length", "repetition")
     needs_reviews: bool = False
+    stop: tuple[str, ...] = ("###",)            # the templates' section marker ends an answer
+    parse: Callable[[str], str | None] | None = None  # JSON tasks: None when the text parses
 
     @property
     def template_id(self) -> str:
         return f"{self.name}/v{self.version}"
+
+    def variants_for(self, spec: Any) -> tuple[str, ...]:
+        """Variants per (sku, locale): one unnamed variant unless a task says otherwise."""
+        return ("",)
 
     @cached_property
     def _templates(self) -> dict[str, Any]:
@@ -65,7 +71,8 @@ class Task:
             out[loc] = _ENV.from_string(src)
         return out
 
-    def render(self, row: dict[str, Any], locale: str, currency: str = "USD") -> str:
+    def render(self, row: dict[str, Any], locale: str, currency: str = "USD", variant: str = "") -> str:
         """The prompt for one cleaned row. Only ``self.fields`` are visible to the template."""
         data = {f: row.get(f) for f in self.fields}
-        return self._templates[locale].render(row=data, currency=currency).strip() + "\n"
+        text = self._templates[locale].render(row=data, currency=currency, variant=variant)
+        return text.strip() + "\n"

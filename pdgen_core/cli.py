@@ -1,0 +1,147 @@
+"""``pdgen``: the command line (Typer). Each command parses its input, calls the library, exits.
+
+Exit codes: 0 ok, 1 the job failed, 2 the input (spec, data, credentials) is wrong.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pdgen_core.spec import JobSpec, SpecError, load_spec
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Batch e-commerce content generation on Ray + vLLM, with Delta Lake outputs.")
+console = Console(stderr=False)
+err = Console(stderr=True)
+
+
+def _load(spec: Path, overrides: list[str] | None) -> JobSpec:
+    try:
+        return load_spec(spec, overrides)
+    except SpecError as exc:
+        err.print(f"[red]{exc}[/red]", markup=True, highlight=False)
+        raise typer.Exit(2) from None
+
+
+def data_problems(s: JobSpec) -> list[str]:
+    """Problems with the data a spec points at (catalog columns, model), without running."""
+    from pdgen_core.models.resolve import ModelError, resolve_model
+    from pdgen_core.pipeline import wanted_fields
+    from pdgen_core.stages.read import CatalogError, column_plan
+
+    out = []
+    try:
+        column_plan(s.catalog, wanted_fields(s))
+    except (CatalogError, OSError, ValueError) as exc:
+        out.append(f"catalog: {exc}")
+    if s.model.source != "pdgen-tiny":
+        try:
+            resolve_model(s.model.source)
+        except (ModelError, OSError) as exc:
+            out.append(f"model.source: {exc}")
+    return out
+
+
+@app.command()
+def validate(spec: Path, check_data: bool = typer.Option(True, help="Also open the catalog and model.")):
+    """Check a job spec; print every problem at once (field, value, fix)."""
+    s = _load(spec, None)
+    problems = data_problems(s) if check_data else []
+    if problems:
+        err.print(f"{spec}: {len(problems)} problem(s)", highlight=False)
+        for p in problems:
+            err.print(f"  - {p}", highlight=False, markup=False)
+        raise typer.Exit(2)
+    console.print(f"{spec}: ok ({s.name}: tasks {s.tasks}, locales {s.locales}, mode {s.mode})")
+
+
+def summary_table(record: dict) -> Table:
+    t = Table(title=f"run {record['run_id']} ({record['status']})")
+    for col in ("task", "accepted", "rejected", "unchanged", "reject reasons"):
+        t.add_column(col)
+    c = record["counts"]
+    for task, v in c["by_task"].items():
+        reasons = ", ".join(f"{r}={n}" for r, n in sorted(c["rejects_by_reason"].get(task, {}).items()))
+        t.add_row(task, str(v["accepted"]), str(v["rejected"] + c["invalid"]), str(v["unchanged"]), reasons or "-")
+    return t
+
+
+def print_summary(record: dict) -> None:
+    c, tm = record["counts"], record["timing"]
+    console.print(summary_table(record))
+    console.print(
+        f"rows read {c['read']} = valid {c['valid']} + invalid {c['invalid']}; "
+        f"tokens in {record['tokens']['in']}, out {record['tokens']['out']}; "
+        f"{tm['output_tokens_per_s']:.0f} output tokens/s; wall {tm['wall_s']:.1f}s"
+    )
+
+
+def _run(spec: JobSpec, run_id: Optional[str]) -> dict:
+    from pdgen_core.models.resolve import ModelError
+    from pdgen_core.pipeline import run_job
+    from pdgen_core.stages.generate import EngineError
+    from pdgen_core.stages.read import CatalogError
+
+    try:
+        return run_job(spec, run_id)
+    except (CatalogError, ModelError) as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+    except OSError as exc:
+        err.print(f"error: storage: {exc}\nCheck output.uri, the bucket, and AWS_* credentials in the "
+                  "environment.", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+    except EngineError as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def run(spec: Path, set_: list[str] = typer.Option([], "--set", help="Override a field: a.b=c"),
+        run_id: Optional[str] = typer.Option(None, help="Run id (default: time + random)")):
+    """Run a job here (in-process Ray, or the cluster at RAY_ADDRESS)."""
+    record = _run(_load(spec, set_), run_id)
+    print_summary(record)
+
+
+@app.command("synth-catalog")
+def synth_catalog(rows: int = typer.Option(1000, min=0), out: str = typer.Option(...),
+                  files: int = typer.Option(4, min=1), bad_rows: int = typer.Option(0, min=0),
+                  seed: int = 0):
+    """Write a synthetic catalog (Parquet files, local or s3://)."""
+    from pdgen_core.synth import write_catalog
+
+    paths = write_catalog(out, rows, files=files, seed=seed, bad_rows=bad_rows)
+    console.print(f"wrote {rows + bad_rows} rows in {len(paths)} file(s) under {out}")
+
+
+def _register_optional() -> None:
+    """Commands owned by other modules register themselves here."""
+    import importlib
+
+    for mod in ("pdgen_core.versions", "pdgen_core.jobs_api", "pdgen_core.finetune.commands",
+                "pdgen_core.report_cli"):
+        try:
+            m = importlib.import_module(mod)
+        except ModuleNotFoundError as exc:
+            if exc.name and mod.startswith(exc.name):
+                continue
+            raise
+        m.register(app)
+
+
+_register_optional()
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,356 @@
+"""The generation job: read -> validate -> plan -> prompt -> generate -> guard -> commit.
+
+Everything heavy runs in Ray Data; the driver holds the spec, the set of duplicate skus and small
+counters. Work is staged as Parquet under ``<output>/_staging/<run_id>/`` and committed at the end:
+one Delta version per table, then the run record (written last: its existence means the run is
+complete).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+
+from pdgen_core import storage
+from pdgen_core.guardrails import GUARDRAIL_SET_VERSION
+from pdgen_core.log import get_logger
+from pdgen_core.models.resolve import ensure_on_all_nodes, model_identity, resolve_model
+from pdgen_core.spec import JobSpec
+from pdgen_core.stages import commit, generate, read, validate
+from pdgen_core.stages.guard import GEN_SCHEMA, guard_batch
+from pdgen_core.stages.plan import WORK_SCHEMA, RunContext, plan_batch
+from pdgen_core.tasks import TASKS
+
+
+def new_run_id() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+@dataclass
+class Paths:
+    out: storage.Location
+    run_id: str
+
+    @property
+    def staging(self) -> storage.Location:
+        return self.out.child("_staging", self.run_id)
+
+    def round(self, k: int) -> storage.Location:
+        return self.staging.child(f"round-{k}")
+
+    @property
+    def validate_rejects(self) -> storage.Location:
+        return self.staging.child("validate")
+
+    def content(self, task: str) -> storage.Location:
+        return self.out.child("content", task)
+
+    def rejects(self, task: str) -> storage.Location:
+        return self.out.child("rejects", task)
+
+    def record(self) -> storage.Location:
+        return self.out.child("runs", f"{self.run_id}.json")
+
+
+@dataclass
+class Counts:
+    read: int = 0
+    invalid: int = 0
+    by_task: dict[str, dict[str, int]] = field(default_factory=dict)
+    reasons: dict[str, dict[str, int]] = field(default_factory=dict)
+    tokens_in: int = 0
+    tokens_out: int = 0
+
+    def add(self, task: str, key: str, n: int = 1) -> None:
+        self.by_task.setdefault(task, {"planned": 0, "unchanged": 0, "accepted": 0, "rejected": 0})
+        self.by_task[task][key] = self.by_task[task].get(key, 0) + n
+
+    def reason(self, task: str, reason: str, n: int = 1) -> None:
+        r = self.reasons.setdefault(task, {})
+        r[reason] = r.get(reason, 0) + n
+
+
+def init_ray() -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    from pdgen_core.settings import get_settings
+
+    # Only non-secret facts travel in the runtime env; workers inherit credentials from their node.
+    env = {"VLLM_LOGGING_LEVEL": "WARNING", "PDGEN_CACHE_DIR": str(get_settings().cache_dir),
+           "TOKENIZERS_PARALLELISM": "false"}
+    ray.init(address=get_settings().ray_address, runtime_env={"env_vars": env},
+             ignore_reinit_error=True, log_to_driver=True, configure_logging=False)
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = True
+    ctx.print_on_execution_start = False
+
+
+def sampling_for(spec: JobSpec, task: str) -> dict[str, Any]:
+    """The task's sampling defaults, overridden by the fields the spec sets explicitly."""
+    t = TASKS[task]
+    s = spec.sampling
+    explicit = {k: getattr(s, k) for k in s.model_fields_set if k != "seed"}
+    base = {"temperature": s.temperature, "top_p": s.top_p, "max_tokens": s.max_tokens}
+    out = {**base, **t.sampling, **explicit}
+    if t.stop:
+        out["stop"] = list(t.stop)
+    return out
+
+
+def build_context(spec: JobSpec, run_id: str, model_id: str, known_brands: frozenset[str],
+                  adapters: dict[str, str] | None = None) -> RunContext:
+    g = spec.guardrails
+    return RunContext(
+        run_id=run_id, tasks=tuple(spec.tasks), locales=tuple(spec.locales),
+        currency=spec.catalog.currency, model=model_id, adapters=adapters or {},
+        sampling={t: sampling_for(spec, t) for t in spec.tasks}, base_seed=spec.sampling.seed,
+        guardrails_version=GUARDRAIL_SET_VERSION,
+        variants={t: TASKS[t].variants_for(spec) for t in spec.tasks},
+        guard={"known_brands": known_brands, "banned_terms": tuple(g.banned_terms),
+               "min_chars": g.min_chars, "max_chars": g.max_chars},
+        max_attempts=g.max_attempts,
+    )
+
+
+def wanted_fields(spec: JobSpec) -> set[str]:
+    return {f for t in spec.tasks for f in TASKS[t].fields if f not in ("variant",)}
+
+
+def count_catalog_rows(uri: str, limit: int | None) -> int:
+    loc, files = read.catalog_files(uri)
+    n = sum(pq.ParquetFile(loc.fs.open_input_file(f)).metadata.num_rows for f in files)
+    return min(n, limit) if limit else n
+
+
+def _reject_rows(batch: pa.Table, tasks: tuple[str, ...], run_id: str) -> pa.Table:
+    now = dt.datetime.now(dt.timezone.utc)
+    rows = [
+        {"sku": r["sku"], "task": t, "locale": "*", "variant": "", "stage": "validate",
+         "reason": r["_reject"], "detail": r["_detail"], "attempts": 0, "run_id": run_id,
+         "rejected_at": now}
+        for r in batch.select(["sku", "_reject", "_detail"]).to_pylist() for t in tasks
+    ]
+    return pa.Table.from_pylist(rows, schema=commit.REJECT_SCHEMA)
+
+
+def _next_attempt(batch: pa.Table) -> pa.Table:
+    rows = batch.select(WORK_SCHEMA.names).to_pylist()
+    for r in rows:
+        r["attempt"] = int(r["attempt"]) + 1
+    return pa.Table.from_pylist(rows, schema=WORK_SCHEMA)
+
+
+def staged_files(loc: storage.Location) -> list[str]:
+    return storage.list_files(loc, suffix=".parquet")
+
+
+class Job:
+    """One run of a spec. ``run()`` returns the run record."""
+
+    def __init__(self, spec: JobSpec, run_id: str | None = None):
+        self.spec = spec
+        self.run_id = run_id or new_run_id()
+        self.paths = Paths(storage.resolve(spec.output.uri), self.run_id)
+        self.log = get_logger(run_id=self.run_id, job=spec.name)
+        self.counts = Counts()
+        self.timing: dict[str, float] = {}
+
+    # -- preflight: everything that can stop the job before any work -----------------------------
+    def preflight(self) -> tuple[dict[str, str], Path]:
+        plan = read.column_plan(self.spec.catalog, wanted_fields(self.spec))
+        probe = self.paths.out.child("_staging", ".write-probe")
+        storage.write_bytes(probe, b"ok")  # wrong credentials or a missing bucket fail here
+        probe.fs.delete_file(probe.path)
+        model_path = resolve_model(self.spec.model.source)
+        return plan, model_path
+
+    def run(self) -> dict[str, Any]:
+        t0 = time.monotonic()
+        started = dt.datetime.now(dt.timezone.utc)
+        plan_cols, model_path = self.preflight()
+        init_ray()
+        model_path = ensure_on_all_nodes(self.spec.model.source) if not Path(self.spec.model.source).exists() else model_path
+        model_id = model_identity(model_path, self.spec.model.revision)
+        self.log.info("run.start", tasks=self.spec.tasks, mode=self.spec.mode, model=model_id,
+                      catalog=self.spec.catalog.uri, output=self.spec.output.uri)
+        raw = read.read_catalog(self.spec.catalog, plan_cols)
+        dups = validate.find_duplicate_skus(raw)
+        known_brands = self._known_brands(raw, plan_cols)
+        ctx = build_context(self.spec, self.run_id, model_id, known_brands)
+        clean = raw.map_batches(validate.clean_batch, fn_kwargs={"dup_skus": dups}, batch_format="pyarrow")
+        self._stage_validation_rejects(clean)
+        work = clean.filter(lambda r: r["_reject"] is None).map_batches(
+            plan_batch, fn_kwargs={"ctx": ctx}, batch_format="pyarrow")
+        work = self._incremental(work, ctx)
+        tg = time.monotonic()
+        self._generate_rounds(work, ctx, model_path)
+        self.timing["generate_s"] = time.monotonic() - tg
+        versions = self._commit(ctx)
+        self.counts.read = count_catalog_rows(self.spec.catalog.uri, self.spec.catalog.limit)
+        record = self._record(started, t0, versions, model_id)
+        storage.write_json(self.paths.record(), record)
+        storage.delete_tree(self.paths.staging)
+        self.log.info("run.committed", counts=record["counts"], tables=versions,
+                      wall_s=round(record["timing"]["wall_s"], 2))
+        return record
+
+    def _known_brands(self, raw, plan_cols) -> frozenset[str]:
+        if "brand" not in plan_cols:
+            return frozenset()
+        brands = raw.select_columns(["brand"]).map_batches(
+            lambda b: pa.table({"brand": [validate.norm_text(v) for v in b.column("brand").to_pylist()]}),
+            batch_format="pyarrow").unique("brand")
+        return frozenset(b for b in brands if b)
+
+    def _stage_validation_rejects(self, clean) -> None:
+        loc = self.paths.validate_rejects
+        storage.delete_tree(loc)
+        (clean.filter(lambda r: r["_reject"] is not None)
+              .map_batches(_reject_rows, fn_kwargs={"tasks": tuple(self.spec.tasks), "run_id": self.run_id},
+                           batch_format="pyarrow")
+              .write_parquet(loc.path, filesystem=loc.fs))
+
+    def _incremental(self, work, ctx: RunContext):
+        return work  # full runs regenerate everything; incremental planning lands with issue 4
+
+    def _generate_rounds(self, work, ctx: RunContext, model_path: Path) -> None:
+        src = work
+        for k in range(1, ctx.max_attempts + 1):
+            loc = self.paths.round(k)
+            storage.delete_tree(loc)
+            proc = generate.build(self.spec, ctx, model_path)
+            out = proc(src).map_batches(guard_batch, fn_kwargs={"ctx": ctx}, batch_format="pyarrow")
+            try:
+                out.write_parquet(loc.path, filesystem=loc.fs)
+            except Exception as exc:  # a dead engine, not a bad row: fail the job, clearly
+                raise generate.EngineError(
+                    f"generation failed in round {k}: {type(exc).__name__}: {str(exc)[-800:]}\n"
+                    "The vLLM engine died or could not start. Check model.source, "
+                    "resources.memory_fraction and the worker logs."
+                ) from exc
+            retry = [f for f in staged_files(loc)]
+            if not retry or k == ctx.max_attempts:
+                return
+            retries = pads.dataset(retry, filesystem=loc.fs).count_rows(filter=pads.field("status") == "retry")
+            if retries == 0:
+                return
+            import ray
+
+            self.log.info("round.retry", round=k + 1, rows=retries)
+            src = (ray.data.read_parquet(retry, filesystem=loc.fs)
+                   .filter(lambda r: r["status"] == "retry")
+                   .map_batches(_next_attempt, batch_format="pyarrow"))
+
+    def _commit(self, ctx: RunContext) -> dict[str, int | None]:
+        versions: dict[str, int | None] = {}
+        gen_files = [f for k in range(1, ctx.max_attempts + 1) for f in staged_files(self.paths.round(k))]
+        val_files = staged_files(self.paths.validate_rejects)
+        fs = self.paths.out.fs
+        for task in self.spec.tasks:
+            self._count(task, gen_files, val_files, fs)
+            is_task = pads.field("task") == task
+            c_loc = self.paths.content(task)
+            if self.counts.by_task[task]["accepted"]:
+                src = commit.staged_reader(gen_files, fs, commit.CONTENT_SCHEMA,
+                                           is_task & (pads.field("status") == "accepted"))
+                versions[f"content/{task}"] = commit.merge_content(c_loc, src, self.run_id)
+            else:
+                versions[f"content/{task}"] = None
+            n_rej = self.counts.invalid + self.counts.by_task[task]["rejected"]
+            if n_rej:
+                parts = []
+                if val_files:
+                    parts.append((pads.dataset(val_files, filesystem=fs), is_task, _REJECT_PROJ))
+                if gen_files:
+                    parts.append((pads.dataset(gen_files, filesystem=fs),
+                                  is_task & (pads.field("status") == "rejected"), _GEN_REJECT_PROJ))
+                src = _concat(parts, commit.REJECT_SCHEMA)
+                versions[f"rejects/{task}"] = commit.append_rejects(self.paths.rejects(task), src, self.run_id)
+            else:
+                versions[f"rejects/{task}"] = None
+        return versions
+
+    def _count(self, task: str, gen_files: list[str], val_files: list[str], fs) -> None:
+        c = self.counts
+        c.add(task, "planned", 0)
+        if val_files:
+            v = pads.dataset(val_files, filesystem=fs).to_table(
+                columns=["reason"], filter=pads.field("task") == task)
+            c.invalid = v.num_rows  # one row per task per bad catalog row
+            for r, n in _value_counts(v.column("reason")):
+                c.reason(task, r, n)
+        if not gen_files:
+            return
+        scan = pads.dataset(gen_files, filesystem=fs).scanner(
+            columns=["status", "reason", "tokens_in", "tokens_out"], filter=pads.field("task") == task)
+        for b in scan.to_batches():
+            t = pa.Table.from_batches([b])
+            for status, n in _value_counts(t.column("status")):
+                if status in ("accepted", "rejected"):
+                    c.add(task, status, n)
+            rejected = t.filter(pc.equal(t.column("status"), "rejected"))
+            for r, n in _value_counts(rejected.column("reason")):
+                c.reason(task, r, n)
+            c.tokens_in += int(pc.sum(t.column("tokens_in")).as_py() or 0)
+            c.tokens_out += int(pc.sum(t.column("tokens_out")).as_py() or 0)
+        bt = c.by_task[task]
+        bt["planned"] = bt["accepted"] + bt["rejected"] + bt["unchanged"]
+
+    def _record(self, started, t0, versions, model_id) -> dict[str, Any]:
+        c = self.counts
+        wall = time.monotonic() - t0
+        accepted = sum(v["accepted"] for v in c.by_task.values())
+        gen_s = self.timing.get("generate_s", wall)
+        return {
+            "run_id": self.run_id, "name": self.spec.name, "status": "committed", "mode": self.spec.mode,
+            "spec": self.spec.redacted_dict(), "started_at": started.isoformat(),
+            "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+            "model": {"source": self.spec.model.source, "identity": model_id},
+            "counts": {
+                "read": c.read, "valid": c.read - c.invalid, "invalid": c.invalid,
+                "accepted": accepted,
+                "rejected": sum(v["rejected"] for v in c.by_task.values()),
+                "unchanged": sum(v["unchanged"] for v in c.by_task.values()),
+                "by_task": c.by_task, "rejects_by_reason": c.reasons,
+            },
+            "tokens": {"in": c.tokens_in, "out": c.tokens_out},
+            "timing": {"wall_s": wall, "generate_s": gen_s,
+                       "rows_per_s": accepted / wall if wall else 0.0,
+                       "output_tokens_per_s": c.tokens_out / gen_s if gen_s else 0.0},
+            "tables": versions,
+        }
+
+
+def _value_counts(col: pa.ChunkedArray) -> list[tuple[str, int]]:
+    vc = pc.value_counts(col)
+    return [(v["values"].as_py(), v["counts"].as_py()) for v in vc if v["values"].as_py() is not None]
+
+
+_REJECT_PROJ = {n: pads.field(n) for n in commit.REJECT_SCHEMA.names}
+_GEN_REJECT_PROJ = {**_REJECT_PROJ, "rejected_at": pads.field("generated_at")}
+
+
+def _concat(parts, schema: pa.Schema) -> pa.RecordBatchReader:
+    """Stream (dataset, filter, projection) parts as one reader of ``schema``."""
+    def batches():
+        for d, flt, proj in parts:
+            for b in d.scanner(columns=proj, filter=flt, batch_size=8192).to_batches():
+                if b.num_rows:
+                    yield pa.RecordBatch.from_arrays(
+                        [b.column(n).cast(schema.field(n).type) for n in schema.names], schema=schema)
+    return pa.RecordBatchReader.from_batches(schema, batches())
+
+
+def run_job(spec: JobSpec, run_id: str | None = None) -> dict[str, Any]:
+    return Job(spec, run_id).run()

@@ -1,0 +1,69 @@
+"""Guard: check every generated text; accept it, send it for another attempt with a new seed, or
+reject it with the reason. Per-row engine errors become rejects here (stage ``generate``).
+
+Output rows are complete content rows plus ``status`` (accepted | retry | rejected), ``reason``
+and ``stage``, so the staging files of a round are all the commit needs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pyarrow as pa
+
+from pdgen_core.guardrails import GuardContext, run_checks
+from pdgen_core.stages.plan import WORK_SCHEMA, RunContext
+from pdgen_core.tasks import TASKS
+
+GEN_SCHEMA = pa.schema(list(WORK_SCHEMA) + [
+    ("text", pa.string()), ("model", pa.string()), ("adapter", pa.string()),
+    ("sampling_hash", pa.string()), ("run_id", pa.string()),
+    ("generated_at", pa.timestamp("us", tz="UTC")), ("tokens_in", pa.int64()),
+    ("tokens_out", pa.int64()), ("attempts", pa.int32()),
+    ("status", pa.string()), ("stage", pa.string()), ("reason", pa.string()), ("detail", pa.string()),
+])
+_ENGINE_COLS = ("generated_text", "num_input_tokens", "num_generated_tokens", "__inference_error__")
+
+
+def guard_context(row: dict[str, Any], ctx: RunContext, prompt_text: str = "") -> GuardContext:
+    g = ctx.guard
+    return GuardContext(
+        locale=row["locale"], title=row.get("title"), brand=row.get("brand"), price=row.get("price"),
+        currency=ctx.currency, known_brands=g.get("known_brands", frozenset()),
+        banned_terms=tuple(g.get("banned_terms", ())), url_allowlist=tuple(g.get("url_allowlist", ())),
+        input_texts=tuple(v for v in (row.get("title"), row.get("brand")) if v),
+        system_prompt=prompt_text, min_chars=g.get("min_chars", 20), max_chars=g.get("max_chars", 2000),
+    )
+
+
+def judge(row: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
+    """One engine output row -> one GEN_SCHEMA row."""
+    task = TASKS[row["task"]]
+    text = (row.get("generated_text") or "").strip()
+    out = {k: row.get(k) for k in WORK_SCHEMA.names}
+    out.update(
+        text=text, model=ctx.model, adapter=ctx.adapters.get(row["task"], ""),
+        sampling_hash=ctx.sampling_hash(row["task"]), run_id=ctx.run_id,
+        generated_at=dt.datetime.now(dt.timezone.utc), tokens_in=int(row.get("num_input_tokens") or 0),
+        tokens_out=int(row.get("num_generated_tokens") or 0), attempts=int(row["attempt"]),
+        status="accepted", stage=None, reason=None, detail=None,
+    )
+    err = row.get("__inference_error__") or ""
+    if err:
+        out.update(status="rejected", stage="generate", reason="engine_error", detail=err[:500])
+        return out
+    reason = run_checks(task.guardrails, text, guard_context(row, ctx))
+    if reason is None and task.parse is not None:
+        reason = task.parse(text)
+    if reason:
+        last = int(row["attempt"]) >= ctx.max_attempts
+        out.update(status="rejected" if last else "retry", stage="guard", reason=reason,
+                   detail=text[:300])
+    return out
+
+
+def guard_batch(batch: pa.Table, ctx: RunContext) -> pa.Table:
+    cols = [c for c in WORK_SCHEMA.names + list(_ENGINE_COLS) if c in batch.column_names]
+    rows = batch.select(cols).to_pylist()
+    return pa.Table.from_pylist([judge(r, ctx) for r in rows], schema=GEN_SCHEMA)

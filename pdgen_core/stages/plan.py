@@ -1,0 +1,76 @@
+"""Plan: turn clean catalog rows into work items, one per (sku, task, locale, variant), each with
+its input fingerprint. Incremental runs then keep only the items whose fingerprint differs from
+the committed content (``pdgen_core.incremental``).
+
+``RunContext`` is everything a worker needs to plan, prompt and guard, in one picklable object
+built once on the driver.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from pdgen_core import fingerprint as fp
+from pdgen_core.tasks import TASKS
+
+WORK_SCHEMA = pa.schema([
+    ("sku", pa.string()), ("task", pa.string()), ("locale", pa.string()), ("variant", pa.string()),
+    ("title", pa.string()), ("brand", pa.string()), ("price", pa.float64()),
+    ("fields_json", pa.string()), ("input_fingerprint", pa.string()), ("template", pa.string()),
+    ("attempt", pa.int32()),
+])
+
+
+@dataclass(frozen=True)
+class RunContext:
+    run_id: str
+    tasks: tuple[str, ...]
+    locales: tuple[str, ...]
+    currency: str
+    model: str                                   # model identity (name@revision-or-hash)
+    adapters: dict[str, str] = field(default_factory=dict)       # task -> adapter identity
+    sampling: dict[str, dict[str, Any]] = field(default_factory=dict)  # task -> params (no seed)
+    base_seed: int = 0
+    guardrails_version: str = "1"
+    variants: dict[str, tuple[str, ...]] = field(default_factory=dict)  # task -> variants
+    guard: dict[str, Any] = field(default_factory=dict)          # guardrail settings from the spec
+    max_attempts: int = 2
+
+    def sampling_hash(self, task: str) -> str:
+        return fp.sampling_hash({**self.sampling[task], "base_seed": self.base_seed})
+
+    def task_locales(self, task: str) -> tuple[str, ...]:
+        return tuple(loc for loc in self.locales if loc in TASKS[task].locales)
+
+
+def work_items(row: dict[str, Any], ctx: RunContext) -> list[dict[str, Any]]:
+    """The work items for one clean row."""
+    out = []
+    for name in ctx.tasks:
+        task = TASKS[name]
+        fields = {f: row.get(f) for f in task.fields}
+        for locale in ctx.task_locales(name):
+            for variant in ctx.variants.get(name, ("",)):
+                out.append({
+                    "sku": row["sku"], "task": name, "locale": locale, "variant": variant,
+                    "title": row.get("title"), "brand": row.get("brand"), "price": row.get("price"),
+                    "fields_json": json.dumps(fields, ensure_ascii=False, sort_keys=True),
+                    "input_fingerprint": fp.input_fingerprint(
+                        fields, template=task.template_id, locale=locale, variant=variant,
+                        currency=ctx.currency, model=ctx.model, adapter=ctx.adapters.get(name, ""),
+                        sampling=ctx.sampling_hash(name), guardrails=ctx.guardrails_version,
+                    ),
+                    "template": task.template_id,
+                    "attempt": 1,
+                })
+    return out
+
+
+def plan_batch(batch: pa.Table, ctx: RunContext) -> pa.Table:
+    """Ray Data UDF body: clean rows (``_reject`` null) -> work items."""
+    items = [it for r in batch.to_pylist() for it in work_items(r, ctx)]
+    return pa.Table.from_pylist(items, schema=WORK_SCHEMA)

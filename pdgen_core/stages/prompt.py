@@ -1,0 +1,29 @@
+"""Prompt: render each work item's prompt from its task's versioned, sandboxed template and attach
+the engine request (sampling parameters with a per-row seed; the LoRA adapter when the task has
+one). Catalog values are data to the template, never template code (see ``tasks/base.py``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pdgen_core import fingerprint as fp
+from pdgen_core.stages.plan import RunContext
+from pdgen_core.tasks import TASKS
+
+
+def engine_request(row: dict[str, Any], ctx: RunContext, adapter_names: dict[str, str]) -> dict[str, Any]:
+    """Add ``prompt``, ``sampling_params`` (and ``model`` for LoRA) to one work item."""
+    task = TASKS[row["task"]]
+    fields = json.loads(row["fields_json"])
+    prompt = task.render(fields, row["locale"], ctx.currency, variant=row["variant"])
+    params = dict(ctx.sampling[row["task"]])
+    params["seed"] = fp.row_seed(ctx.base_seed, row["sku"], row["task"], row["locale"],
+                                 row["variant"], int(row["attempt"]))
+    if task.output == "json" and task.json_schema:
+        params["structured_outputs"] = {"json": task.json_schema}
+    out = dict(row, prompt=prompt, sampling_params=params)
+    if row["task"] in adapter_names:
+        out["model"] = adapter_names[row["task"]]
+    return out

@@ -1,0 +1,142 @@
+"""Validate and clean: every catalog row leaves as a clean row or as a reject with a reason.
+
+Never raises on row content. Strings are NFC-normalised, NBSP and odd whitespace become spaces,
+control, zero-width and bidi characters are removed, runs of whitespace collapse; values over their
+cap are truncated (optional fields) or rejected (titles). Prices must be numeric, finite and
+>= 0. Duplicate skus are found in a separate, one-column pass (``find_duplicate_skus``) and every
+row of a duplicated sku is rejected: two rows disagreeing about one product is a catalog bug, and a
+wrong price is worse than no text.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from typing import Any
+
+import pyarrow as pa
+
+TEXT_FIELDS = ("title", "brand", "category", "color", "gender", "material", "attributes", "description")
+CAPS = {"title": 300, "description": 4000, "attributes": 1000}
+DEFAULT_CAP = 200
+SKU_CAP = 128
+_STRIP = re.compile(r"[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e"
+                    r"\u2060-\u2064\u2066-\u2069\ufeff\ufff9-\ufffb]")
+_WS = re.compile(r"\s+")
+
+CLEAN_SCHEMA = pa.schema(
+    [("sku", pa.string())]
+    + [(f, pa.string()) for f in TEXT_FIELDS]
+    + [("price", pa.float64()), ("_reject", pa.string()), ("_detail", pa.string())]
+)
+
+
+def norm_text(value: Any) -> str | None:
+    """One clean line of text, or None when nothing is left."""
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="replace")
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        value = "; ".join(f"{k}: {v}" for k, v in value.items() if v not in (None, ""))
+    elif isinstance(value, (list, tuple)):
+        value = ", ".join(str(v) for v in value if v not in (None, ""))
+    s = unicodedata.normalize("NFC", str(value))
+    s = _WS.sub(" ", _STRIP.sub("", s.replace("\u00a0", " "))).strip()
+    return s or None
+
+
+def norm_sku(value: Any) -> str | None:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return norm_text(value)
+
+
+def parse_price(value: Any) -> tuple[float | None, str | None]:
+    """(price, None) or (None, reason). Missing prices are allowed: templates omit them."""
+    if value is None:
+        return None, None
+    if isinstance(value, bool):
+        return None, "invalid_price"
+    if isinstance(value, str):
+        s = value.strip().replace(",", "")
+        if not s:
+            return None, None
+        try:
+            value = float(s)
+        except ValueError:
+            return None, "invalid_price"
+    try:
+        p = float(value)
+    except (TypeError, ValueError):
+        return None, "invalid_price"
+    if not math.isfinite(p):
+        return None, "nonfinite_price"
+    if p < 0:
+        return None, "negative_price"
+    if p > 1e9:
+        return None, "price_too_large"
+    return p, None
+
+
+def clean_row(row: dict[str, Any], dup_skus: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """One output row of ``CLEAN_SCHEMA``; ``_reject`` holds the reason when it is rejected."""
+    out: dict[str, Any] = {"_reject": None, "_detail": None}
+    sku = norm_sku(row.get("sku"))
+    out["sku"] = sku
+    for f in TEXT_FIELDS:
+        v = norm_text(row.get(f))
+        cap = CAPS.get(f, DEFAULT_CAP)
+        if v is not None and len(v) > cap and f != "title":
+            v = v[: cap - 1].rstrip() + "…"
+        out[f] = v
+    price, price_reason = parse_price(row.get("price"))
+    out["price"] = price
+    reason, detail = _first_problem(out, sku, price_reason, row.get("price"), dup_skus)
+    if reason:
+        out["_reject"], out["_detail"] = reason, detail
+        if out["title"] and len(out["title"]) > CAPS["title"]:
+            out["title"] = out["title"][: CAPS["title"]]  # keep rejects small
+        if sku and len(sku) > SKU_CAP:
+            out["sku"] = sku[:SKU_CAP]
+    return out
+
+
+def _first_problem(out, sku, price_reason, raw_price, dup_skus) -> tuple[str | None, str | None]:
+    if sku is None:
+        return "missing_sku", "sku is empty or null"
+    if len(sku) > SKU_CAP:
+        return "invalid_sku", f"sku longer than {SKU_CAP} characters"
+    if out["title"] is None:
+        return "missing_title", "title is empty or null after whitespace normalisation"
+    if len(out["title"]) > CAPS["title"]:
+        return "title_too_long", f"title has {len(out['title'])} characters (cap {CAPS['title']})"
+    if price_reason:
+        return price_reason, f"price {str(raw_price)[:40]!r} is not a finite number >= 0"
+    if sku in dup_skus:
+        return "duplicate_sku", f"sku {sku[:60]!r} appears more than once in the catalog"
+    return None, None
+
+
+def clean_batch(batch: pa.Table, dup_skus: frozenset[str] = frozenset()) -> pa.Table:
+    """Ray Data UDF body: a pyarrow batch of canonical columns -> ``CLEAN_SCHEMA``."""
+    rows = batch.to_pylist()
+    out = [clean_row(r, dup_skus) for r in rows]
+    return pa.Table.from_pylist(out, schema=CLEAN_SCHEMA)
+
+
+def sku_only(batch: pa.Table) -> pa.Table:
+    skus = [norm_sku(v) for v in batch.column("sku").to_pylist()]
+    return pa.table({"sku": pa.array(skus, pa.string())})
+
+
+def find_duplicate_skus(ds) -> frozenset[str]:
+    """Skus that occur more than once (one-column pass; only the duplicates reach the driver)."""
+    counts = (ds.select_columns(["sku"]).map_batches(sku_only, batch_format="pyarrow")
+              .filter(lambda r: r["sku"] is not None).groupby("sku").count())
+    return frozenset(r["sku"] for r in counts.filter(lambda r: r["count()"] > 1).iter_rows())

@@ -1,0 +1,80 @@
+import pytest
+import yaml
+
+from pdgen_core.spec import SpecError, load_spec, parse_overrides, spec_from_dict
+
+GOOD = {
+    "name": "spring-refresh",
+    "catalog": {"uri": "s3://catalog/products/", "columns": {"sku": "product_id", "title": "product_name"},
+                "currency": "INR", "limit": 10},
+    "tasks": ["description"],
+    "output": {"uri": "s3://content/"},
+}
+
+
+def test_good_spec_parses_with_defaults():
+    s = spec_from_dict(GOOD)
+    assert s.model.source == "pdgen-tiny"
+    assert s.resources.replicas == 1 and s.mode == "incremental"
+    assert s.catalog.currency == "INR"
+
+
+def test_every_error_reported_at_once_with_field_value_fix():
+    bad = {**GOOD, "mode": "sometimes", "sampling": {"temperature": 9, "max_tokens": 0},
+           "resources": {"replicas": 0}, "tasks": ["poem"], "colour": "red"}
+    with pytest.raises(SpecError) as ei:
+        spec_from_dict(bad)
+    problems = ei.value.problems
+    text = "\n".join(problems)
+    for field in ("mode", "sampling.temperature", "sampling.max_tokens", "resources.replicas", "tasks", "colour"):
+        assert any(p.startswith(field) for p in problems), (field, text)
+    assert all("fix:" in p and "value:" in p for p in problems)
+    assert "'sometimes'" in text and "available: ['description'" in text
+
+
+def test_credentials_in_spec_are_refused_with_env_fix():
+    bad = {**GOOD, "output": {"uri": "s3://x/", "aws_secret_access_key": "hunter2"}}
+    with pytest.raises(SpecError) as ei:
+        spec_from_dict(bad)
+    msg = str(ei.value)
+    assert "AWS_SECRET_ACCESS_KEY" in msg and "environment" in msg
+
+
+def test_unknown_canonical_column_and_bad_currency():
+    bad = {**GOOD, "catalog": {"uri": "x", "columns": {"colour": "c"}, "currency": "rupees"}}
+    with pytest.raises(SpecError) as ei:
+        spec_from_dict(bad)
+    text = str(ei.value)
+    assert "catalog.columns" in text and "colour" in text and "catalog.currency" in text
+
+
+def test_load_spec_with_overrides(tmp_path):
+    p = tmp_path / "job.yaml"
+    p.write_text(yaml.safe_dump(GOOD))
+    s = load_spec(p, ["sampling.max_tokens=32", "resources.batch_size=8", "mode=full"])
+    assert s.sampling.max_tokens == 32 and s.resources.batch_size == 8 and s.mode == "full"
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(SpecError, match="does not exist"):
+        load_spec(tmp_path / "nope.yaml")
+    p = tmp_path / "bad.yaml"
+    p.write_text("name: [unclosed")
+    with pytest.raises(SpecError, match="not valid YAML"):
+        load_spec(p)
+
+
+def test_parse_overrides_needs_key_value():
+    assert parse_overrides(["a.b=3", "c=x"]) == {"a": {"b": 3}, "c": "x"}
+    with pytest.raises(SpecError, match="KEY=VALUE"):
+        parse_overrides(["oops"])
+
+
+def test_shipped_yaml_specs_load():
+    from pathlib import Path
+
+    cfg = Path(__file__).resolve().parents[1] / "pdgen_core" / "configs"
+    specs = [p for p in cfg.glob("*.yaml") if "finetune" not in p.name]
+    assert specs
+    for p in specs:
+        load_spec(p)

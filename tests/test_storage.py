@@ -1,0 +1,52 @@
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pdgen_core import storage
+from pdgen_core.settings import get_settings
+
+
+def test_local_paths_resolve_absolute(tmp_path):
+    loc = storage.resolve(str(tmp_path / "a" / ".." / "b"))
+    assert loc.uri == str(tmp_path / "b") and not loc.is_s3
+    storage.write_json(loc.child("x", "r.json"), {"k": 1})
+    assert storage.read_json(loc.child("x", "r.json")) == {"k": 1}
+    assert storage.list_files(loc) == [str(tmp_path / "b" / "x" / "r.json")]
+
+
+def test_bad_uris_are_refused():
+    with pytest.raises(ValueError, match="unsupported URI scheme"):
+        storage.resolve("gs://bucket/x")
+    with pytest.raises(ValueError, match="not an S3 URI"):
+        storage.resolve("s3://")
+
+
+def test_s3_roundtrip_over_http(bucket, tmp_path):
+    loc = storage.resolve(f"{bucket}/data")
+    assert loc.is_s3
+    pq.write_table(pa.table({"a": [1, 2]}), loc.child("f.parquet").path, filesystem=loc.fs)
+    storage.write_json(loc.child("_meta.json"), {"ok": True})
+    assert storage.list_files(loc, ".parquet") == [loc.child("f.parquet").path]
+    assert storage.exists(loc.child("_meta.json"))
+    got = storage.download_prefix(loc, tmp_path / "copy")
+    assert (got / "f.parquet").exists() and (got / "_meta.json").exists()
+
+
+def test_boto3_conditional_put_is_enforced(bucket):
+    from botocore.exceptions import ClientError
+
+    s3 = storage.boto3_client()
+    b = bucket.removeprefix("s3://")
+    s3.put_object(Bucket=b, Key="ptr", Body=b"1", IfNoneMatch="*")
+    with pytest.raises(ClientError) as ei:
+        s3.put_object(Bucket=b, Key="ptr", Body=b"2", IfNoneMatch="*")
+    assert ei.value.response["Error"]["Code"] in ("PreconditionFailed", "412")
+
+
+def test_settings_hide_secrets(monkeypatch):
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "sentinel-secret-123")
+    s = get_settings()
+    assert "sentinel-secret-123" not in repr(s)
+    assert "sentinel-secret-123" in s.secret_values()
+    opts = storage.delta_options()
+    assert opts["AWS_SECRET_ACCESS_KEY"] == "sentinel-secret-123"

@@ -1,0 +1,43 @@
+import math
+
+import pyarrow as pa
+
+from pdgen_core.stages.validate import CLEAN_SCHEMA, clean_batch, clean_row, norm_text, parse_price
+
+
+def test_norm_text_whitespace_nbsp_controls():
+    assert norm_text("  Blue\u00a0 Shirt\u200b\t\n ") == "Blue Shirt"
+    assert norm_text("\u202eevil\u202c") == "evil"
+    assert norm_text("   \u00a0 ") is None
+    assert norm_text(None) is None and norm_text(float("nan")) is None
+    assert norm_text({"size": "M", "fit": None}) == "size: M"
+
+
+def test_parse_price():
+    assert parse_price(12) == (12.0, None)
+    assert parse_price("1,299.50") == (1299.5, None)
+    assert parse_price(None) == (None, None)
+    assert parse_price(-1) == (None, "negative_price")
+    assert parse_price(float("nan")) == (None, "nonfinite_price")
+    assert parse_price(math.inf) == (None, "nonfinite_price")
+    assert parse_price("abc") == (None, "invalid_price")
+    assert parse_price(True) == (None, "invalid_price")
+
+
+def test_clean_row_reasons():
+    ok = clean_row({"sku": 123.0, "title": " A\u00a0hat ", "price": "5"})
+    assert ok["_reject"] is None and ok["sku"] == "123" and ok["title"] == "A hat" and ok["price"] == 5.0
+    assert clean_row({"sku": None, "title": "x"})["_reject"] == "missing_sku"
+    assert clean_row({"sku": "a", "title": " "})["_reject"] == "missing_title"
+    assert clean_row({"sku": "a", "title": "t" * 301})["_reject"] == "title_too_long"
+    assert clean_row({"sku": "a", "title": "t", "price": -3})["_reject"] == "negative_price"
+    assert clean_row({"sku": "a", "title": "t"}, frozenset({"a"}))["_reject"] == "duplicate_sku"
+    long_desc = clean_row({"sku": "a", "title": "t", "description": "d" * 5000})
+    assert long_desc["_reject"] is None and len(long_desc["description"]) == 4000
+
+
+def test_clean_batch_keeps_every_row():
+    batch = pa.table({"sku": ["a", None, "c"], "title": ["x", "y", None], "price": [1.0, 2.0, None]})
+    out = clean_batch(batch)
+    assert out.schema == CLEAN_SCHEMA and out.num_rows == 3
+    assert out.column("_reject").to_pylist() == [None, "missing_sku", "missing_title"]
