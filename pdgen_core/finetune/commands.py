@@ -1,0 +1,59 @@
+"""Typer commands ``pdgen finetune SPEC`` and ``pdgen eval SPEC``; ``register(app)`` adds them."""
+
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``finetune`` and ``eval`` to the main ``pdgen`` Typer app."""
+
+    @app.command("finetune")
+    def finetune_cmd(
+        spec: str = typer.Argument(..., help="Fine-tune YAML (see pdgen_core/configs/finetune-*.yaml)."),
+        set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a field: --set train.max_steps=20"),
+        no_register: bool = typer.Option(False, "--no-register", help="Train only; publish nothing."),
+    ) -> None:
+        """Train an adapter (or a from-scratch tiny model) on Ray Train, evaluate it each epoch and
+        publish the best checkpoint to <output>/adapters/<task>/<version>/. Re-running the same
+        `name` resumes from its latest checkpoint."""
+        from pdgen_core.finetune import load_finetune_spec, run_finetune
+        from pdgen_core.spec import SpecError
+
+        try:
+            s = load_finetune_spec(spec, set_ or [])
+        except SpecError as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(2) from None
+        summary = run_finetune(s, register=not no_register)
+        typer.echo(json.dumps(summary, indent=2, default=str))
+
+    @app.command("eval")
+    def eval_cmd(
+        spec: str = typer.Argument(..., help="The fine-tune YAML whose adapter and data to evaluate."),
+        adapter: str = typer.Option("latest", help="Registry version to evaluate: latest or a number."),
+        limit: int = typer.Option(200, help="Held-out rows to generate for (0 = all)."),
+        max_new_tokens: int = typer.Option(128, help="Generation budget per row."),
+        engine: str = typer.Option("vllm", help="vllm (preferred) or hf."),
+        json_out: Optional[str] = typer.Option(None, "--json", help="Also write the report to this file."),
+        set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a spec field."),
+    ) -> None:
+        """Fine-tuned vs untuned vs template baseline on the held-out split: ROUGE-L, chrF, BLEU,
+        guardrail pass rate."""
+        from pdgen_core.finetune import evaluate_spec, load_finetune_spec
+        from pdgen_core.spec import SpecError
+
+        try:
+            s = load_finetune_spec(spec, set_ or [])
+        except SpecError as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(2) from None
+        report = evaluate_spec(s, adapter=adapter, limit=limit or None, max_new_tokens=max_new_tokens,
+                               engine=engine)
+        typer.echo(report["table"])
+        if json_out:
+            with open(json_out, "w") as f:
+                json.dump(report, f, indent=2, default=str)

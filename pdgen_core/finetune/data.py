@@ -1,0 +1,215 @@
+"""Fine-tune pairs from a catalog: (the task's generation prompt -> the catalog's own description).
+
+The prompt is ``TASKS[task].render(row, locale, currency)``, the very prompt generation sends, so
+training and generation agree. The answer is the cleaned reference text followed by the
+tokenizer's eos; the loss is masked to the answer tokens.
+
+Rows are dropped with a counted reason (no description, too short, too long, duplicate text), never
+silently. The train/val/test split hashes a *group* key: products that share a normalised title or
+a normalised description fall into one group (union-find), so near-duplicates (the same product
+under another id, size variants) never straddle the split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from pdgen_core.spec import CANONICAL_COLUMNS
+
+SYNTH_COLUMNS = {"sku": "product_id", "title": "product_name", "price": "price_usd"}
+_NON_WORD = re.compile(r"[^\w]+")
+
+
+@dataclass(frozen=True)
+class Pair:
+    sku: str
+    prompt: str
+    target: str
+    title: str = ""
+    brand: str | None = None      # kept for the guardrail checks of generated samples
+    price: float | None = None
+
+
+def clean_text(value: Any) -> str | None:
+    """One line, whitespace collapsed (NBSP and newlines included); ``None`` when empty."""
+    if value is None:
+        return None
+    s = " ".join(str(value).split())
+    return s or None
+
+
+def normalise(text: str) -> str:
+    """The form used for dedup and split keys: lower case, punctuation and spacing removed."""
+    return _NON_WORD.sub(" ", text.lower()).strip()
+
+
+def _clean_row(raw: dict[str, Any]) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for k, v in raw.items():
+        if k == "price":
+            try:
+                f = float(v) if v is not None else None
+            except (TypeError, ValueError):
+                f = None
+            row[k] = f if f is not None and f == f and f not in (float("inf"), float("-inf")) else None
+        else:
+            row[k] = clean_text(v)
+    return row
+
+
+def rows_from_table(table, columns: dict[str, str]) -> list[dict[str, Any]]:
+    """Canonical, cleaned rows from a pyarrow table and a canonical -> column mapping."""
+    names = set(table.column_names)
+    missing = sorted(src for src in columns.values() if src not in names)
+    if missing:
+        raise ValueError(f"data.columns names column(s) {missing} that the catalog lacks; "
+                         f"it has {sorted(names)}")
+    pick = {c: columns.get(c, c) for c in CANONICAL_COLUMNS if columns.get(c, c) in names}
+    if "description" not in pick or "title" not in pick:
+        raise ValueError("fine-tuning needs `title` and `description` columns: map them in data.columns "
+                         f"(the catalog has {sorted(names)})")
+    cols = {c: table.column(src).to_pylist() for c, src in pick.items()}
+    n = table.num_rows
+    return [_clean_row({c: cols[c][i] for c in cols}) for i in range(n)]
+
+
+def load_rows(uri: str, columns: dict[str, str], limit: int | None = None) -> list[dict[str, Any]]:
+    """Read a catalog (Parquet file/folder, s3:// or local; or ``synth://ROWS``) as canonical rows."""
+    if uri.startswith("synth://"):
+        from pdgen_core import synth
+
+        rows = int(uri[len("synth://"):] or 0)
+        if rows <= 0:
+            raise ValueError(f"data.uri {uri!r}: use synth://ROWS with ROWS > 0, e.g. synth://5000")
+        table = synth.make_catalog(rows, seed=0)
+        columns = {**SYNTH_COLUMNS, **columns}
+    else:
+        import pyarrow.parquet as pq
+
+        from pdgen_core import storage
+
+        loc = storage.resolve(uri)
+        if not storage.exists(loc):
+            raise FileNotFoundError(f"data.uri {uri!r}: nothing there; point it at a Parquet file or folder")
+        table = pq.read_table(loc.path, filesystem=loc.fs)
+    if limit:
+        table = table.slice(0, limit)
+    return rows_from_table(table, columns)
+
+
+def build_pairs(rows: Iterable[dict[str, Any]], task: str = "description", locale: str = "en",
+                currency: str = "USD", min_chars: int = 40, max_chars: int = 1200) -> tuple[list[Pair], Counter]:
+    """(prompt, reference) pairs; the second value counts every dropped row by reason."""
+    from pdgen_core.tasks import TASKS
+
+    t = TASKS[task]
+    pairs, dropped, seen = [], Counter(), set()
+    for i, row in enumerate(rows):
+        target = row.get("description")
+        if not target or not row.get("title"):
+            dropped["no_title_or_description"] += 1
+            continue
+        if len(target) < min_chars:
+            dropped["too_short"] += 1
+            continue
+        if len(target) > max_chars:
+            dropped["too_long"] += 1
+            continue
+        key = normalise(target)
+        if key in seen:
+            dropped["duplicate_text"] += 1
+            continue
+        seen.add(key)
+        pairs.append(Pair(str(row.get("sku") or i), t.render(row, locale, currency), target, row["title"],
+                          row.get("brand"), row.get("price")))
+    return pairs, dropped
+
+
+def _groups(pairs: list[Pair]) -> list[str]:
+    """A split key per pair: the smallest normalised text in its (title or description) component."""
+    parent = list(range(len(pairs)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first: dict[str, int] = {}
+    for i, p in enumerate(pairs):
+        for key in (("t", normalise(p.title)), ("d", normalise(p.target))):
+            if key[1] and key in first:
+                a, b = find(i), find(first[key])
+                if a != b:
+                    parent[a] = b
+            else:
+                first.setdefault(key, i)
+    rep: dict[int, str] = {}
+    for i, p in enumerate(pairs):
+        r = find(i)
+        k = normalise(p.target)
+        rep[r] = min(rep.get(r, k), k)
+    return [rep[find(i)] for i in range(len(pairs))]
+
+
+def bucket(key: str, salt: str) -> float:
+    """A stable number in [0, 1) from a text key."""
+    h = hashlib.sha256(f"{salt}\x00{key}".encode()).digest()
+    return int.from_bytes(h[:8], "big") / 2**64
+
+
+def split_pairs(pairs: list[Pair], val_fraction: float = 0.05, test_fraction: float = 0.05,
+                salt: str = "pdgen-split-v1") -> dict[str, list[Pair]]:
+    """``{"train", "val", "test"}`` by a hash of each pair's group key (see module docstring)."""
+    out: dict[str, list[Pair]] = {"train": [], "val": [], "test": []}
+    for p, g in zip(pairs, _groups(pairs)):
+        b = bucket(g, salt)
+        out["test" if b < test_fraction else "val" if b < test_fraction + val_fraction else "train"].append(p)
+    return out
+
+
+def fingerprint(pairs: Iterable[Pair]) -> str:
+    """sha256 over the pairs' prompts and targets, order-independent."""
+    h = hashlib.sha256()
+    for line in sorted(hashlib.sha256(f"{p.prompt}\x00{p.target}".encode()).hexdigest() for p in pairs):
+        h.update(line.encode())
+    return h.hexdigest()
+
+
+def encode_pair(tok, prompt: str, target: str, max_len: int) -> tuple[list[int], list[int]] | None:
+    """Token ids and labels (``-100`` on the prompt); ``None`` when longer than ``max_len``.
+
+    The prompt is encoded alone, exactly as the generation engine encodes it, and the answer
+    after it, so the boundary matches generation token for token.
+    """
+    p_ids = tok(prompt)["input_ids"]
+    a_ids = tok(target, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    if len(p_ids) + len(a_ids) > max_len:
+        return None
+    return p_ids + a_ids, [-100] * len(p_ids) + a_ids
+
+
+def encode_pairs(tok, pairs: list[Pair], max_len: int) -> tuple[list[tuple[list[int], list[int]]], int]:
+    """Encoded pairs and how many were dropped for exceeding ``max_len``."""
+    out = [encode_pair(tok, p.prompt, p.target, max_len) for p in pairs]
+    kept = [e for e in out if e is not None]
+    return kept, len(out) - len(kept)
+
+
+def collate(batch: list[tuple[list[int], list[int]]], pad_id: int):
+    """Right-padded ``input_ids``, ``attention_mask`` and ``labels`` (``-100`` on padding)."""
+    import torch
+
+    n = max(len(ids) for ids, _ in batch)
+    ids = torch.full((len(batch), n), pad_id, dtype=torch.long)
+    labels = torch.full((len(batch), n), -100, dtype=torch.long)
+    mask = torch.zeros((len(batch), n), dtype=torch.long)
+    for i, (x, y) in enumerate(batch):
+        ids[i, : len(x)] = torch.tensor(x)
+        labels[i, : len(y)] = torch.tensor(y)
+        mask[i, : len(x)] = 1
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}

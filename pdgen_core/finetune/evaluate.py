@@ -1,0 +1,162 @@
+"""``pdgen eval SPEC``: on the spec's held-out test split, the fine-tuned model against the untuned
+starting model and a fixed template baseline, on ROUGE-L, chrF, BLEU and guardrail pass rate.
+
+The test split is the one ``pdgen finetune`` set aside with the same hash (neither trained on nor
+used for early stopping). LoRA adapters are generated with vLLM (one engine, the adapter through a
+``LoRARequest``, the untuned model as the same engine without it); from-scratch models, whose
+"untuned" form is the random initialisation, with HF ``generate``. Decoding is greedy for both.
+vLLM starts its workers with spawn: call this from under an ``if __name__ == "__main__":`` guard.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from pdgen_core.finetune import data as D
+from pdgen_core.finetune import registry
+from pdgen_core.finetune.config import FinetuneSpec
+from pdgen_core.finetune.metrics import text_metrics
+from pdgen_core.log import get_logger
+
+SYSTEMS = ("fine-tuned", "untuned", "template")
+VLLM_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
+
+
+def template_baseline(row: dict[str, Any]) -> str:
+    """The fixed template: the title's product words, brand, audience and colour in one sentence."""
+    title, brand = row.get("title") or "", row.get("brand") or ""
+    rest = title[len(brand):].strip() if brand and title.lower().startswith(brand.lower()) else title
+    gender = row.get("gender") or ""
+    if gender:
+        rest = re.sub(rf"\b{re.escape(gender)}\b", "", rest, flags=re.I).strip()
+    rest = " ".join(rest.split()) or "product"
+    text = f"{rest[0].upper()}{rest[1:]}" + (f" by {brand}" if brand else "")
+    if gender:
+        text += f" for {gender.lower()}"
+    color = row.get("color") or ""
+    if color and color.lower() not in rest.lower():
+        text += f", in {color.lower()}"
+    return text + "."
+
+
+def held_out(spec: FinetuneSpec, tok, limit: int | None) -> tuple[list[D.Pair], list[dict]]:
+    """The test split (the validation split if the spec sets no test share), as pairs and rows."""
+    d = spec.data
+    rows = D.load_rows(d.uri, d.columns, d.limit)
+    by_sku = {str(r.get("sku") or i): r for i, r in enumerate(rows)}
+    pairs, _ = D.build_pairs(rows, spec.task, spec.locale, d.currency, d.min_chars, d.max_chars)
+    splits = D.split_pairs(pairs, d.val_fraction, d.test_fraction, d.split_salt)
+    test = splits["test"] or splits["val"]
+    test = [p for p in test if D.encode_pair(tok, p.prompt, p.target, spec.model.max_seq_len)]
+    test = test[:limit] if limit else test
+    return test, [by_sku.get(p.sku, {"title": p.title}) for p in test]
+
+
+def _vllm_generate(base: Path, adapter: Path | None, rank: int, prompts: list[str], max_tokens: int,
+                   max_model_len: int) -> dict[str, list[str]]:
+    from vllm import LLM, SamplingParams
+    from vllm.lora.request import LoRARequest
+
+    llm = LLM(model=str(base), enable_lora=adapter is not None, max_loras=1,
+              max_lora_rank=next(r for r in VLLM_RANKS if r >= rank), gpu_memory_utilization=0.25,
+              enforce_eager=True, dtype="float32", max_model_len=max_model_len, seed=0)
+    sp = SamplingParams(temperature=0.0, max_tokens=max_tokens)
+    out = {"untuned": [o.outputs[0].text.strip() for o in llm.generate(prompts, sp, use_tqdm=False)]}
+    if adapter is not None:
+        req = LoRARequest("finetuned", 1, str(adapter))
+        out["fine-tuned"] = [o.outputs[0].text.strip() for o in llm.generate(prompts, sp, lora_request=req,
+                                                                           use_tqdm=False)]
+    return out
+
+
+def _hf_generate(model_dir: Path, prompts: list[str], max_tokens: int, adapter: Path | None = None) -> list[str]:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from pdgen_core.finetune.loop import generate
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    if adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter).eval()
+    return generate(model, tok, prompts, max_tokens)
+
+
+def _random_init_like(model_dir: Path, work: Path) -> Path:
+    """The from-scratch starting point: the same config and tokenizer, freshly initialised weights."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model_dir))
+    model.save_pretrained(work, safe_serialization=True)
+    AutoTokenizer.from_pretrained(model_dir).save_pretrained(work)
+    return work
+
+
+def format_table(report: dict[str, Any]) -> str:
+    cols = ("rougeL", "chrf", "bleu", "guard_pass")
+    lines = [f"| system | {' | '.join(cols)} |", "|---|" + "---:|" * len(cols)]
+    for name, m in report["systems"].items():
+        lines.append(f"| {name} | " + " | ".join(f"{m[c]:.1f}" for c in cols) + " |")
+    return "\n".join(lines)
+
+
+def evaluate_spec(spec: FinetuneSpec, adapter: str = "latest", limit: int | None = 200,
+                  max_new_tokens: int = 128, engine: str = "vllm") -> dict[str, Any]:
+    """Generate for the held-out rows with each system and score them; returns the report dict."""
+    from transformers import AutoTokenizer
+
+    log = get_logger(component="finetune.eval", run=spec.name, task=spec.task)
+    path, version = registry.resolve_adapter(spec.output.uri, spec.task, adapter)
+    card = registry.read_card(path)
+    with tempfile.TemporaryDirectory(prefix="pdgen-eval-") as work:
+        if card["kind"] == "full":
+            start = _random_init_like(path, Path(work))
+            tok = AutoTokenizer.from_pretrained(path)
+        else:
+            from pdgen_core.finetune.train import base_model_path
+
+            from pdgen_core.models.resolve import model_identity
+
+            start = base_model_path(spec)
+            tok = AutoTokenizer.from_pretrained(start)
+            if card.get("base_model") and card["base_model"]["identity"] != model_identity(start):
+                log.warning("base_model_changed", trained_on=card["base_model"]["identity"],
+                            now=model_identity(start), fix="retrain the adapter on the current base model")
+        test, rows = held_out(spec, tok, limit)
+        if not test:
+            raise ValueError(f"data.uri {spec.data.uri!r}: the held-out split is empty; raise data.test_fraction")
+        prompts = [p.prompt for p in test]
+        if card["kind"] == "full":
+            gens = {"fine-tuned": _hf_generate(path, prompts, max_new_tokens),
+                    "untuned": _hf_generate(start, prompts, max_new_tokens)}
+        elif engine == "vllm":
+            from transformers import AutoConfig
+
+            max_len = min(AutoConfig.from_pretrained(start).max_position_embeddings,
+                          spec.model.max_seq_len + max_new_tokens)
+            gens = _vllm_generate(start, path, card["hyperparameters"]["lora"]["rank"], prompts, max_new_tokens,
+                                  max_len)
+        else:
+            gens = {"fine-tuned": _hf_generate(start, prompts, max_new_tokens, adapter=path),
+                    "untuned": _hf_generate(start, prompts, max_new_tokens)}
+    gens["template"] = [template_baseline(r) for r in rows]
+    refs = [p.target for p in test]
+    systems = {name: text_metrics(gens[name], refs, spec.task, rows) for name in SYSTEMS}
+    report = {
+        "task": spec.task, "data": spec.data.uri, "split": "test", "n": len(test),
+        "adapter": {"version": version, "path": str(path), "kind": card["kind"], "run_id": card.get("run_id")},
+        "engine": "hf" if card["kind"] == "full" else engine, "systems": systems,
+        "samples": [{"sku": p.sku, "reference": p.target, **{s: gens[s][i] for s in SYSTEMS}}
+                    for i, p in enumerate(test[:5])],
+    }
+    report["table"] = format_table(report)
+    log.info("eval_done", n=len(test), version=version,
+             **{f"{s}_rougeL": round(m["rougeL"], 1) for s, m in systems.items()})
+    return report

@@ -1,0 +1,308 @@
+"""Fine-tuning: spec, data (split, dedup, masking), metrics, registry, and real runs.
+
+The e2e tests train a LoRA adapter for a few steps on the CPU through Ray Train (2 workers, DDP
+over gloo) with checkpoints on the local S3 endpoint, resume the run from its checkpoint, publish
+it to the registry and load it in the real vLLM CPU engine through a LoRARequest.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from pdgen_core.finetune import data as D
+from pdgen_core.finetune import metrics as M
+from pdgen_core.finetune import registry
+from pdgen_core.finetune.config import FinetuneSpec, load_finetune_spec, spec_from_dict
+from pdgen_core.spec import SpecError
+
+CONFIGS = Path(__file__).resolve().parents[1] / "pdgen_core" / "configs"
+
+
+def _spec(**over) -> dict:
+    base = {"name": "t", "data": {"uri": "synth://100"}, "storage_path": "/tmp/x", "output": {"uri": "/tmp/y"}}
+    for k, v in over.items():
+        base[k] = {**base.get(k, {}), **v} if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+    return base
+
+
+# ---------------------------------------------------------------- spec
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("finetune-*.yaml")), ids=lambda p: p.name)
+def test_shipped_finetune_yamls_load(path):
+    spec = load_finetune_spec(path)
+    assert spec.kind in ("lora", "full")
+    assert "pdgen finetune" in path.read_text().split("\nname:")[0]  # launch command in the header
+
+
+def test_spec_defaults_lora_and_rejects_lora_with_from_scratch():
+    assert spec_from_dict(_spec()).lora.rank == 16
+    assert spec_from_dict(_spec(model={"from_scratch": True})).lora is None
+    with pytest.raises(SpecError) as e:
+        spec_from_dict(_spec(model={"from_scratch": True}, lora={"rank": 8}))
+    assert "from_scratch" in str(e.value) and "remove the `lora:` section" in str(e.value)
+
+
+def test_spec_errors_name_field_value_and_fix():
+    with pytest.raises(SpecError) as e:
+        spec_from_dict(_spec(optim={"lrr": 1}, model={"tiny": {"hidden": 100}},
+                             train={"early_stopping": {"metric": "accuracy"}}))
+    msg = str(e.value)
+    assert "optim.lrr" in msg and "remove `lrr`" in msg
+    assert "model.tiny.hidden" in msg and "head_dim 64" in msg
+    assert "train.early_stopping.metric" in msg and "'accuracy'" in msg
+
+
+def test_spec_overrides_and_missing_file(tmp_path):
+    p = tmp_path / "s.yaml"
+    p.write_text(json.dumps(_spec()))
+    assert load_finetune_spec(p, ["train.max_steps=7"]).train.max_steps == 7
+    with pytest.raises(SpecError, match="does not exist"):
+        load_finetune_spec(tmp_path / "nope.yaml")
+
+
+# ---------------------------------------------------------------- data
+
+ROWS = [
+    {"sku": "1", "title": "Acme Men Blue Shirt", "brand": "Acme", "price": 10.0,
+     "description": "Blue shirt, has a spread collar and long sleeves"},
+    {"sku": "2", "title": "Acme Men Blue Shirt XL", "brand": "Acme", "price": 12.0,   # same text, other id
+     "description": "Blue  shirt, has a spread collar and long sleeves."},
+    {"sku": "3", "title": "Acme Men Blue Shirt", "brand": "Acme", "price": 11.0,      # same title
+     "description": "A blue shirt with a spread collar, long sleeves and a pocket"},
+    {"sku": "4", "title": "Tiny", "description": "Too short"},
+    {"sku": "5", "title": None, "description": "No title here but a long enough description text"},
+]
+
+
+def test_pairs_use_the_generation_prompt_and_count_drops():
+    from pdgen_core.tasks import TASKS
+
+    pairs, dropped = D.build_pairs(ROWS, currency="USD", min_chars=20)
+    assert [p.sku for p in pairs] == ["1", "3"]
+    assert dropped == {"duplicate_text": 1, "too_short": 1, "no_title_or_description": 1}
+    assert pairs[0].prompt == TASKS["description"].render(ROWS[0], "en", "USD")
+    assert pairs[0].prompt.endswith("### Description\n")
+
+
+def test_split_keeps_near_duplicates_together_and_is_stable():
+    from pdgen_core.synth import make_catalog
+
+    rows = D.rows_from_table(make_catalog(600, seed=3), {**D.SYNTH_COLUMNS})
+    pairs, _ = D.build_pairs(rows, min_chars=20)
+    a = D.split_pairs(pairs, 0.2, 0.1)
+    b = D.split_pairs(list(reversed(pairs)), 0.2, 0.1)
+    assert {k: {p.sku for p in v} for k, v in a.items()} == {k: {p.sku for p in v} for k, v in b.items()}
+    side = {p.sku: k for k, v in a.items() for p in v}
+    by_title: dict[str, set] = {}
+    for p in pairs:
+        by_title.setdefault(D.normalise(p.title), set()).add(side[p.sku])
+    assert all(len(s) == 1 for s in by_title.values())  # a title never straddles the split
+    assert 0.1 < len(a["val"]) / len(pairs) < 0.3 and a["test"]
+
+
+def test_split_groups_chain_through_titles_and_texts():
+    ps = [D.Pair("a", "p", "text one here", "T1"), D.Pair("b", "p", "text two here", "T1"),
+          D.Pair("c", "p", "Text two, here!", "T2"), D.Pair("d", "p", "unrelated", "T3")]
+    g = D._groups(ps)
+    assert g[0] == g[1] == g[2] != g[3]
+
+
+def test_loss_is_masked_to_the_answer_plus_eos():
+    from pdgen_core.models.tiny import train_tokenizer
+
+    tok = train_tokenizer(["Title: shirt", "Blue shirt with a collar"], vocab_size=300)
+    ids, labels = D.encode_pair(tok, "### Product\nTitle: \"x\"\n### Description\n", "Blue shirt", 128)
+    n_prompt = len(tok("### Product\nTitle: \"x\"\n### Description\n")["input_ids"])
+    assert labels[:n_prompt] == [-100] * n_prompt
+    assert labels[n_prompt:] == ids[n_prompt:] and ids[-1] == tok.eos_token_id
+    assert tok.decode(ids[n_prompt:-1]) == "Blue shirt"
+    assert D.encode_pair(tok, "x" * 50, "y" * 50, 16) is None
+    batch = D.collate([(ids, labels), ([5, 6], [-100, 6])], tok.pad_token_id)
+    assert batch["labels"][1, 2:].eq(-100).all() and batch["attention_mask"][1].tolist()[:3] == [1, 1, 0]
+
+
+def test_clean_text_collapses_nbsp_newlines_and_leading_spaces():
+    assert D.clean_text(" Black") == "Black"
+    assert D.clean_text("a\u00a0b\n c  ") == "a b c"
+    assert D.clean_text("   ") is None
+
+
+# ---------------------------------------------------------------- metrics
+
+def test_text_metrics_on_known_strings():
+    same = M.text_metrics(["the blue shirt has a collar"], ["the blue shirt has a collar"])
+    assert same["bleu"] == pytest.approx(100.0) and same["rougeL"] == pytest.approx(100.0)
+    assert same["chrf"] == pytest.approx(100.0) and same["guard_pass"] == 100.0
+    half = M.text_metrics(["blue shirt"], ["blue shirt with a collar"])
+    # ROUGE-L: LCS 2, precision 2/2, recall 2/5 -> F1 = 2*1*0.4/1.4
+    assert half["rougeL"] == pytest.approx(100 * 0.8 / 1.4)
+    assert M.text_metrics(["zzz qqq"], ["blue shirt"])["rougeL"] == 0.0
+    assert M.perplexity(math.log(5.0)) == pytest.approx(5.0)
+
+
+def test_guard_pass_rate_flags_short_and_degenerate_text():
+    texts = ["A blue cotton shirt with a spread collar and long sleeves.", "", "too short",
+             "shirt shirt shirt shirt shirt shirt shirt shirt"]
+    rate, reasons = M.guard_results(texts)
+    assert rate == 25.0 and sum(reasons.values()) == 3
+    assert M.is_degenerate("nice nice nice nice") and not M.is_degenerate("a b c d e f g h")
+
+
+def test_improved_respects_mode_and_min_delta():
+    assert M.improved(1.0, None, "min") and M.improved(0.9, 1.0, "min") and not M.improved(0.95, 1.0, "min", 0.1)
+    assert M.improved(30, 20, "max") and not M.improved(20, 30, "max")
+
+
+def test_lr_schedule_warms_up_then_anneals_by_steps_or_time():
+    from pdgen_core.finetune.loop import lr_factor
+
+    s = spec_from_dict(_spec(optim={"warmup_steps": 10, "min_lr_ratio": 0.1}))
+    assert lr_factor(s, 0, 100, 0) < lr_factor(s, 9, 100, 0) <= 1.0
+    assert lr_factor(s, 10, 100, 0) == pytest.approx(1.0)
+    assert lr_factor(s, 100, 100, 0) == pytest.approx(0.1)
+    timed = spec_from_dict(_spec(optim={"warmup_steps": 0}, train={"max_seconds": 60}))
+    assert lr_factor(timed, 5, 10**9, 60) == pytest.approx(0.1)  # time used up: fully annealed
+
+
+def test_template_baseline_is_a_sentence_from_the_row():
+    from pdgen_core.finetune.evaluate import template_baseline
+
+    t = template_baseline({"title": "Parx Men Blue Slim Fit Shirt", "brand": "Parx", "gender": "Men",
+                           "color": "Blue"})
+    assert t == "Blue Slim Fit Shirt by Parx for men."
+
+
+# ---------------------------------------------------------------- registry
+
+def _fake_adapter(d: Path, tag: str) -> Path:
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "adapter_config.json").write_text(json.dumps({"r": 8, "base_model_name_or_path": "/cache/x"}))
+    (d / "adapter_model.safetensors").write_bytes(tag.encode())
+    (d / "trainer_state.pt").write_bytes(b"optimizer")   # not exported
+    return d
+
+
+def test_registry_versions_commit_last_and_resolve(tmp_path):
+    out = str(tmp_path / "reg")
+    card = {"run_id": "r1", "checkpoint": "c1", "base_model": {"source": "pdgen-tiny", "identity": "x"}}
+    assert registry.publish(out, "description", _fake_adapter(tmp_path / "a", "one"), card)[0] == 1
+    # a claimed but uncommitted version (a publisher that died) is invisible and its number skipped
+    assert registry._claim(registry._task_loc(out, "description"), 2)
+    v, uri = registry.publish(out, "description", _fake_adapter(tmp_path / "b", "two"), {**card, "checkpoint": "c2"})
+    assert v == 3 and uri.endswith("/adapters/description/3")
+    assert registry.committed_versions(out, "description") == [1, 3]
+    path, ver = registry.resolve_adapter(out, "description", "latest")
+    assert ver == 3 and (path / "adapter_model.safetensors").read_bytes() == b"two"
+    assert not (path / "trainer_state.pt").exists()
+    assert json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"] == "pdgen-tiny"
+    assert registry.read_card(path)["version"] == 3
+    assert registry.resolve_adapter(out, "description", "1")[1] == 1
+    with pytest.raises(registry.AdapterNotFound, match=r"committed: \[1, 3\]"):
+        registry.resolve_adapter(out, "description", "2")
+    # the same run's same checkpoint again: no new version
+    assert registry.publish(out, "description", _fake_adapter(tmp_path / "c", "two"), {**card, "checkpoint": "c2"})[0] == 3
+    assert [a["version"] for a in registry.list_adapters(out)] == [1, 3]
+
+
+def test_registry_on_s3_claims_with_conditional_put(s3, bucket, tmp_path):
+    out = f"{bucket}/reg"
+    tl = registry._task_loc(out, "description")
+    assert registry._claim(tl, 1) and not registry._claim(tl, 1)
+    v, _ = registry.publish(out, "description", _fake_adapter(tmp_path / "a", "s3"), {"run_id": "r", "checkpoint": "c"})
+    assert v == 2
+    path, ver = registry.resolve_adapter_uri(f"{out}/adapters/description/2")
+    assert ver == 2 and (path / "adapter_model.safetensors").read_bytes() == b"s3"
+    with pytest.raises(registry.AdapterNotFound):
+        registry.resolve_adapter(out, "blurb")
+
+
+# ---------------------------------------------------------------- real runs (e2e)
+
+@pytest.fixture(scope="module")
+def base_model(tmp_path_factory):
+    """A random-weight tiny Llama (2 layers, head_dim 64): enough to exercise the machinery."""
+    from pdgen_core.models.tiny import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("base") / "tiny", layers=2, hidden=128)
+
+
+def _lora_spec(base_model: Path, bucket: str, **train) -> FinetuneSpec:
+    return spec_from_dict({
+        "name": "e2e-lora", "data": {"uri": "synth://240", "min_chars": 20, "val_fraction": 0.1},
+        "model": {"source": str(base_model), "max_seq_len": 192},
+        "lora": {"rank": 8, "alpha": 16},
+        "optim": {"lr": 0.05, "warmup_steps": 1},
+        "train": {"batch_size": 8, "eval_samples": 2, "max_new_tokens": 12, "eval_every_steps": 2, **train},
+        "resources": {"num_workers": 2, "cpus_per_worker": 1},
+        "storage_path": f"{bucket}/ray", "output": {"uri": f"{bucket}/registry"},
+    })
+
+
+@pytest.mark.e2e
+def test_lora_train_resume_register_and_vllm_generate(ray_local, bucket, base_model):
+    from pdgen_core import storage
+    from pdgen_core.finetune.train import run_finetune
+
+    first = run_finetune(_lora_spec(base_model, bucket, max_steps=2))
+    assert first["metrics"]["step"] == 2 and first["metrics"]["stop_reason"] == "max_steps"
+    assert first["version"] == 1 and first["checkpoint"].startswith(bucket + "/ray/e2e-lora/")
+    assert storage.list_files(storage.resolve(f"{bucket}/ray/e2e-lora"))  # checkpoints on S3
+
+    # Same name, a higher limit: the loop resumes from the step-2 checkpoint (as after a kill).
+    second = run_finetune(_lora_spec(base_model, bucket, max_steps=4))
+    assert second["version"] == 2
+    path, version = registry.resolve_adapter(f"{bucket}/registry", "description")
+    card = registry.read_card(path)
+    assert version == 2 and card["kind"] == "lora" and card["run_id"] == "e2e-lora"
+    from safetensors.torch import load_file
+
+    assert card["metrics"]["step"] in (2, 4)  # the best by val_loss of the kept checkpoints
+    assert load_file(str(path / "adapter_model.safetensors"))
+    # the resumed run continued at step 3, not from scratch: its state records steps 2 and 4 only
+    ck = storage.resolve(second["checkpoint"])
+    hist = json.loads(storage.read_bytes(ck.child("pdgen_state.json")))["history"]
+    assert [h["step"] for h in hist] == [2, 4][: len(hist)]
+
+    # Same name, same limits again: finished, nothing new trained or registered.
+    third = run_finetune(_lora_spec(base_model, bucket, max_steps=4))
+    assert third["version"] == 2
+
+    _vllm_generates_with_adapter(base_model, path)
+
+
+def _vllm_generates_with_adapter(base_model: Path, adapter: Path) -> None:
+    from vllm import LLM, SamplingParams
+    from vllm.lora.request import LoRARequest
+
+    llm = LLM(model=str(base_model), enable_lora=True, max_lora_rank=8, max_loras=1,
+              gpu_memory_utilization=0.25, enforce_eager=True, dtype="float32", max_model_len=256, seed=0)
+    prompts = ["### Product\nTitle: \"Contoso Women Red Scarf\"\n### Description\n"]
+    sp = SamplingParams(temperature=0.0, max_tokens=16)
+    base = llm.generate(prompts, sp, use_tqdm=False)[0].outputs[0]
+    tuned = llm.generate(prompts, sp, lora_request=LoRARequest("description", 1, str(adapter)),
+                         use_tqdm=False)[0].outputs[0]
+    assert tuned.token_ids and base.token_ids
+    assert list(tuned.token_ids) != list(base.token_ids)  # the adapter changes what the model writes
+
+
+@pytest.mark.e2e
+def test_from_scratch_in_process_registers_a_full_model(tmp_path):
+    from pdgen_core.finetune.train import run_finetune
+
+    spec = spec_from_dict({
+        "name": "e2e-scratch", "data": {"uri": "synth://300", "min_chars": 20, "val_fraction": 0.1},
+        "model": {"from_scratch": True, "tiny": {"hidden": 64, "layers": 1, "vocab_size": 400}, "max_seq_len": 160},
+        "train": {"max_steps": 3, "batch_size": 8, "eval_samples": 2, "max_new_tokens": 8},
+        "resources": {"num_workers": 0}, "storage_path": str(tmp_path / "ray"), "output": {"uri": str(tmp_path / "reg")},
+    })
+    out = run_finetune(spec)
+    path, v = registry.resolve_adapter(str(tmp_path / "reg"), "description")
+    assert v == out["version"] == 1
+    assert {"config.json", "model.safetensors", "tokenizer.json", "card.json"} <= {p.name for p in path.iterdir()}
+    cfg = json.loads((path / "config.json").read_text())
+    assert cfg["hidden_size"] // cfg["num_attention_heads"] == 64
+    assert registry.read_card(path)["kind"] == "full" and registry.read_card(path)["base_model"] is None
