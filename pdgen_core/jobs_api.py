@@ -1,0 +1,303 @@
+"""Submit pdgen jobs to a Ray cluster through the Ray Jobs API, and follow them.
+
+The job runs ``python ray_jobs/<entrypoint>.py <spec> [args]`` on the cluster, with this source tree
+shipped as the runtime env's ``working_dir`` and pyproject's dependencies as its ``pip`` list
+(``pip=False`` for a cluster that already has them, e.g. a local head started from the venv with
+that venv's bin/ first on PATH, so that the job's ``python`` is the venv's).
+Environment facts (S3 endpoint, credentials) come from the cluster's environment, never from here.
+A cluster with Ray's token auth (the default for a local cluster once ``~/.ray/auth_token`` exists)
+needs ``RAY_AUTH_MODE=token`` and the token (``RAY_AUTH_TOKEN`` or that file) on the submitting side.
+
+    pdgen submit spec.yaml --address http://127.0.0.1:8265 [--entrypoint refresh] [--wait] [--no-pip]
+    pdgen status JOB | pdgen logs JOB [--follow] | pdgen stop JOB | pdgen jobs
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import re
+import shlex
+import shutil
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Iterator, Mapping, Sequence
+
+import typer
+
+# Never shipped: the venv, caches, git metadata, test screenshots. (.gitignore also applies.)
+EXCLUDES = [".venv", ".cache", ".git", "__pycache__", "*.pyc", ".pytest_cache", "tests/artifacts"]
+TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
+_SPEC_DIR = "_pdgen_spec"
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    job_id: str
+    status: str  # PENDING | RUNNING | SUCCEEDED | FAILED | STOPPED
+    message: str
+    entrypoint: str
+    start_time: float | None  # seconds since the epoch
+    end_time: float | None
+
+
+def _client(address: str | None):
+    from ray.job_submission import JobSubmissionClient
+
+    # Ray's own order: RAY_API_SERVER_ADDRESS, then RAY_ADDRESS (which ray.init also reads).
+    address = address or os.environ.get("RAY_API_SERVER_ADDRESS") or os.environ.get("RAY_ADDRESS")
+    if not address:
+        raise ValueError("no Ray address: pass --address http://HEAD:8265 or set RAY_ADDRESS")
+    return JobSubmissionClient(address)
+
+
+def _info(d) -> JobInfo:
+    ms = lambda v: v / 1000 if v else None  # noqa: E731 (Ray reports milliseconds)
+    return JobInfo(
+        job_id=d.submission_id or d.job_id,
+        status=str(getattr(d.status, "value", d.status)),
+        message=d.message or "",
+        entrypoint=d.entrypoint,
+        start_time=ms(d.start_time),
+        end_time=ms(d.end_time),
+    )
+
+
+def source_root() -> Path:
+    """The pdgen source tree (the folder holding pyproject.toml and ray_jobs/)."""
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "pyproject.toml").is_file():
+        raise FileNotFoundError(
+            f"{root} is not a pdgen source tree (no pyproject.toml); pass working_dir explicitly"
+        )
+    return root
+
+
+def pip_requirements(root: Path, extras: Sequence[str] = ()) -> list[str]:
+    """pyproject's dependencies (plus the named extras), without Ray itself.
+
+    Ray is left out because the cluster provides it: a pip runtime env that reinstalls Ray would
+    replace the version the head and workers run.
+    """
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    reqs = list(project.get("dependencies", []))
+    for extra in extras:
+        optional = project.get("optional-dependencies", {})
+        if extra not in optional:
+            raise ValueError(f"no extra {extra!r} in pyproject.toml; known: {sorted(optional)}")
+        reqs += optional[extra]
+    return [r for r in reqs if re.split(r"[\s\[<>=!~;]", r, maxsplit=1)[0].lower() != "ray"]
+
+
+def _stage(root: Path, spec: Path) -> tuple[Path, str]:
+    """A working dir holding ``spec``: ``root`` itself when the spec lies inside it, otherwise a
+    temporary folder of symlinks to root's entries plus a copy of the spec (Ray's packager follows
+    symlinks, so the job sees one tree). Returns (working_dir, spec path relative to it)."""
+    spec = spec.resolve()
+    if spec.is_relative_to(root):
+        return root, spec.relative_to(root).as_posix()
+    digest = hashlib.sha256(spec.read_bytes()).hexdigest()[:12]
+    stage = Path(tempfile.mkdtemp(prefix="pdgen-submit-"))
+    for entry in root.iterdir():
+        if entry.name not in EXCLUDES:
+            (stage / entry.name).symlink_to(entry, target_is_directory=entry.is_dir())
+    (stage / _SPEC_DIR).mkdir()
+    rel = f"{_SPEC_DIR}/{digest}-{spec.name}"
+    shutil.copyfile(spec, stage / rel)
+    return stage, rel
+
+
+def runtime_env(
+    working_dir: Path, *, pip: bool = True, extras: Sequence[str] = (), env_vars: Mapping[str, str] | None = None
+) -> dict:
+    env: dict = {"working_dir": str(working_dir), "excludes": list(EXCLUDES)}
+    if pip:
+        env["pip"] = {"packages": pip_requirements(working_dir, extras), "pip_check": False}
+    if env_vars:
+        env["env_vars"] = dict(env_vars)
+    return env
+
+
+def submit(
+    spec_path: str | os.PathLike,
+    address: str | None,
+    entrypoint: str = "generate",
+    extra_args: Sequence[str] = (),
+    wait: bool = False,
+    *,
+    pip: bool = True,
+    extras: Sequence[str] = (),
+    env_vars: Mapping[str, str] | None = None,
+    working_dir: str | os.PathLike | None = None,
+    timeout_s: float | None = None,
+) -> str:
+    """Submit ``python ray_jobs/<entrypoint>.py <spec> [extra_args]``; return the job id.
+
+    ``wait=True`` blocks until the job ends (or ``timeout_s`` passes) and raises ``RuntimeError``
+    when it did not succeed. ``env_vars`` are visible in the dashboard: never pass credentials.
+    """
+    spec = Path(spec_path)
+    if not spec.is_file():
+        raise FileNotFoundError(f"spec {spec} does not exist")
+    root = Path(working_dir).resolve() if working_dir else source_root()
+    script = root / "ray_jobs" / f"{entrypoint}.py"
+    if not script.is_file():
+        known = sorted(p.stem for p in (root / "ray_jobs").glob("*.py") if not p.stem.startswith("_"))
+        raise ValueError(f"no entry point {script}; choose one of {known}")
+    stage, spec_rel = _stage(root, spec)
+    try:
+        cmd = shlex.join(["python", f"ray_jobs/{entrypoint}.py", spec_rel, *extra_args])
+        client = _client(address)
+        job_id = client.submit_job(
+            entrypoint=cmd,
+            submission_id=f"pdgen-{entrypoint}-{time.strftime('%Y%m%dT%H%M%S')}-{os.urandom(3).hex()}",
+            runtime_env=runtime_env(stage, pip=pip, extras=extras, env_vars=env_vars),
+            metadata={"pdgen_entrypoint": entrypoint, "pdgen_spec": spec.name},
+        )
+    finally:
+        if stage != root:  # the package is uploaded by now
+            shutil.rmtree(stage, ignore_errors=True)
+    if wait:
+        final = wait_for(job_id, address, timeout_s=timeout_s)
+        if final.status != "SUCCEEDED":
+            raise RuntimeError(f"job {job_id} ended {final.status}: {final.message}")
+    return job_id
+
+
+def status(job_id: str, address: str | None) -> JobInfo:
+    return _info(_client(address).get_job_info(job_id))
+
+
+def wait_for(job_id: str, address: str | None, timeout_s: float | None = None, poll_s: float = 1.0) -> JobInfo:
+    """Poll until the job reaches a terminal state; ``TimeoutError`` after ``timeout_s``."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while True:
+        info = status(job_id, address)
+        if info.status in TERMINAL:
+            return info
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"job {job_id} still {info.status} after {timeout_s}s")
+        time.sleep(poll_s)
+
+
+def logs(job_id: str, address: str | None, follow: bool = False) -> Iterator[str]:
+    """The job's log: once as a whole, or (``follow``) in chunks until the job ends."""
+    client = _client(address)
+    if not follow:
+        yield client.get_job_logs(job_id)
+        return
+    # tail_job_logs is an async iterator over a websocket; drive it from this sync generator.
+    loop = asyncio.new_event_loop()
+    stream = client.tail_job_logs(job_id)
+    try:
+        while True:
+            try:
+                yield loop.run_until_complete(stream.__anext__())
+            except StopAsyncIteration:
+                return
+    finally:
+        loop.run_until_complete(stream.aclose())
+        loop.close()
+
+
+def stop(job_id: str, address: str | None) -> bool:
+    """Ask the job to stop; False when it had already ended."""
+    return _client(address).stop_job(job_id)
+
+
+def list_jobs(address: str | None) -> list[JobInfo]:
+    return sorted((_info(d) for d in _client(address).list_jobs()), key=lambda j: j.start_time or 0)
+
+
+# --- command line -------------------------------------------------------------------------------
+
+
+class Entrypoint(str, Enum):
+    generate = "generate"
+    refresh = "refresh"
+    finetune = "finetune"
+
+
+_ADDRESS = typer.Option(None, "--address", envvar=["RAY_API_SERVER_ADDRESS", "RAY_ADDRESS"],
+                        help="Ray dashboard (Jobs API) URL, e.g. http://HEAD:8265.")
+
+
+@contextmanager
+def _errors():
+    """A missing address, spec or entry point, or an unreachable cluster: one line, exit 2."""
+    try:
+        yield
+    except Exception as e:
+        from ray.exceptions import RayError  # AuthenticationError among them
+
+        if not isinstance(e, (ValueError, OSError, RuntimeError, RayError)):
+            raise
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``submit``, ``status``, ``logs``, ``stop`` and ``jobs`` to the pdgen command line."""
+
+    @app.command("submit")
+    def submit_cmd(
+        spec: Path = typer.Argument(..., help="Job spec YAML."),
+        address: str = _ADDRESS,
+        entrypoint: Entrypoint = typer.Option(Entrypoint.generate, help="Which ray_jobs/ script runs."),
+        wait: bool = typer.Option(False, "--wait", help="Follow the logs and exit with the job's outcome."),
+        no_pip: bool = typer.Option(False, "--no-pip", help="The cluster already has pdgen's dependencies."),
+        working_dir: Path = typer.Option(None, help="Source tree to ship (default: this pdgen's)."),
+    ) -> None:
+        """Submit a job spec to a Ray cluster through the Jobs API; print the job id."""
+        with _errors():
+            job_id = submit(spec, address, entrypoint.value, pip=not no_pip, working_dir=working_dir)
+        typer.echo(job_id)
+        if wait:
+            with _errors():
+                for chunk in logs(job_id, address, follow=True):
+                    typer.echo(chunk, nl=False)
+                final = wait_for(job_id, address)
+            typer.echo(f"{job_id} {final.status} {final.message}".rstrip())
+            raise typer.Exit(0 if final.status == "SUCCEEDED" else 1)
+
+    @app.command("status")
+    def status_cmd(job: str, address: str = _ADDRESS) -> None:
+        """Print a submitted job's state and message."""
+        with _errors():
+            info = status(job, address)
+        typer.echo(f"{info.job_id} {info.status} {info.message}".rstrip())
+
+    @app.command("logs")
+    def logs_cmd(
+        job: str, address: str = _ADDRESS, follow: bool = typer.Option(False, "--follow", "-f")
+    ) -> None:
+        """Print a submitted job's log; --follow streams it until the job ends."""
+        with _errors():
+            for chunk in logs(job, address, follow=follow):
+                typer.echo(chunk, nl=False)
+
+    @app.command("stop")
+    def stop_cmd(job: str, address: str = _ADDRESS) -> None:
+        """Stop a submitted job."""
+        with _errors():
+            stopping = stop(job, address)
+        typer.echo(f"{job} {'stopping' if stopping else 'already ended'}")
+
+    @app.command("jobs")
+    def jobs_cmd(address: str = _ADDRESS) -> None:
+        """List the cluster's jobs, oldest first."""
+        with _errors():
+            jobs = list_jobs(address)
+        for j in jobs:
+            started = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(j.start_time)) if j.start_time else "-"
+            typer.echo(f"{j.job_id}\t{j.status}\t{started}\t{j.entrypoint}")
