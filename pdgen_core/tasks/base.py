@@ -1,15 +1,29 @@
 """What a task is: templates per locale with a version, the fields it reads, its output form,
-sampling defaults and its guardrail set. Adding a task is one small module plus templates.
+sampling defaults, its guardrail set and its own output checks. Adding a task is one small module
+plus one template per locale (``templates/<task>.<locale>.j2``).
 
 Templates render in a sandboxed Jinja environment. Catalog values go in as data through the
 ``q`` filter (whitespace-collapsed, length-capped, quoted); they are never evaluated as template
-code, so a title of ``{{ 7*7 }}`` stays literal text.
+code, so a title of ``{{ 7*7 }}`` stays literal text. Numbers go through ``n`` and ``price``,
+review lists through ``reviews`` (count- and size-capped); nothing else reaches a prompt.
+
+The guard stage judges one output in this order, first reason wins:
+
+1. ``run_checks(task.guardrails, text, ctx)``: the shared guardrails (``pdgen_core.guardrails``);
+2. ``task.parse(text)``: the task's own output-form check (JSON structure for JSON tasks; form
+   rules such as "at most 3 hashtags" for text tasks);
+3. ``task.ground(text, fields)``: facts in the output checked against ``fields``, the row's values
+   for ``task.fields`` (the dict the prompt was rendered from).
+
+Each returns ``None`` (pass) or a snake_case reason.
 """
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any, Callable, Literal
 
@@ -17,7 +31,11 @@ from jinja2 import StrictUndefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 TEMPLATES = Path(__file__).parent / "templates"
-VALUE_CAP = 400  # characters of one catalog value that reach a prompt
+LOCALES = ("en", "zh")
+VALUE_CAP = 400   # characters of one catalog value that reach a prompt
+
+Parse = Callable[[str], "str | None"]
+Ground = Callable[[str, "dict[str, Any]"], "str | None"]
 
 
 def _q(value: Any, cap: int = VALUE_CAP) -> str:
@@ -36,24 +54,67 @@ def _price(value: Any, currency: str) -> str:
     return f"{float(value):,.2f} {currency}"
 
 
+def _n(value: Any, digits: int = 0) -> str:
+    """A number as prompt data; anything that is not a finite number is ``?``, never its text."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return "?"
+    return f"{value:.{digits}f}" if digits else str(int(round(value)))
+
+
+def _reviews(value: Any, limit: int, budget: int, cap: int) -> list[dict]:
+    """Reviews as prompt data: those with non-blank text, in order, at most ``limit`` of them,
+    each text whitespace-collapsed and capped at ``cap`` characters, their texts adding up to at
+    most ``budget`` characters (a prompt must fit the model's context: templates set these)."""
+    out, used = [], 0
+    for r in value if isinstance(value, (list, tuple)) else ():
+        raw = r.get("text") if isinstance(r, dict) else None
+        text = " ".join(raw.split()) if isinstance(raw, str) else ""
+        if not text:
+            continue
+        text = text if len(text) <= cap else text[: cap - 1] + "…"
+        if len(out) >= limit or used + len(text) > budget:
+            break
+        out.append({"text": text, "rating": r.get("rating")})
+        used += len(text)
+    return out
+
+
 _ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
-_ENV.filters["q"] = _q
-_ENV.filters["price"] = _price
+_ENV.filters.update(q=_q, price=_price, n=_n, reviews=_reviews)
+
+
+@lru_cache(maxsize=None)
+def _source(name: str, locale: str) -> str:
+    return (TEMPLATES / f"{name}.{locale}.j2").read_text(encoding="utf-8")
+
+
+def json_strings(value: Any) -> list[str]:
+    """Every string value inside parsed JSON, in document order (keys excluded)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in json_strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in json_strings(v)]
+    return []
 
 
 @dataclass(frozen=True)
 class Task:
     name: str
-    version: str
+    version: str                                # bump when a template changes what it asks
     fields: tuple[str, ...]                     # row fields the templates read: drive fingerprints
-    locales: tuple[str, ...] = ("en",)
+    locales: tuple[str, ...] = LOCALES
     output: Literal["text", "json"] = "text"
-    json_schema: dict | None = None
-    sampling: dict = field(default_factory=dict)  # task defaults over the spec's sampling
+    json_schema: dict | None = None             # JSON tasks: sent to the engine for guided decoding
+    sampling: dict = field(default_factory=dict)  # task defaults under the spec's explicit sampling
     guardrails: tuple[str, ...] = ("length", "repetition")
     needs_reviews: bool = False
     stop: tuple[str, ...] = ("###",)            # the templates' section marker ends an answer
-    parse: Callable[[str], str | None] | None = None  # JSON tasks: None when the text parses
+    parse: Parse | None = None                  # output-form check: text -> None | reason
+    ground: Ground | None = None                # fact check: (text, fields) -> None | reason
+    variants: Callable[[Any], tuple[str, ...]] | None = None  # spec -> variant names
+    label: dict[str, str] = field(default_factory=dict)  # locale -> how the output is presented
 
     @property
     def template_id(self) -> str:
@@ -61,18 +122,35 @@ class Task:
 
     def variants_for(self, spec: Any) -> tuple[str, ...]:
         """Variants per (sku, locale): one unnamed variant unless a task says otherwise."""
-        return ("",)
+        return self.variants(spec) if self.variants else ("",)
+
+    def guard_text(self, text: str) -> str:
+        """The prose of an output, for the shared guardrails: a JSON output's string values one a
+        line (keys are not prose: they would count as English in a ``zh`` language check), any
+        other output as it is. Text that does not parse stays as it is; ``parse`` rejects it."""
+        if self.output != "json":
+            return text
+        try:
+            return "\n".join(json_strings(json.loads(text)))
+        except (ValueError, RecursionError):
+            return text
+
+    def template_source(self, locale: str) -> str:
+        """The template text: guardrails look for it echoed in outputs."""
+        return _source(self.name, locale)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Compiled templates are generated code that does not pickle; a copy recompiles them.
+        return {k: v for k, v in self.__dict__.items() if k != "_templates"}
 
     @cached_property
     def _templates(self) -> dict[str, Any]:
-        out = {}
-        for loc in self.locales:
-            src = (TEMPLATES / f"{self.name}.{loc}.j2").read_text(encoding="utf-8")
-            out[loc] = _ENV.from_string(src)
-        return out
+        return {loc: _ENV.from_string(_source(self.name, loc)) for loc in self.locales}
 
     def render(self, row: dict[str, Any], locale: str, currency: str = "USD", variant: str = "") -> str:
         """The prompt for one cleaned row. Only ``self.fields`` are visible to the template."""
+        if locale not in self.locales:
+            raise KeyError(f"task {self.name!r} has no {locale!r} template; it has {list(self.locales)}")
         data = {f: row.get(f) for f in self.fields}
         text = self._templates[locale].render(row=data, currency=currency, variant=variant)
         return text.strip() + "\n"

@@ -1,4 +1,11 @@
-"""``description``: a product description from the row's title, brand, price and attributes."""
+"""``description``: a product description from the row's title, brand, price and attributes.
+
+The ``en`` template's format ("### Product ... ### Description") is what the fine-tuned
+adapters were trained on: change it only with a version bump and a new adapter.
+
+No ``price``/``brand`` guardrails yet: the fine-tune evaluation (``finetune/metrics.py``) scores
+against this set, and the untrained model's e2e runs expect most rows accepted.
+"""
 
 from pdgen_core.tasks.base import Task
 
@@ -6,6 +13,5 @@ TASK = Task(
     name="description",
     version="1",
     fields=("title", "brand", "price", "category", "color", "material", "gender", "attributes"),
-    locales=("en",),
-    guardrails=("length", "repetition"),
+    guardrails=("length", "repetition", "language", "pii", "injection"),
 )

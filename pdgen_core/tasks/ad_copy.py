@@ -1,0 +1,52 @@
+"""``ad_copy``: a headline (at most 30 characters) and a body (at most 90) as JSON. The engine
+decodes with ``SCHEMA`` (guided decoding); ``parse`` enforces the same contract on the text, so
+an engine without structured output, or a truncated string, is a reject with its reason."""
+
+from __future__ import annotations
+
+from pdgen_core.tasks.base import Task
+from pdgen_core.tasks.checks import GroundNumbers, load_object
+
+HEADLINE_MAX = 30
+BODY_MAX = 90
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "headline": {"type": "string", "maxLength": HEADLINE_MAX},
+        "body": {"type": "string", "maxLength": BODY_MAX},
+    },
+    "required": ["headline", "body"],
+    "additionalProperties": False,
+}
+
+
+def parse(text: str) -> str | None:
+    """``invalid_json``; ``schema_mismatch`` (not an object, keys other than exactly headline and
+    body, a value not a string); ``empty_field``; ``headline_too_long``; ``body_too_long``."""
+    obj, reason = load_object(text)
+    if reason:
+        return reason
+    if set(obj) != {"headline", "body"} or not all(isinstance(v, str) for v in obj.values()):
+        return "schema_mismatch"
+    if not obj["headline"].strip() or not obj["body"].strip():
+        return "empty_field"
+    if len(obj["headline"]) > HEADLINE_MAX:
+        return "headline_too_long"
+    if len(obj["body"]) > BODY_MAX:
+        return "body_too_long"
+    return None
+
+
+TASK = Task(
+    name="ad_copy",
+    version="1",
+    fields=("title", "brand", "price", "category", "color", "material", "gender", "attributes"),
+    output="json",
+    json_schema=SCHEMA,
+    # About 150 characters of JSON; Chinese takes more tokens per character.
+    sampling={"temperature": 0.8, "max_tokens": 96},
+    guardrails=("length", "repetition", "price", "brand.other", "banned", "pii", "injection", "language"),
+    stop=(),
+    parse=parse,
+    ground=GroundNumbers(json_output=True),
+)
