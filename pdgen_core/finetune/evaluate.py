@@ -20,6 +20,7 @@ from pdgen_core.finetune import registry
 from pdgen_core.finetune.config import FinetuneSpec
 from pdgen_core.finetune.metrics import text_metrics
 from pdgen_core.log import get_logger
+from pdgen_core.tasks import TASKS
 
 SYSTEMS = ("fine-tuned", "untuned", "template")
 VLLM_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
@@ -56,23 +57,33 @@ def held_out(spec: FinetuneSpec, tok, limit: int | None) -> tuple[list[D.Pair], 
 
 
 def _vllm_generate(base: Path, adapter: Path | None, rank: int, prompts: list[str], max_tokens: int,
-                   max_model_len: int) -> dict[str, list[str]]:
+                   max_model_len: int, stops: tuple[str, ...] = ()) -> dict[str, list[str]]:
     from vllm import LLM, SamplingParams
     from vllm.lora.request import LoRARequest
 
     llm = LLM(model=str(base), enable_lora=adapter is not None, max_loras=1,
               max_lora_rank=next(r for r in VLLM_RANKS if r >= rank), gpu_memory_utilization=0.25,
               enforce_eager=True, dtype="float32", max_model_len=max_model_len, seed=0)
-    sp = SamplingParams(temperature=0.0, max_tokens=max_tokens)
+    sp = SamplingParams(temperature=0.0, max_tokens=max_tokens, stop=list(stops) or None)
     out = {"untuned": [o.outputs[0].text.strip() for o in llm.generate(prompts, sp, use_tqdm=False)]}
     if adapter is not None:
         req = LoRARequest("finetuned", 1, str(adapter))
         out["fine-tuned"] = [o.outputs[0].text.strip() for o in llm.generate(prompts, sp, lora_request=req,
                                                                            use_tqdm=False)]
+    close_llm(llm)
     return out
 
 
-def _hf_generate(model_dir: Path, prompts: list[str], max_tokens: int, adapter: Path | None = None) -> list[str]:
+def close_llm(llm) -> None:
+    """Stop the engine's worker processes now, not in an atexit hook after logging is torn down."""
+    try:
+        llm.llm_engine.engine_core.shutdown()
+    except Exception:  # noqa: BLE001 - best effort; vLLM's own finalizer runs anyway
+        pass
+
+
+def _hf_generate(model_dir: Path, prompts: list[str], max_tokens: int, adapter: Path | None = None,
+                 stops: tuple[str, ...] = ()) -> list[str]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -84,7 +95,7 @@ def _hf_generate(model_dir: Path, prompts: list[str], max_tokens: int, adapter: 
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, adapter).eval()
-    return generate(model, tok, prompts, max_tokens)
+    return generate(model, tok, prompts, max_tokens, stops=stops)
 
 
 def _random_init_like(model_dir: Path, work: Path) -> Path:
@@ -133,22 +144,23 @@ def evaluate_spec(spec: FinetuneSpec, adapter: str = "latest", limit: int | None
         if not test:
             raise ValueError(f"data.uri {spec.data.uri!r}: the held-out split is empty; raise data.test_fraction")
         prompts = [p.prompt for p in test]
+        stops = tuple(getattr(TASKS[spec.task], "stop", ()))  # the generate stage's stop strings
         if card["kind"] == "full":
-            gens = {"fine-tuned": _hf_generate(path, prompts, max_new_tokens),
-                    "untuned": _hf_generate(start, prompts, max_new_tokens)}
+            gens = {"fine-tuned": _hf_generate(path, prompts, max_new_tokens, stops=stops),
+                    "untuned": _hf_generate(start, prompts, max_new_tokens, stops=stops)}
         elif engine == "vllm":
             from transformers import AutoConfig
 
             max_len = min(AutoConfig.from_pretrained(start).max_position_embeddings,
                           spec.model.max_seq_len + max_new_tokens)
             gens = _vllm_generate(start, path, card["hyperparameters"]["lora"]["rank"], prompts, max_new_tokens,
-                                  max_len)
+                                  max_len, stops)
         else:
-            gens = {"fine-tuned": _hf_generate(start, prompts, max_new_tokens, adapter=path),
-                    "untuned": _hf_generate(start, prompts, max_new_tokens)}
+            gens = {"fine-tuned": _hf_generate(start, prompts, max_new_tokens, adapter=path, stops=stops),
+                    "untuned": _hf_generate(start, prompts, max_new_tokens, stops=stops)}
     gens["template"] = [template_baseline(r) for r in rows]
     refs = [p.target for p in test]
-    systems = {name: text_metrics(gens[name], refs, spec.task, rows) for name in SYSTEMS}
+    systems = {name: text_metrics(gens[name], refs, spec.task, rows, spec.data.currency) for name in SYSTEMS}
     report = {
         "task": spec.task, "data": spec.data.uri, "split": "test", "n": len(test),
         "adapter": {"version": version, "path": str(path), "kind": card["kind"], "run_id": card.get("run_id")},

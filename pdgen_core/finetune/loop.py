@@ -40,6 +40,7 @@ class LoopState:
     done: bool = False
     stop_reason: str = ""
     train_seconds: float = 0.0
+    resumed_at: list[int] = field(default_factory=list)   # steps at which a new fit() picked the run up
     history: list[dict] = field(default_factory=list)
 
 
@@ -250,6 +251,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
             state.done, state.stop_reason = False, ""
     if state.done:
         return {"resumed_finished_run": True, "step": state.step}
+    if ckpt is not None:
+        state.resumed_at.append(state.step)
 
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
