@@ -82,15 +82,15 @@ def print_summary(record: dict) -> None:
     )
 
 
-def _run(spec: JobSpec, run_id: Optional[str]) -> dict:
+def _run(spec: JobSpec, run_id: Optional[str], resume: bool = False, changes: Optional[str] = None) -> dict:
     from pdgen_core.models.resolve import ModelError
     from pdgen_core.pipeline import run_job
     from pdgen_core.stages.generate import EngineError
     from pdgen_core.stages.read import CatalogError
 
     try:
-        return run_job(spec, run_id)
-    except (CatalogError, ModelError) as exc:
+        return run_job(spec, run_id, resume=resume, changes=changes)
+    except (CatalogError, ModelError, ValueError) as exc:
         err.print(f"error: {exc}", markup=False, highlight=False)
         raise typer.Exit(2) from None
     except OSError as exc:
@@ -104,10 +104,30 @@ def _run(spec: JobSpec, run_id: Optional[str]) -> dict:
 
 @app.command()
 def run(spec: Path, set_: list[str] = typer.Option([], "--set", help="Override a field: a.b=c"),
-        run_id: Optional[str] = typer.Option(None, help="Run id (default: time + random)")):
+        run_id: Optional[str] = typer.Option(None, help="Run id (default: time + random)"),
+        resume: Optional[str] = typer.Option(None, help="Resume the crashed run RUN_ID")):
     """Run a job here (in-process Ray, or the cluster at RAY_ADDRESS)."""
-    record = _run(_load(spec, set_), run_id)
+    record = _run(_load(spec, set_), resume or run_id, resume=bool(resume))
     print_summary(record)
+
+
+def one_line(record: dict) -> str:
+    c = record["counts"]
+    parts = [f"{t}: {v['accepted']} regenerated, {v['rejected']} rejected, {v['unchanged']} unchanged"
+             for t, v in c["by_task"].items()]
+    return f"run {record['run_id']}: " + "; ".join(parts) + f"; deleted {sum(c['deleted'].values())}"
+
+
+@app.command()
+def refresh(spec: Path, changes: Optional[str] = typer.Option(
+                None, help="Parquet changes feed (sku + changed fields): only those skus"),
+            set_: list[str] = typer.Option([], "--set", help="Override a field: a.b=c"),
+            resume: Optional[str] = typer.Option(None, help="Resume the crashed run RUN_ID")):
+    """Incremental run for schedulers: regenerate what changed; exit 0 when nothing to do."""
+    s = _load(spec, [*set_, "mode=incremental"])
+    record = _run(s, resume, resume=bool(resume), changes=changes)
+    generated = sum(v["accepted"] + v["rejected"] for v in record["counts"]["by_task"].values())
+    console.print(("nothing to do; " if generated == 0 else "") + one_line(record), highlight=False)
 
 
 @app.command("synth-catalog")

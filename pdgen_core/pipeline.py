@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 import time
+from functools import partial
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
-from pdgen_core import storage
+from pdgen_core import incremental, storage
 from pdgen_core.guardrails import GUARDRAIL_SET_VERSION
 from pdgen_core.log import get_logger
 from pdgen_core.models.resolve import ensure_on_all_nodes, model_identity, resolve_model
@@ -69,6 +70,8 @@ class Counts:
     reasons: dict[str, dict[str, int]] = field(default_factory=dict)
     tokens_in: int = 0
     tokens_out: int = 0
+    flags: dict[str, dict[str, int]] = field(default_factory=dict)
+    deleted: dict[str, int] = field(default_factory=dict)
 
     def add(self, task: str, key: str, n: int = 1) -> None:
         self.by_task.setdefault(task, {"planned": 0, "unchanged": 0, "accepted": 0, "rejected": 0})
@@ -158,9 +161,14 @@ def staged_files(loc: storage.Location) -> list[str]:
 class Job:
     """One run of a spec. ``run()`` returns the run record."""
 
-    def __init__(self, spec: JobSpec, run_id: str | None = None):
+    def __init__(self, spec: JobSpec, run_id: str | None = None, resume: bool = False,
+                 changes: str | None = None):
+        if resume and not run_id:
+            raise ValueError("resume needs the run id of the run to resume")
         self.spec = spec
         self.run_id = run_id or new_run_id()
+        self.resume = resume
+        self.changes = changes
         self.paths = Paths(storage.resolve(spec.output.uri), self.run_id)
         self.log = get_logger(run_id=self.run_id, job=spec.name)
         self.counts = Counts()
@@ -178,40 +186,58 @@ class Job:
     def run(self) -> dict[str, Any]:
         t0 = time.monotonic()
         started = dt.datetime.now(dt.timezone.utc)
+        if storage.exists(self.paths.record()):  # the manifest: this run already completed
+            self.log.info("run.already_committed")
+            return storage.read_json(self.paths.record())
         plan_cols, model_path = self.preflight()
         init_ray()
         model_path = ensure_on_all_nodes(self.spec.model.source) if not Path(self.spec.model.source).exists() else model_path
         model_id = model_identity(model_path, self.spec.model.revision)
         self.log.info("run.start", tasks=self.spec.tasks, mode=self.spec.mode, model=model_id,
                       catalog=self.spec.catalog.uri, output=self.spec.output.uri)
-        raw = read.read_catalog(self.spec.catalog, plan_cols)
-        dups = validate.find_duplicate_skus(raw)
-        known_brands = self._known_brands(raw, plan_cols)
-        ctx = build_context(self.spec, self.run_id, model_id, known_brands)
-        clean = raw.map_batches(validate.clean_batch, fn_kwargs={"dup_skus": dups}, batch_format="pyarrow")
+        clean = self._clean(plan_cols)
+        ctx = build_context(self.spec, self.run_id, model_id, self._known_brands(clean, plan_cols))
         self._stage_validation_rejects(clean)
-        work = clean.filter(lambda r: r["_reject"] is None).map_batches(
-            plan_batch, fn_kwargs={"ctx": ctx}, batch_format="pyarrow")
-        work = self._incremental(work, ctx)
+        valid = clean.filter(lambda r: r["_reject"] is None)
+        work = valid.map_batches(plan_batch, fn_kwargs={"ctx": ctx}, batch_format="pyarrow")
+        work = self._incremental(work, valid.select_columns(["sku"]))
         tg = time.monotonic()
         self._generate_rounds(work, ctx, model_path)
         self.timing["generate_s"] = time.monotonic() - tg
         versions = self._commit(ctx)
-        self.counts.read = count_catalog_rows(self.spec.catalog.uri, self.spec.catalog.limit)
+        self.counts.read = (count_catalog_rows(self.spec.catalog.uri, self.spec.catalog.limit)
+                            if not self.changes else self.counts.invalid + self._valid_count)
         record = self._record(started, t0, versions, model_id)
+        if self.spec.output.publish == "auto":
+            from pdgen_core.versions import publish
+
+            for name, v in versions.items():
+                if name.startswith("content/") and v is not None:
+                    publish(self.spec.output.uri, name.split("/", 1)[1], v, self.run_id)
         storage.write_json(self.paths.record(), record)
         storage.delete_tree(self.paths.staging)
         self.log.info("run.committed", counts=record["counts"], tables=versions,
                       wall_s=round(record["timing"]["wall_s"], 2))
         return record
 
-    def _known_brands(self, raw, plan_cols) -> frozenset[str]:
+    def _clean(self, plan_cols):
+        """Read + validate once into Ray's object store (spilling to disk, never the driver):
+        every later pass (duplicates, brands, rejects, plan) reads the cleaned blocks."""
+        raw = read.read_catalog(self.spec.catalog, plan_cols)
+        if self.changes:
+            raw = incremental.apply_changes(raw, incremental.read_changes(self.changes),
+                                            self.spec.catalog.columns)
+        clean = raw.map_batches(validate.clean_batch, batch_format="pyarrow").materialize()
+        dups = validate.find_duplicate_skus(clean.filter(lambda r: r["_reject"] is None))
+        if dups:
+            clean = clean.map_batches(validate.mark_duplicates, fn_kwargs={"dup_skus": dups},
+                                      batch_format="pyarrow").materialize()
+        return clean
+
+    def _known_brands(self, clean, plan_cols) -> frozenset[str]:
         if "brand" not in plan_cols:
             return frozenset()
-        brands = raw.select_columns(["brand"]).map_batches(
-            lambda b: pa.table({"brand": [validate.norm_text(v) for v in b.column("brand").to_pylist()]}),
-            batch_format="pyarrow").unique("brand")
-        return frozenset(b for b in brands if b)
+        return frozenset(b for b in clean.unique("brand") if b)
 
     def _stage_validation_rejects(self, clean) -> None:
         loc = self.paths.validate_rejects
@@ -221,14 +247,43 @@ class Job:
                            batch_format="pyarrow")
               .write_parquet(loc.path, filesystem=loc.fs))
 
-    def _incremental(self, work, ctx: RunContext):
-        return work  # full runs regenerate everything; incremental planning lands with issue 4
+    def _incremental(self, work, valid_skus):
+        """Incremental: drop items whose fingerprint is committed; count what is unchanged and
+        find deleted skus. Full: everything. Both count the planned items per task."""
+        self._valid_count = valid_skus.count()
+        planned = {t: n for t, n in _task_counts(work).items()}
+        for t in self.spec.tasks:
+            self.counts.add(t, "planned", 0)
+            self.counts.by_task[t]["planned_all"] = planned.get(t, 0)
+        if self.spec.mode == "full":
+            return work
+        parts = []
+        for t in self.spec.tasks:
+            loc = self.paths.content(t)
+            part = work.filter(lambda r, t=t: r["task"] == t)
+            parts.append(incremental.anti_join(part, incremental.current_keys(loc)))
+            if not self.changes:  # a changes feed is partial: absence is not deletion
+                self._stage_deleted(t, loc, valid_skus)
+        return parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
+
+    def _stage_deleted(self, task: str, loc: storage.Location, valid_skus) -> None:
+        gone = incremental.deleted_keys(loc, valid_skus)
+        if gone is None:
+            return
+        out = self.paths.staging.child("deleted", task)
+        storage.delete_tree(out)
+        gone.write_parquet(out.path, filesystem=out.fs)
 
     def _generate_rounds(self, work, ctx: RunContext, model_path: Path) -> None:
         src = work
         for k in range(1, ctx.max_attempts + 1):
             loc = self.paths.round(k)
-            storage.delete_tree(loc)
+            if self.resume:  # keep what a crashed attempt staged; generate only the rest
+                done = incremental.readable_files(staged_files(loc), loc.fs)
+                src = incremental.anti_join(src, incremental.staged_keys(done, loc.fs))
+                self.log.info("round.resume", round=k, staged_files=len(done))
+            else:
+                storage.delete_tree(loc)
             proc = generate.build(self.spec, ctx, model_path)
             out = proc(src).map_batches(guard_batch, fn_kwargs={"ctx": ctx}, batch_format="pyarrow")
             try:
@@ -261,12 +316,16 @@ class Job:
             self._count(task, gen_files, val_files, fs)
             is_task = pads.field("task") == task
             c_loc = self.paths.content(task)
-            if self.counts.by_task[task]["accepted"]:
-                src = commit.staged_reader(gen_files, fs, commit.CONTENT_SCHEMA,
-                                           is_task & (pads.field("status") == "accepted"))
+            deleted = staged_files(self.paths.staging.child("deleted", task))
+            self.counts.deleted[task] = (pads.dataset(deleted, filesystem=fs).count_rows()
+                                         if deleted else 0)
+            tombstones = deleted if self.spec.on_delete == "tombstone" else []
+            if self.counts.by_task[task]["accepted"] or tombstones:
+                src = partial(commit.upserts_and_deletes, gen_files,
+                              is_task & (pads.field("status") == "accepted"), tombstones, fs)
                 versions[f"content/{task}"] = commit.merge_content(c_loc, src, self.run_id)
             else:
-                versions[f"content/{task}"] = None
+                versions[f"content/{task}"] = commit.current_version(c_loc)
             n_rej = self.counts.invalid + self.counts.by_task[task]["rejected"]
             if n_rej:
                 parts = []
@@ -291,9 +350,13 @@ class Job:
             for r, n in _value_counts(v.column("reason")):
                 c.reason(task, r, n)
         if not gen_files:
+            bt = c.by_task[task]
+            bt["planned"] = bt.pop("planned_all", 0)
+            bt["unchanged"] = bt["planned"]
             return
         scan = pads.dataset(gen_files, filesystem=fs).scanner(
-            columns=["status", "reason", "tokens_in", "tokens_out"], filter=pads.field("task") == task)
+            columns=["status", "reason", "tokens_in", "tokens_out", "input_flags"],
+            filter=pads.field("task") == task)
         for b in scan.to_batches():
             t = pa.Table.from_batches([b])
             for status, n in _value_counts(t.column("status")):
@@ -302,10 +365,15 @@ class Job:
             rejected = t.filter(pc.equal(t.column("status"), "rejected"))
             for r, n in _value_counts(rejected.column("reason")):
                 c.reason(task, r, n)
+            for flags, n in _value_counts(t.filter(pc.equal(t.column("status"), "accepted")
+                                                   ).column("input_flags")):
+                for f in flags.split(","):
+                    c.flags.setdefault(task, {})[f] = c.flags.get(task, {}).get(f, 0) + n
             c.tokens_in += int(pc.sum(t.column("tokens_in")).as_py() or 0)
             c.tokens_out += int(pc.sum(t.column("tokens_out")).as_py() or 0)
         bt = c.by_task[task]
-        bt["planned"] = bt["accepted"] + bt["rejected"] + bt["unchanged"]
+        bt["planned"] = bt.pop("planned_all", bt["accepted"] + bt["rejected"])
+        bt["unchanged"] = bt["planned"] - bt["accepted"] - bt["rejected"]
 
     def _record(self, started, t0, versions, model_id) -> dict[str, Any]:
         c = self.counts
@@ -322,7 +390,8 @@ class Job:
                 "accepted": accepted,
                 "rejected": sum(v["rejected"] for v in c.by_task.values()),
                 "unchanged": sum(v["unchanged"] for v in c.by_task.values()),
-                "by_task": c.by_task, "rejects_by_reason": c.reasons,
+                "by_task": c.by_task, "rejects_by_reason": c.reasons, "input_flags": c.flags,
+                "deleted": c.deleted, "on_delete": self.spec.on_delete,
             },
             "tokens": {"in": c.tokens_in, "out": c.tokens_out},
             "timing": {"wall_s": wall, "generate_s": gen_s,
@@ -330,6 +399,10 @@ class Job:
                        "output_tokens_per_s": c.tokens_out / gen_s if gen_s else 0.0},
             "tables": versions,
         }
+
+
+def _task_counts(work) -> dict[str, int]:
+    return {r["task"]: r["count()"] for r in work.groupby("task").count().iter_rows()}
 
 
 def _value_counts(col: pa.ChunkedArray) -> list[tuple[str, int]]:
@@ -352,5 +425,6 @@ def _concat(parts, schema: pa.Schema) -> pa.RecordBatchReader:
     return pa.RecordBatchReader.from_batches(schema, batches())
 
 
-def run_job(spec: JobSpec, run_id: str | None = None) -> dict[str, Any]:
-    return Job(spec, run_id).run()
+def run_job(spec: JobSpec, run_id: str | None = None, resume: bool = False,
+            changes: str | None = None) -> dict[str, Any]:
+    return Job(spec, run_id, resume=resume, changes=changes).run()

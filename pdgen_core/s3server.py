@@ -1,5 +1,9 @@
-"""A local S3 endpoint on 127.0.0.1: moto's threaded server, which speaks the real S3 protocol over
-HTTP (and enforces conditional puts). Used by the demo, the tests and ``make local-ray``.
+"""A local S3 endpoint on 127.0.0.1: moto's server, which speaks the real S3 protocol over HTTP
+(and enforces conditional puts). Used by the demo, the tests and ``make local-ray``.
+
+The server runs in its own process. In a thread of the caller's process it deadlocks against
+delta-rs: calls such as ``DeltaTable.restore`` and ``history`` hold the GIL while they wait on
+HTTP, so the server thread can never answer (the "history() hung 180 s" note in DESIGN.md).
 
 ``python -m pdgen_core.s3server --port 9000`` runs one in the foreground.
 """
@@ -26,7 +30,7 @@ class LocalS3:
     def __init__(self, port: int | None = None, buckets: tuple[str, ...] = ()):
         self.port = port or free_port()
         self.buckets = buckets
-        self._server = None
+        self._proc = None
 
     @property
     def endpoint(self) -> str:
@@ -42,11 +46,26 @@ class LocalS3:
             "AWS_DEFAULT_REGION": "us-east-1",
         }
 
-    def start(self) -> "LocalS3":
-        from moto.server import ThreadedMotoServer
+    def start(self, timeout: float = 60.0) -> "LocalS3":
+        import subprocess
+        import sys
+        import time
+        import urllib.request
 
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
-        self._server.start()
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "pdgen_core.s3server", "--serve", "--port", str(self.port)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                urllib.request.urlopen(self.endpoint + "/moto-api/", timeout=2).read()
+                break
+            except OSError:
+                if self._proc.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"local S3 server did not start on {self.endpoint}") from None
+                time.sleep(0.2)
         for b in self.buckets:
             self.create_bucket(b)
         return self
@@ -62,9 +81,13 @@ class LocalS3:
             pass
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
+        if self._proc is not None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=10)
+            except Exception:
+                self._proc.kill()
+            self._proc = None
 
 
 @contextmanager
@@ -86,6 +109,16 @@ def local_s3(buckets: tuple[str, ...] = (), set_env: bool = True):
         srv.stop()
 
 
+def serve(port: int) -> None:
+    """Serve in this process until killed (what ``LocalS3.start`` runs)."""
+    from moto.server import ThreadedMotoServer
+
+    ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False).start()
+    import threading
+
+    threading.Event().wait()
+
+
 def main() -> None:  # pragma: no cover - manual use and make local-ray
     import argparse
     import time
@@ -93,7 +126,11 @@ def main() -> None:  # pragma: no cover - manual use and make local-ray
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--port", type=int, default=9000)
     ap.add_argument("--bucket", action="append", default=[])
+    ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.serve:
+        serve(a.port)
+        return
     srv = LocalS3(port=a.port, buckets=tuple(a.bucket)).start()
     print(f"local S3 at {srv.endpoint}", flush=True)
     try:

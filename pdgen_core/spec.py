@@ -80,6 +80,11 @@ class SamplingSpec(_Strict):
 
 class OutputSpec(_Strict):
     uri: str = Field(description="Folder (s3:// or local) that holds content/, rejects/ and runs/.")
+    publish: Literal["auto", "staged"] = Field(
+        default="auto",
+        description="auto: a run publishes what it commits; staged: consumers see it only after "
+        "`pdgen promote RUN_ID`.",
+    )
 
 
 class ResourcesSpec(_Strict):
@@ -112,6 +117,15 @@ class JobSpec(_Strict):
     sampling: SamplingSpec = Field(default_factory=SamplingSpec)
     output: OutputSpec
     mode: Literal["incremental", "full"] = "incremental"
+    on_delete: Literal["keep", "tombstone"] = Field(
+        default="keep",
+        description="A sku gone from the catalog: keep its content, or remove it from the current "
+        "version (history keeps it).",
+    )
+    segments: list[str] = Field(
+        default_factory=lambda: ["general"], min_length=1,
+        description="Audience segments for per-segment tasks (blurb).",
+    )
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     guardrails: GuardrailSpec = Field(default_factory=GuardrailSpec)
 

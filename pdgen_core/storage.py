@@ -81,9 +81,15 @@ def delta_options(settings: Settings | None = None) -> dict[str, str]:
         opts["AWS_SECRET_ACCESS_KEY"] = s.secret_access_key.get_secret_value()
         if s.session_token:
             opts["AWS_SESSION_TOKEN"] = s.session_token.get_secret_value()
-    # delta-rs' object_store retries 5xx and resets with backoff by itself.
+    # delta-rs' object_store retries 5xx and resets with backoff by itself. A request that gets
+    # no answer is cut at 30 s and retried; idle pooled connections are not reused, because a
+    # keep-alive connection the server already dropped hung a listing for 120 s against
+    # moto's server (the "history() hung" note in DESIGN.md).
     opts["max_retries"] = "8"
-    opts["retry_timeout"] = "120s"
+    opts["retry_timeout"] = "180s"
+    opts["timeout"] = "30s"
+    opts["connect_timeout"] = "10s"
+    opts["pool_max_idle_per_host"] = "0"
     return opts
 
 

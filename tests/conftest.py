@@ -5,6 +5,7 @@ The S3 server starts before Ray so that Ray's workers inherit its endpoint and c
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -16,6 +17,7 @@ os.environ.setdefault("PDGEN_CACHE_DIR", str(REPO / ".cache" / "pdgen"))
 os.environ.setdefault("PDGEN_LOG_JSON", "1")
 os.environ.setdefault("RAY_DEDUP_LOGS", "1")
 os.environ.pop("RAY_ADDRESS", None)
+logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
 
 def real_data(rel: str) -> Path:

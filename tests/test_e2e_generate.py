@@ -13,7 +13,7 @@ from pdgen_core.spec import spec_from_dict
 from pdgen_core.stages.commit import CONTENT_SCHEMA, open_table
 from pdgen_core.synth import write_catalog
 
-from .conftest import real_data
+from conftest import real_data
 
 pytestmark = pytest.mark.e2e
 
@@ -57,7 +57,7 @@ def test_counts_balance_and_reasons(synth_run):
     t = c["by_task"]["description"]
     assert t["planned"] == c["valid"] == t["accepted"] + t["rejected"] + t["unchanged"]
     reasons = c["rejects_by_reason"]["description"]
-    # the synthetic bad rows: the duplicate rejects both rows of SKU-00000000
+    # the synthetic bad rows; a duplicated sku rejects both of its rows
     for r in ("missing_title", "negative_price", "nonfinite_price", "title_too_long", "missing_sku",
               "duplicate_sku"):
         assert reasons.get(r, 0) >= 1, (r, reasons)
@@ -79,7 +79,9 @@ def test_content_table_has_lineage(synth_run):
     assert all(r["text"] and r["tokens_out"] > 0 and r["template"] == "description/v1" for r in rows)
     assert all(r["model"] == rec["model"]["identity"] for r in rows)
     assert len({r["input_fingerprint"] for r in rows}) == t.num_rows
-    assert "SKU-00000000" not in {r["sku"] for r in rows}  # duplicated sku never generated
+    rej = open_table(storage.resolve(spec.output.uri).child("rejects", "description")).to_pyarrow_table()
+    dup = {r["sku"] for r in rej.to_pylist() if r["reason"] == "duplicate_sku"}
+    assert len(dup) == 1 and not dup & {r["sku"] for r in rows}  # a duplicated sku is never generated
 
 
 def test_rejects_table_and_run_record(synth_run):

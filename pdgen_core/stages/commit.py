@@ -9,7 +9,10 @@ driver's memory.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as pads
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import TableNotFoundError
@@ -66,21 +69,71 @@ def staged_reader(files: list[str], fs, schema: pa.Schema, flt) -> pa.RecordBatc
     )
 
 
-def merge_content(loc: storage.Location, source: pa.RecordBatchReader, run_id: str,
+def current_version(loc: storage.Location) -> int | None:
+    dt = open_table(loc)
+    return None if dt is None else dt.version()
+
+
+MERGE_SCHEMA = CONTENT_SCHEMA.append(pa.field("_op", pa.string()))
+
+
+def upserts_and_deletes(gen_files: list[str], accepted, deleted_files: list[str], fs) -> pa.RecordBatchReader:
+    """One merge source: accepted rows (``_op`` upsert) then tombstoned keys (``_op`` delete)."""
+    def batches():
+        if gen_files:
+            scan = pads.dataset(gen_files, filesystem=fs).scanner(
+                columns=CONTENT_SCHEMA.names, filter=accepted, batch_size=8192)
+            for b in scan.to_batches():
+                if b.num_rows:
+                    yield _with_op(b.cast(CONTENT_SCHEMA), "upsert")
+        if deleted_files:
+            for b in pads.dataset(deleted_files, filesystem=fs).to_batches(batch_size=8192):
+                if b.num_rows:
+                    cols = [b.column(f.name).cast(f.type) if f.name in b.schema.names
+                            else pa.nulls(b.num_rows, f.type) for f in CONTENT_SCHEMA]
+                    yield _with_op(pa.RecordBatch.from_arrays(cols, schema=CONTENT_SCHEMA), "delete")
+    return pa.RecordBatchReader.from_batches(MERGE_SCHEMA, batches())
+
+
+def _with_op(b: pa.RecordBatch, op: str) -> pa.RecordBatch:
+    return pa.RecordBatch.from_arrays(list(b.columns) + [pa.array([op] * b.num_rows)], schema=MERGE_SCHEMA)
+
+
+def _drop_op(reader: pa.RecordBatchReader) -> pa.RecordBatchReader:
+    def batches():
+        for b in reader:
+            keep = b.filter(pc.equal(b.column("_op"), "upsert"))
+            if keep.num_rows:
+                yield pa.RecordBatch.from_arrays(keep.columns[:-1], schema=CONTENT_SCHEMA)
+    return pa.RecordBatchReader.from_batches(CONTENT_SCHEMA, batches())
+
+
+def merge_content(loc: storage.Location, source: Callable[[], pa.RecordBatchReader], run_id: str,
                   extra_meta: dict | None = None) -> int:
-    """Upsert ``source`` into the content table at ``loc``; returns the new version."""
+    """Upsert/delete ``source()`` (``MERGE_SCHEMA`` rows) into the content table at ``loc`` as one
+    version; returns it. ``source`` is a factory: a lost creation race re-reads it for a merge."""
     done = committed_version(loc, run_id)
     if done is not None:
         return done
     dt = open_table(loc)
     if dt is None:
-        write_deltalake(loc.uri, source, mode="append", storage_options=storage.table_options(loc),
-                        commit_properties=_props(run_id, extra_meta))
-        return open_table(loc).version()
+        try:
+            write_deltalake(loc.uri, _drop_op(source()), mode="error", schema_mode=None,
+                            storage_options=storage.table_options(loc),
+                            commit_properties=_props(run_id, extra_meta))
+            return open_table(loc).version()
+        except Exception as exc:  # another run created the table first: merge into theirs
+            dt = open_table(loc)
+            if dt is None:
+                raise exc
     pred = " AND ".join(f"t.{k} = s.{k}" for k in KEY)
-    (dt.merge(source, predicate=pred, source_alias="s", target_alias="t",
+    upsert, delete = "s._op = 'upsert'", "s._op = 'delete'"
+    (dt.merge(source(), predicate=pred, source_alias="s", target_alias="t",
               commit_properties=_props(run_id, extra_meta))
-       .when_matched_update_all().when_not_matched_insert_all().execute())
+       .when_matched_delete(predicate=delete)
+       .when_matched_update_all(predicate=upsert, except_cols=["_op"])
+       .when_not_matched_insert_all(predicate=upsert, except_cols=["_op"])
+       .execute())
     return open_table(loc).version()
 
 

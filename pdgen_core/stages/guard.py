@@ -8,6 +8,7 @@ and ``stage``, so the staging files of a round are all the commit needs.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 import pyarrow as pa
@@ -26,14 +27,16 @@ GEN_SCHEMA = pa.schema(list(WORK_SCHEMA) + [
 _ENGINE_COLS = ("generated_text", "num_input_tokens", "num_generated_tokens", "__inference_error__")
 
 
-def guard_context(row: dict[str, Any], ctx: RunContext, prompt_text: str = "") -> GuardContext:
+def guard_context(row: dict[str, Any], ctx: RunContext) -> GuardContext:
     g = ctx.guard
+    fields = json.loads(row.get("fields_json") or "{}")
+    inputs = tuple(str(v) for v in fields.values() if isinstance(v, str) and v)
     return GuardContext(
         locale=row["locale"], title=row.get("title"), brand=row.get("brand"), price=row.get("price"),
         currency=ctx.currency, known_brands=g.get("known_brands", frozenset()),
         banned_terms=tuple(g.get("banned_terms", ())), url_allowlist=tuple(g.get("url_allowlist", ())),
-        input_texts=tuple(v for v in (row.get("title"), row.get("brand")) if v),
-        system_prompt=prompt_text, min_chars=g.get("min_chars", 20), max_chars=g.get("max_chars", 2000),
+        input_texts=inputs, system_prompt=TASKS[row["task"]].template_source(row["locale"]),
+        min_chars=g.get("min_chars", 20), max_chars=g.get("max_chars", 2000),
     )
 
 

@@ -21,7 +21,7 @@ WORK_SCHEMA = pa.schema([
     ("sku", pa.string()), ("task", pa.string()), ("locale", pa.string()), ("variant", pa.string()),
     ("title", pa.string()), ("brand", pa.string()), ("price", pa.float64()),
     ("fields_json", pa.string()), ("input_fingerprint", pa.string()), ("template", pa.string()),
-    ("attempt", pa.int32()),
+    ("attempt", pa.int32()), ("input_flags", pa.string()),
 ])
 
 
@@ -66,6 +66,7 @@ def work_items(row: dict[str, Any], ctx: RunContext) -> list[dict[str, Any]]:
                     ),
                     "template": task.template_id,
                     "attempt": 1,
+                    "input_flags": row.get("input_flags"),
                 })
     return out
 

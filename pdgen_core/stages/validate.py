@@ -17,10 +17,15 @@ from typing import Any
 
 import pyarrow as pa
 
+from pdgen_core.hygiene import clean_field
+
 TEXT_FIELDS = ("title", "brand", "category", "color", "gender", "material", "attributes", "description")
 CAPS = {"title": 300, "description": 4000, "attributes": 1000}
 DEFAULT_CAP = 200
 SKU_CAP = 128
+# Fields that reach prompts get full input hygiene; the reference description (fine-tuning only)
+# is just normalised.
+HYGIENE_FIELDS = frozenset(TEXT_FIELDS) - {"description"}
 _STRIP = re.compile(r"[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e"
                     r"\u2060-\u2064\u2066-\u2069\ufeff\ufff9-\ufffb]")
 _WS = re.compile(r"\s+")
@@ -28,7 +33,8 @@ _WS = re.compile(r"\s+")
 CLEAN_SCHEMA = pa.schema(
     [("sku", pa.string())]
     + [(f, pa.string()) for f in TEXT_FIELDS]
-    + [("price", pa.float64()), ("_reject", pa.string()), ("_detail", pa.string())]
+    + [("price", pa.float64()), ("input_flags", pa.string()), ("_reject", pa.string()),
+       ("_detail", pa.string())]
 )
 
 
@@ -89,12 +95,20 @@ def clean_row(row: dict[str, Any], dup_skus: frozenset[str] = frozenset()) -> di
     out: dict[str, Any] = {"_reject": None, "_detail": None}
     sku = norm_sku(row.get("sku"))
     out["sku"] = sku
+    flags: set[str] = set()
+    brand = norm_text(row.get("brand"))
     for f in TEXT_FIELDS:
         v = norm_text(row.get(f))
         cap = CAPS.get(f, DEFAULT_CAP)
-        if v is not None and len(v) > cap and f != "title":
+        if v is not None and f in HYGIENE_FIELDS and not (f == "title" and len(v) > cap):
+            # HTML, mojibake, instruction-like text and PII are neutralised and flagged, not fatal
+            v, fl = clean_field(v, cap, keep=(brand,) if brand else ())
+            flags.update(fl)
+            v = v or None
+        elif v is not None and len(v) > cap and f != "title":
             v = v[: cap - 1].rstrip() + "…"
         out[f] = v
+    out["input_flags"] = ",".join(sorted(flags)) or None
     price, price_reason = parse_price(row.get("price"))
     out["price"] = price
     reason, detail = _first_problem(out, sku, price_reason, row.get("price"), dup_skus)
@@ -130,13 +144,17 @@ def clean_batch(batch: pa.Table, dup_skus: frozenset[str] = frozenset()) -> pa.T
     return pa.Table.from_pylist(out, schema=CLEAN_SCHEMA)
 
 
-def sku_only(batch: pa.Table) -> pa.Table:
-    skus = [norm_sku(v) for v in batch.column("sku").to_pylist()]
-    return pa.table({"sku": pa.array(skus, pa.string())})
-
-
 def find_duplicate_skus(ds) -> frozenset[str]:
-    """Skus that occur more than once (one-column pass; only the duplicates reach the driver)."""
-    counts = (ds.select_columns(["sku"]).map_batches(sku_only, batch_format="pyarrow")
-              .filter(lambda r: r["sku"] is not None).groupby("sku").count())
+    """Skus of valid rows that occur more than once (a one-column aggregation in Ray; only the
+    duplicates reach the driver)."""
+    counts = ds.select_columns(["sku"]).groupby("sku").count()
     return frozenset(r["sku"] for r in counts.filter(lambda r: r["count()"] > 1).iter_rows())
+
+
+def mark_duplicates(batch: pa.Table, dup_skus: frozenset[str]) -> pa.Table:
+    rows = batch.to_pylist()
+    for r in rows:
+        if r["_reject"] is None and r["sku"] in dup_skus:
+            r["_reject"] = "duplicate_sku"
+            r["_detail"] = f"sku {r['sku'][:60]!r} appears more than once in the catalog"
+    return pa.Table.from_pylist(rows, schema=CLEAN_SCHEMA)
