@@ -29,5 +29,18 @@ test: install
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not e2e"
 
+# Benchmarks: side-by-side ratios in one run; figures to bench/results/<date>.json.
+bench: install
+	$(BIN)/python -m pdgen_core.bench
+
+# Fault scenarios (killed workers, S3 faults, hostile input) with their figures.
+chaos: install
+	$(BIN)/python -m pytest -q -m chaos tests
+
+# A local Ray head + local S3, the real jobs submitted through the Ray Jobs API, outputs checked,
+# everything stopped again (also on failure).
+local-ray: install
+	$(BIN)/python -m pdgen_core.local_ray
+
 clean:
 	rm -rf $(VENV) .cache demo-out .pytest_cache
