@@ -123,6 +123,7 @@ def build_context(spec: JobSpec, run_id: str, model_id: str, known_brands: froze
         guard={"known_brands": known_brands, "banned_terms": tuple(g.banned_terms),
                "min_chars": g.min_chars, "max_chars": g.max_chars},
         max_attempts=g.max_attempts,
+        min_reviews=spec.reviews.min_reviews if spec.reviews else 3,
     )
 
 
@@ -144,6 +145,14 @@ def _reject_rows(batch: pa.Table, tasks: tuple[str, ...], run_id: str) -> pa.Tab
          "rejected_at": now}
         for r in batch.select(["sku", "_reject", "_detail"]).to_pylist() for t in tasks
     ]
+    return pa.Table.from_pylist(rows, schema=commit.REJECT_SCHEMA)
+
+
+def _skip_rows(batch: pa.Table, run_id: str) -> pa.Table:
+    now = dt.datetime.now(dt.timezone.utc)
+    rows = [{"sku": r["sku"], "task": r["task"], "locale": r["locale"], "variant": r["variant"],
+             "stage": "plan", "reason": r["skip_reason"], "detail": None, "attempts": 0,
+             "run_id": run_id, "rejected_at": now} for r in batch.to_pylist()]
     return pa.Table.from_pylist(rows, schema=commit.REJECT_SCHEMA)
 
 
@@ -199,7 +208,9 @@ class Job:
         ctx = build_context(self.spec, self.run_id, model_id, self._known_brands(clean, plan_cols))
         self._stage_validation_rejects(clean)
         valid = clean.filter(lambda r: r["_reject"] is None)
-        work = valid.map_batches(plan_batch, fn_kwargs={"ctx": ctx}, batch_format="pyarrow")
+        work = self._with_reviews(valid).map_batches(plan_batch, fn_kwargs={"ctx": ctx},
+                                                     batch_format="pyarrow")
+        work = self._stage_skips(work)
         work = self._incremental(work, valid.select_columns(["sku"]))
         tg = time.monotonic()
         self._generate_rounds(work, ctx, model_path)
@@ -238,6 +249,28 @@ class Job:
         if "brand" not in plan_cols:
             return frozenset()
         return frozenset(b for b in clean.unique("brand") if b)
+
+    def _with_reviews(self, valid):
+        """Join each product's grouped reviews when a task reads them (Ray hash join)."""
+        if not any(TASKS[t].needs_reviews for t in self.spec.tasks):
+            return valid
+        from pdgen_core.incremental import _partitions
+        from pdgen_core.stages.reviews import grouped_reviews
+
+        return valid.join(grouped_reviews(self.spec.reviews), join_type="left_outer",
+                          num_partitions=_partitions(), on=("sku",))
+
+    def _stage_skips(self, work):
+        """Items a task cannot run on (too_few_reviews) go to the rejects; the rest to generation."""
+        if not any(TASKS[t].needs_reviews for t in self.spec.tasks):
+            return work
+        work = work.materialize()  # planned once, read twice
+        loc = self.paths.staging.child("plan")
+        storage.delete_tree(loc)
+        (work.filter(lambda r: r["skip_reason"] is not None)
+             .map_batches(_skip_rows, fn_kwargs={"run_id": self.run_id}, batch_format="pyarrow")
+             .write_parquet(loc.path, filesystem=loc.fs))
+        return work.filter(lambda r: r["skip_reason"] is None)
 
     def _stage_validation_rejects(self, clean) -> None:
         loc = self.paths.validate_rejects
@@ -311,9 +344,10 @@ class Job:
         versions: dict[str, int | None] = {}
         gen_files = [f for k in range(1, ctx.max_attempts + 1) for f in staged_files(self.paths.round(k))]
         val_files = staged_files(self.paths.validate_rejects)
+        plan_files = staged_files(self.paths.staging.child("plan"))
         fs = self.paths.out.fs
         for task in self.spec.tasks:
-            self._count(task, gen_files, val_files, fs)
+            self._count(task, gen_files, val_files, fs, plan_files)
             is_task = pads.field("task") == task
             c_loc = self.paths.content(task)
             deleted = staged_files(self.paths.staging.child("deleted", task))
@@ -331,6 +365,8 @@ class Job:
                 parts = []
                 if val_files:
                     parts.append((pads.dataset(val_files, filesystem=fs), is_task, _REJECT_PROJ))
+                if plan_files:
+                    parts.append((pads.dataset(plan_files, filesystem=fs), is_task, _REJECT_PROJ))
                 if gen_files:
                     parts.append((pads.dataset(gen_files, filesystem=fs),
                                   is_task & (pads.field("status") == "rejected"), _GEN_REJECT_PROJ))
@@ -340,9 +376,17 @@ class Job:
                 versions[f"rejects/{task}"] = None
         return versions
 
-    def _count(self, task: str, gen_files: list[str], val_files: list[str], fs) -> None:
+    def _count(self, task: str, gen_files: list[str], val_files: list[str], fs,
+               plan_files: list[str] = ()) -> None:
         c = self.counts
         c.add(task, "planned", 0)
+        if plan_files:
+            v = pads.dataset(plan_files, filesystem=fs).to_table(
+                columns=["reason"], filter=pads.field("task") == task)
+            c.add(task, "rejected", v.num_rows)
+            c.by_task[task]["planned_all"] = c.by_task[task].get("planned_all", 0) + v.num_rows
+            for r, n in _value_counts(v.column("reason")):
+                c.reason(task, r, n)
         if val_files:
             v = pads.dataset(val_files, filesystem=fs).to_table(
                 columns=["reason"], filter=pads.field("task") == task)
@@ -352,7 +396,7 @@ class Job:
         if not gen_files:
             bt = c.by_task[task]
             bt["planned"] = bt.pop("planned_all", 0)
-            bt["unchanged"] = bt["planned"]
+            bt["unchanged"] = bt["planned"] - bt["accepted"] - bt["rejected"]
             return
         scan = pads.dataset(gen_files, filesystem=fs).scanner(
             columns=["status", "reason", "tokens_in", "tokens_out", "input_flags"],

@@ -17,7 +17,7 @@ from pdgen_core.stages import commit
 def rows(skus, text, run_id):
     now = dt.datetime.now(dt.timezone.utc)
     return pa.Table.from_pylist([
-        {"sku": s, "locale": "en", "task": "description", "variant": "", "text": f"{text} {s}",
+        {"sku": s, "locale": "en", "task": "description", "variant": "", "text": f"{text} {s}", "label": None,
          "input_fingerprint": f"fp-{text}-{s}", "template": "description/v1", "model": "m", "adapter": "",
          "sampling_hash": "h", "run_id": run_id, "generated_at": now, "tokens_in": 1, "tokens_out": 2,
          "attempts": 1, "_op": "upsert"} for s in skus], schema=commit.MERGE_SCHEMA)
@@ -50,7 +50,8 @@ def test_merge_is_idempotent_per_run(bucket):
 def test_tombstone_deletes_in_the_same_version(bucket):
     loc = storage.resolve(f"{bucket}/o").child("content", "description")
     commit.merge_content(loc, src(rows(["a", "b"], "one", "r1")), "r1")
-    gone = rows(["a"], "x", "r2").set_column(19 - 4, "_op", pa.array(["delete"]))
+    gone = rows(["a"], "x", "r2")
+    gone = gone.set_column(gone.schema.get_field_index("_op"), "_op", pa.array(["delete"]))
     both = pa.concat_tables([rows(["c"], "two", "r2"), gone])
     v = commit.merge_content(loc, src(both), "r2")
     assert sorted(r["sku"] for r in commit.open_table(loc).to_pyarrow_table().to_pylist()) == ["b", "c"]

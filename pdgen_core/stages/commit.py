@@ -22,8 +22,8 @@ from pdgen_core import storage
 KEY = ("sku", "locale", "variant")
 CONTENT_SCHEMA = pa.schema([
     ("sku", pa.string()), ("locale", pa.string()), ("task", pa.string()), ("variant", pa.string()),
-    ("text", pa.string()), ("input_fingerprint", pa.string()), ("template", pa.string()),
-    ("model", pa.string()), ("adapter", pa.string()), ("sampling_hash", pa.string()),
+    ("text", pa.string()), ("label", pa.string()), ("input_fingerprint", pa.string()),
+    ("template", pa.string()), ("model", pa.string()), ("adapter", pa.string()), ("sampling_hash", pa.string()),
     ("run_id", pa.string()), ("generated_at", pa.timestamp("us", tz="UTC")),
     ("tokens_in", pa.int64()), ("tokens_out", pa.int64()), ("attempts", pa.int32()),
 ])

@@ -18,7 +18,7 @@ from pdgen_core.stages.plan import WORK_SCHEMA, RunContext
 from pdgen_core.tasks import TASKS
 
 GEN_SCHEMA = pa.schema(list(WORK_SCHEMA) + [
-    ("text", pa.string()), ("model", pa.string()), ("adapter", pa.string()),
+    ("text", pa.string()), ("label", pa.string()), ("model", pa.string()), ("adapter", pa.string()),
     ("sampling_hash", pa.string()), ("run_id", pa.string()),
     ("generated_at", pa.timestamp("us", tz="UTC")), ("tokens_in", pa.int64()),
     ("tokens_out", pa.int64()), ("attempts", pa.int32()),
@@ -40,13 +40,29 @@ def guard_context(row: dict[str, Any], ctx: RunContext) -> GuardContext:
     )
 
 
+def check(task, text: str, row: dict[str, Any], ctx: RunContext) -> str | None:
+    """The first reason to refuse ``text``: output form (JSON tasks first, so broken JSON reads
+    ``invalid_json``), then the task's guardrails, then its own checks and fact grounding."""
+    if task.output == "json" and task.parse is not None:
+        if reason := task.parse(text):
+            return reason
+    if reason := run_checks(task.guardrails, task.guard_text(text), guard_context(row, ctx)):
+        return reason
+    if task.output != "json" and task.parse is not None:
+        if reason := task.parse(text):
+            return reason
+    if task.ground is not None:
+        return task.ground(text, json.loads(row.get("fields_json") or "{}"))
+    return None
+
+
 def judge(row: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     """One engine output row -> one GEN_SCHEMA row."""
     task = TASKS[row["task"]]
     text = (row.get("generated_text") or "").strip()
     out = {k: row.get(k) for k in WORK_SCHEMA.names}
     out.update(
-        text=text, model=ctx.model, adapter=ctx.adapters.get(row["task"], ""),
+        text=text, label=task.label.get(row["locale"]), model=ctx.model, adapter=ctx.adapters.get(row["task"], ""),
         sampling_hash=ctx.sampling_hash(row["task"]), run_id=ctx.run_id,
         generated_at=dt.datetime.now(dt.timezone.utc), tokens_in=int(row.get("num_input_tokens") or 0),
         tokens_out=int(row.get("num_generated_tokens") or 0), attempts=int(row["attempt"]),
@@ -56,9 +72,7 @@ def judge(row: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     if err:
         out.update(status="rejected", stage="generate", reason="engine_error", detail=err[:500])
         return out
-    reason = run_checks(task.guardrails, text, guard_context(row, ctx))
-    if reason is None and task.parse is not None:
-        reason = task.parse(text)
+    reason = check(task, text, row, ctx)
     if reason:
         last = int(row["attempt"]) >= ctx.max_attempts
         out.update(status="rejected" if last else "retry", stage="guard", reason=reason,

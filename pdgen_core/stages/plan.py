@@ -21,7 +21,7 @@ WORK_SCHEMA = pa.schema([
     ("sku", pa.string()), ("task", pa.string()), ("locale", pa.string()), ("variant", pa.string()),
     ("title", pa.string()), ("brand", pa.string()), ("price", pa.float64()),
     ("fields_json", pa.string()), ("input_fingerprint", pa.string()), ("template", pa.string()),
-    ("attempt", pa.int32()), ("input_flags", pa.string()),
+    ("attempt", pa.int32()), ("input_flags", pa.string()), ("skip_reason", pa.string()),
 ])
 
 
@@ -39,6 +39,7 @@ class RunContext:
     variants: dict[str, tuple[str, ...]] = field(default_factory=dict)  # task -> variants
     guard: dict[str, Any] = field(default_factory=dict)          # guardrail settings from the spec
     max_attempts: int = 2
+    min_reviews: int = 3
 
     def sampling_hash(self, task: str) -> str:
         return fp.sampling_hash({**self.sampling[task], "base_seed": self.base_seed})
@@ -48,11 +49,14 @@ class RunContext:
 
 
 def work_items(row: dict[str, Any], ctx: RunContext) -> list[dict[str, Any]]:
-    """The work items for one clean row."""
+    """The work items for one clean row (``skip_reason`` set when the task cannot run on it)."""
     out = []
     for name in ctx.tasks:
         task = TASKS[name]
-        fields = {f: row.get(f) for f in task.fields}
+        fields = {f: _field(row, f) for f in task.fields}
+        skip = None
+        if task.needs_reviews and (fields.get("review_count") or 0) < ctx.min_reviews:
+            skip = "too_few_reviews"
         for locale in ctx.task_locales(name):
             for variant in ctx.variants.get(name, ("",)):
                 out.append({
@@ -67,8 +71,17 @@ def work_items(row: dict[str, Any], ctx: RunContext) -> list[dict[str, Any]]:
                     "template": task.template_id,
                     "attempt": 1,
                     "input_flags": row.get("input_flags"),
+                    "skip_reason": skip,
                 })
     return out
+
+
+def _field(row: dict[str, Any], name: str) -> Any:
+    if name == "reviews":
+        return json.loads(row.get("reviews_json") or "[]")
+    if name == "review_count":
+        return int(row.get("review_count") or 0)
+    return row.get(name)
 
 
 def plan_batch(batch: pa.Table, ctx: RunContext) -> pa.Table:
