@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.pdgen-installed
 export PDGEN_CACHE_DIR ?= $(CURDIR)/.cache/pdgen
 
-.PHONY: install demo test test-fast bench chaos local-ray clean
+.PHONY: install browser demo test test-fast bench chaos local-ray clean
 
 install: $(STAMP)
 
@@ -23,7 +23,12 @@ $(STAMP): pyproject.toml
 demo: install
 	$(BIN)/python -m pdgen_core.demo
 
-test: install
+# Debian's Chromium for the HTML report's browser test (driven by playwright, never its download).
+browser:
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
+	  || echo "chromium could not be installed: the report's browser test will skip"
+
+test: install browser
 	$(BIN)/python -m pytest -q
 
 test-fast: install
