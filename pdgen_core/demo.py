@@ -20,7 +20,7 @@ DEMO_SPEC = Path(__file__).parent / "configs" / "demo.yaml"
 ROWS, BAD_ROWS = 200, 8
 
 
-def show_samples(output_uri: str, task: str, n: int = 3) -> None:
+def show_samples(output_uri: str, task: str, n: int = 2) -> None:
     from pdgen_core import storage
     from pdgen_core.stages.commit import open_table
 
@@ -39,14 +39,16 @@ def main() -> None:
     from pdgen_core.pipeline import run_job
     from pdgen_core.s3server import local_s3
     from pdgen_core.spec import spec_from_dict
-    from pdgen_core.synth import write_catalog
+    from pdgen_core.synth import make_catalog, write_catalog, write_reviews
 
     log.configure()
     spec_dict = yaml.safe_load(DEMO_SPEC.read_text())
     with local_s3(buckets=("catalog", "content")) as s3:
         console.print(f"local S3 endpoint: {s3.endpoint}")
         write_catalog(spec_dict["catalog"]["uri"], ROWS, files=2, bad_rows=BAD_ROWS)
-        console.print(f"synthetic catalog: {ROWS} products + {BAD_ROWS} bad rows -> {spec_dict['catalog']['uri']}")
+        write_reviews(spec_dict["reviews"]["uri"], make_catalog(ROWS))
+        console.print(f"synthetic catalog: {ROWS} products + {BAD_ROWS} bad rows -> {spec_dict['catalog']['uri']}"
+                      f"; synthetic reviews -> {spec_dict['reviews']['uri']}")
         _ensure_model()
         spec = spec_from_dict(spec_dict)
         record = run_job(spec)
@@ -62,22 +64,38 @@ def main() -> None:
 
 
 def _ensure_model() -> None:
-    """Train the tiny model once (cached) when the fine-tune module is present."""
-    try:
-        from pdgen_core.finetune.scratch import ensure_trained_tiny
-    except ModuleNotFoundError:
-        return
+    """Train the tiny model from scratch once (cached; a few minutes on 2 cores)."""
+    from pdgen_core.finetune.scratch import ensure_trained_tiny
+
     path = ensure_trained_tiny()
     console.print(f"model: pdgen-tiny trained from scratch, cached at {path}")
 
 
 def _after_first_run(spec, record) -> None:
-    """Hook for the refresh step (a few prices change, only those rows regenerate)."""
-    try:
-        from pdgen_core.incremental import demo_refresh
-    except ModuleNotFoundError:
-        return
-    demo_refresh(spec, record, console)
+    """A scheduler's refresh: three prices change; only those rows regenerate."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.dataset as pads
+    import pyarrow.parquet as pq
+
+    from pdgen_core import storage
+    from pdgen_core.cli import one_line
+    from pdgen_core.pipeline import run_job
+
+    loc = storage.resolve(spec.catalog.uri)
+    first = storage.list_files(loc, ".parquet")[0]
+    t = pads.dataset(first, filesystem=loc.fs).to_table()
+    skus = t.column("product_id").to_pylist()[:3]
+    bumped = pc.if_else(pc.is_in(t.column("product_id"), pa.array(skus)),
+                        pc.add(t.column("price_usd"), 5.0), t.column("price_usd"))
+    pq.write_table(t.set_column(t.schema.get_field_index("price_usd"), "price_usd", bumped),
+                   first, filesystem=loc.fs)
+    console.print(f"\n[bold]refresh[/bold]: prices of {skus} changed by +5.00 USD")
+    rec = run_job(spec)
+    console.print(one_line(rec), highlight=False)
+    for task, v in rec["counts"]["by_task"].items():
+        console.print(f"  {task}: planned {v['planned']}, regenerated {v['accepted'] + v['rejected']}, "
+                      f"unchanged {v['unchanged']}")
 
 
 if __name__ == "__main__":

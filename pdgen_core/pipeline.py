@@ -72,6 +72,7 @@ class Counts:
     tokens_out: int = 0
     flags: dict[str, dict[str, int]] = field(default_factory=dict)
     deleted: dict[str, int] = field(default_factory=dict)
+    resumed: int = 0
 
     def add(self, task: str, key: str, n: int = 1) -> None:
         self.by_task.setdefault(task, {"planned": 0, "unchanged": 0, "accepted": 0, "rejected": 0})
@@ -313,6 +314,8 @@ class Job:
             loc = self.paths.round(k)
             if self.resume:  # keep what a crashed attempt staged; generate only the rest
                 done = incremental.readable_files(staged_files(loc), loc.fs)
+                if done:
+                    self.counts.resumed += pads.dataset(done, filesystem=loc.fs).count_rows()
                 src = incremental.anti_join(src, incremental.staged_keys(done, loc.fs))
                 self.log.info("round.resume", round=k, staged_files=len(done))
             else:
@@ -435,7 +438,7 @@ class Job:
                 "rejected": sum(v["rejected"] for v in c.by_task.values()),
                 "unchanged": sum(v["unchanged"] for v in c.by_task.values()),
                 "by_task": c.by_task, "rejects_by_reason": c.reasons, "input_flags": c.flags,
-                "deleted": c.deleted, "on_delete": self.spec.on_delete,
+                "deleted": c.deleted, "on_delete": self.spec.on_delete, "resumed": c.resumed,
             },
             "tokens": {"in": c.tokens_in, "out": c.tokens_out},
             "timing": {"wall_s": wall, "generate_s": gen_s,

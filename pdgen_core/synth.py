@@ -153,3 +153,40 @@ def corpus(rows: int = 20000, seed: int = 1) -> list[str]:
     """Catalog text for training the tiny model's tokenizer."""
     t = make_catalog(rows, seed=seed)
     return t.column("product_name").to_pylist() + t.column("description").to_pylist()
+
+
+REVIEW_OPENERS = np.array([
+    "Really happy with this {cat}.", "The {cat} arrived quickly.", "Not sure about this {cat}.",
+    "Bought this {cat} as a gift.", "Second {cat} from {brand} I own.", "Disappointed with the {cat}.",
+])
+REVIEW_DETAILS = np.array([
+    "The {color} colour looks great.", "Quality of the {mat} feels solid.", "Sizing runs a bit small.",
+    "It was cheaper than expected.", "The stitching came loose after a week.", "Works well for {use}.",
+])
+
+
+def make_reviews(catalog: pa.Table, per_sku: tuple[int, int] = (0, 6), seed: int = 0) -> pa.Table:
+    """Synthetic customer reviews for a synthetic catalog: 0-5 per sku, ratings 1-5."""
+    rng = np.random.default_rng([seed, 7])
+    rows = []
+    for r in catalog.to_pylist():
+        if not r["product_id"] or not r["product_name"]:
+            continue
+        for i in range(int(rng.integers(*per_sku))):
+            kw = {"cat": r["category"], "brand": r["brand"], "color": r["color"], "mat": r["material"],
+                  "use": USES[rng.integers(0, len(USES))]}
+            text = (REVIEW_OPENERS[rng.integers(0, len(REVIEW_OPENERS))].format(**kw) + " "
+                    + REVIEW_DETAILS[rng.integers(0, len(REVIEW_DETAILS))].format(**kw))
+            rows.append({"product_id": r["product_id"], "review_text": text,
+                         "rating": int(rng.integers(1, 6))})
+    return pa.Table.from_pylist(rows, schema=pa.schema(
+        [("product_id", pa.string()), ("review_text", pa.string()), ("rating", pa.int8())]))
+
+
+def write_reviews(uri: str, catalog: pa.Table, seed: int = 0) -> str:
+    loc = storage.resolve(uri)
+    target = loc if uri.endswith(".parquet") else loc.child("reviews.parquet")
+    if not target.is_s3:
+        target.fs.create_dir(target.path.rsplit("/", 1)[0], recursive=True)
+    pq.write_table(make_reviews(catalog, seed=seed), target.path, filesystem=target.fs)
+    return target.uri
