@@ -246,6 +246,23 @@ class Job:
                                       batch_format="pyarrow").materialize()
         return clean
 
+    def plan_only(self) -> int:
+        """Read -> validate -> fingerprint -> anti-join, all in Ray; the number of work items an
+        incremental run would generate. Writes nothing (the benchmark's plan cost)."""
+        plan_cols, model_path = self.preflight()
+        init_ray()
+        ctx = build_context(self.spec, self.run_id, model_identity(model_path, self.spec.model.revision),
+                            frozenset())
+        valid = self._clean(plan_cols).filter(lambda r: r["_reject"] is None)
+        work = self._with_reviews(valid).map_batches(plan_batch, fn_kwargs={"ctx": ctx},
+                                                     batch_format="pyarrow")
+        if self.spec.mode == "incremental":
+            parts = [incremental.anti_join(work.filter(lambda r, t=t: r["task"] == t),
+                                           incremental.current_keys(self.paths.content(t)))
+                     for t in self.spec.tasks]
+            work = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
+        return work.count()
+
     def _known_brands(self, clean, plan_cols) -> frozenset[str]:
         if "brand" not in plan_cols:
             return frozenset()

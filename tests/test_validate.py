@@ -51,3 +51,28 @@ def test_hygiene_neutralises_and_flags():
     assert "a@b.com" not in r["attributes"]
     assert set(r["input_flags"].split(",")) >= {"html", "injection", "pii"}
     assert clean_row({"sku": "s2", "title": "Plain shirt"})["input_flags"] is None
+
+
+def test_hygiene_fast_path_agrees_with_full_path():
+    """``clean_field`` skips its pipeline for plain ASCII; it must change nothing by doing so."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from pdgen_core import hygiene
+
+    words = st.sampled_from(["Blue", "shirt", "ignore", "previous", "instructions", "a@b.com",
+                             "www.x.io", "+1 415 555 0100", "<b>", "&amp;", "system:", "2024",
+                             "you", "are", "now", "DAN", "###", "Rs.", "999", "x.com/a", "\t"])
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(words, min_size=1, max_size=8).map(" ".join))
+    def agree(text):
+        fast = hygiene.clean_field(text, 300)
+        real = hygiene._plain
+        hygiene._plain = lambda *a: False
+        try:
+            assert fast == hygiene.clean_field(text, 300)
+        finally:
+            hygiene._plain = real
+
+    agree()

@@ -1,0 +1,310 @@
+"""``make bench``: side-by-side measurements in one run; ratios, not absolute times, are the claim.
+
+    python -m pdgen_core.bench [--rows 2000] [--incr-rows 100000] [--plan-rows 1000000,5000000]
+
+a. pipeline overhead: pdgen end to end (Parquet on the local S3 endpoint -> plan -> generate ->
+   guardrails -> Delta commit) against plain ``vllm.LLM.generate`` on the same prompts, model,
+   sampling and per-row seeds. Engine start is IN both (pdgen starts its engine inside the run;
+   the plain run's time includes ``LLM(...)``); the same pair without engine start is also given.
+b. the usual transformers loop (``model.generate`` in batches of 16) on the same prompts.
+c. incremental refresh: 1% of N rows changed -> refresh time against a full run and against the
+   plan-only cost.
+d. plan at scale: read -> validate -> fingerprint -> anti-join, rows/s and peak RSS of the driver
+   and of the Ray workers (sampled), per size.
+e. engine start, and time to the first committed row (a one-row run).
+
+Figures go to ``bench/results/<date>.json`` and a table is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+RESULTS = Path(__file__).resolve().parents[1] / "bench" / "results"
+COLUMNS = {"sku": "product_id", "title": "product_name", "price": "price_usd", "brand": "brand",
+           "category": "category", "color": "color", "material": "material", "gender": "gender"}
+
+
+def spec_dict(catalog: str, out: str, max_tokens: int, mode: str = "full", batch: int = 256) -> dict:
+    return {
+        "name": "bench", "catalog": {"uri": catalog, "columns": COLUMNS, "currency": "USD"},
+        "tasks": ["description"], "output": {"uri": out}, "mode": mode,
+        "sampling": {"max_tokens": max_tokens, "temperature": 0.8},
+        "guardrails": {"min_chars": 1, "max_attempts": 1},
+        "resources": {"batch_size": batch, "max_concurrent_batches": 2},
+    }
+
+
+class RssSampler:
+    """Peak RSS of this process and of Ray's worker processes, sampled every 0.25 s."""
+
+    def __init__(self):
+        self.driver = 0
+        self.workers = 0
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        me = psutil.Process()
+        while not self._stop.is_set():
+            self.driver = max(self.driver, me.memory_info().rss)
+            for p in psutil.process_iter(["name", "cmdline"]):
+                try:
+                    if any(a.startswith("ray::") for a in (p.info["cmdline"] or [])[:1]):
+                        self.workers = max(self.workers, p.memory_info().rss)
+                except (psutil.Error, TypeError):
+                    pass
+            self._stop.wait(0.25)
+
+    def __enter__(self):
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._t.join()
+
+
+def prompts_for(catalog_uri: str, max_tokens: int) -> tuple[list[str], list[dict]]:
+    """The exact prompts and sampling params pdgen sends for this catalog (same code path)."""
+    import pyarrow.dataset as pads
+
+    from pdgen_core import storage
+    from pdgen_core.guardrails import GUARDRAIL_SET_VERSION
+    from pdgen_core.models.resolve import model_identity, resolve_model
+    from pdgen_core.pipeline import build_context
+    from pdgen_core.spec import spec_from_dict
+    from pdgen_core.stages.plan import work_items
+    from pdgen_core.stages.prompt import engine_request
+    from pdgen_core.stages.validate import clean_row
+
+    spec = spec_from_dict(spec_dict(catalog_uri, "/tmp/unused", max_tokens))
+    ctx = build_context(spec, "bench", model_identity(resolve_model("pdgen-tiny")), frozenset())
+    loc = storage.resolve(catalog_uri)
+    t = pads.dataset(storage.list_files(loc, ".parquet"), filesystem=loc.fs).to_table()
+    prompts, params = [], []
+    for raw in t.to_pylist():
+        row = clean_row({c: raw.get(s) for c, s in COLUMNS.items()})
+        if row["_reject"]:
+            continue
+        for item in work_items(row, ctx):
+            req = engine_request(item, ctx, {})
+            prompts.append(req["prompt"])
+            params.append(req["sampling_params"])
+    assert GUARDRAIL_SET_VERSION
+    return prompts, params
+
+
+def raw_vllm(prompts_file: str, out_file: str) -> None:
+    """Child process: plain vLLM on the same prompts (engine kwargs as pdgen's on the CPU)."""
+    from vllm import LLM, SamplingParams
+
+    from pdgen_core.models.resolve import resolve_model
+    from pdgen_core.spec import spec_from_dict
+    from pdgen_core.stages.generate import engine_kwargs
+
+    data = json.loads(Path(prompts_file).read_text())
+    t0 = time.monotonic()
+    kw = engine_kwargs(spec_from_dict(spec_dict("x", "y", 8)), enable_lora=False)
+    llm = LLM(model=str(resolve_model("pdgen-tiny")), **kw)
+    t1 = time.monotonic()
+    outs = llm.generate(data["prompts"], [SamplingParams(**p) for p in data["params"]], use_tqdm=False)
+    t2 = time.monotonic()
+    tokens = sum(len(o.outputs[0].token_ids) for o in outs)
+    Path(out_file).write_text(json.dumps({"engine_start_s": t1 - t0, "generate_s": t2 - t1,
+                                          "total_s": t2 - t0, "rows": len(outs), "tokens_out": tokens}))
+
+
+def hf_loop(prompts: list[str], max_tokens: int, batch: int = 16) -> dict:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from pdgen_core.models.resolve import resolve_model
+
+    path = resolve_model("pdgen-tiny")
+    tok = AutoTokenizer.from_pretrained(path)
+    tok.padding_side = "left"
+    model = AutoModelForCausalLM.from_pretrained(path, torch_dtype=torch.float32).eval()
+    t0 = time.monotonic()
+    tokens = 0
+    with torch.inference_mode():
+        for i in range(0, len(prompts), batch):
+            enc = tok(prompts[i:i + batch], return_tensors="pt", padding=True)
+            out = model.generate(**enc, max_new_tokens=max_tokens, do_sample=True, temperature=0.8,
+                                 top_p=0.95, pad_token_id=tok.pad_token_id)
+            gen = out[:, enc["input_ids"].shape[1]:]
+            tokens += int((gen != tok.pad_token_id).sum())
+    s = time.monotonic() - t0
+    return {"rows": len(prompts), "tokens_out": tokens, "total_s": s, "tokens_per_s": tokens / s}
+
+
+def run_pdgen(spec: dict, **kw) -> tuple[dict, float]:
+    from pdgen_core.pipeline import run_job
+    from pdgen_core.spec import spec_from_dict
+
+    t0 = time.monotonic()
+    rec = run_job(spec_from_dict(spec), **kw)
+    return rec, time.monotonic() - t0
+
+
+def bench_pipeline(rows: int, max_tokens: int, tmp: Path) -> dict:
+    from pdgen_core.synth import write_catalog
+
+    write_catalog("s3://bench/pipe/", rows, files=4)
+    prompts, params = prompts_for("s3://bench/pipe/", max_tokens)
+    pf, of = tmp / "prompts.json", tmp / "raw.json"
+    pf.write_text(json.dumps({"prompts": prompts, "params": params}))
+    subprocess.run([sys.executable, "-m", "pdgen_core.bench", "--raw-vllm", str(pf), str(of)], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    raw = json.loads(of.read_text())
+    rec, wall = run_pdgen(spec_dict("s3://bench/pipe/", "s3://bench/pipe-out/", max_tokens))
+    out_tok = rec["tokens"]["out"]
+    pd = {"rows": rec["counts"]["accepted"] + rec["counts"]["rejected"], "tokens_out": out_tok,
+          "total_s": wall, "generate_s": rec["timing"]["generate_s"]}
+    pd["tokens_per_s"] = out_tok / wall
+    raw["tokens_per_s"] = raw["tokens_out"] / raw["total_s"]
+    return {
+        "pdgen": pd, "vllm": raw, "engine_start": "in both",
+        "ratio_tokens_per_s": pd["tokens_per_s"] / raw["tokens_per_s"],
+        "ratio_rows_per_s": (pd["rows"] / wall) / (raw["rows"] / raw["total_s"]),
+        "ratio_generate_only": (out_tok / pd["generate_s"]) / (raw["tokens_out"] / raw["generate_s"]),
+        "_prompts": prompts,
+    }
+
+
+def bench_incremental(rows: int, max_tokens: int) -> dict:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from pdgen_core import storage
+    from pdgen_core.pipeline import Job
+    from pdgen_core.spec import spec_from_dict
+    from pdgen_core.synth import write_catalog
+
+    files = write_catalog("s3://bench/incr/", rows, files=4)
+    spec = spec_dict("s3://bench/incr/", "s3://bench/incr-out/", max_tokens, mode="incremental")
+    full, full_s = run_pdgen(spec)
+    loc = storage.resolve(files[0])
+    t = pq.read_table(loc.path, filesystem=loc.fs)
+    k = max(1, rows // 100)  # 1% of all rows, all in the first file
+    idx = pa.array([i < k for i in range(t.num_rows)])
+    t = t.set_column(t.schema.get_field_index("price_usd"), "price_usd",
+                     pc.if_else(idx, pc.add(t.column("price_usd"), 1.0), t.column("price_usd")))
+    pq.write_table(t, loc.path, filesystem=loc.fs)
+    t0 = time.monotonic()
+    planned = Job(spec_from_dict(spec)).plan_only()
+    plan_s = time.monotonic() - t0
+    incr, incr_s = run_pdgen(spec)
+    regenerated = sum(v["accepted"] + v["rejected"] for v in incr["counts"]["by_task"].values())
+    return {"rows": rows, "changed": k, "full_s": full_s, "refresh_s": incr_s, "plan_only_s": plan_s,
+            "regenerated": regenerated, "plan_to_generate": planned,
+            "refresh_vs_full": incr_s / full_s, "refresh_vs_plan_only": incr_s / plan_s}
+
+
+def bench_plan(sizes: list[int]) -> list[dict]:
+    from pdgen_core.pipeline import Job
+    from pdgen_core.spec import spec_from_dict
+    from pdgen_core.synth import write_catalog
+
+    out = []
+    for n in sizes:
+        uri = f"s3://bench/plan-{n}/"
+        t0 = time.monotonic()
+        write_catalog(uri, n, files=max(4, n // 250_000), workers=2)
+        synth_s = time.monotonic() - t0
+        spec = spec_from_dict(spec_dict(uri, f"s3://bench/plan-out-{n}/", 8, mode="incremental"))
+        with RssSampler() as rss:
+            t0 = time.monotonic()
+            planned = Job(spec).plan_only()
+            s = time.monotonic() - t0
+        out.append({"rows": n, "synth_s": synth_s, "plan_s": s, "rows_per_s": n / s, "planned": planned,
+                    "driver_peak_rss_mb": rss.driver / 2**20, "worker_peak_rss_mb": rss.workers / 2**20})
+    return out
+
+
+def bench_start(tmp: Path) -> dict:
+    from pdgen_core.synth import write_catalog
+
+    write_catalog("s3://bench/one/", 1, files=1)
+    rec, wall = run_pdgen(spec_dict("s3://bench/one/", "s3://bench/one-out/", 8))
+    return {"first_committed_row_s": wall, "generate_s_incl_engine_start": rec["timing"]["generate_s"]}
+
+
+def table(res: dict) -> str:
+    p, lines = res["pipeline"], []
+    lines.append(f"pdgen benchmarks {res['date']} on {res['machine']}")
+    lines.append(f"a. pipeline vs plain vLLM ({p['pdgen']['rows']} rows, engine start in both): "
+                 f"pdgen {p['pdgen']['tokens_per_s']:.0f} tok/s, vLLM {p['vllm']['tokens_per_s']:.0f} tok/s, "
+                 f"ratio {res['pipeline_vs_vllm']:.2f} (generate-only ratio {p['ratio_generate_only']:.2f}; "
+                 f"rows/s ratio {p['ratio_rows_per_s']:.2f})")
+    h = res["transformers"]
+    lines.append(f"b. transformers generate, batch 16 ({h['rows']} rows): {h['tokens_per_s']:.0f} tok/s; "
+                 f"pdgen/transformers {res['pipeline_vs_transformers']:.2f}, vLLM/transformers "
+                 f"{p['vllm']['tokens_per_s'] / h['tokens_per_s']:.2f}")
+    i = res["incremental"]
+    lines.append(f"c. refresh after 1% change of {i['rows']} rows: {i['refresh_s']:.1f}s vs full {i['full_s']:.1f}s "
+                 f"(ratio {i['refresh_vs_full']:.3f}); plan-only {i['plan_only_s']:.1f}s "
+                 f"(refresh/plan {i['refresh_vs_plan_only']:.2f}); regenerated {i['regenerated']}")
+    for r in res["plan"]:
+        lines.append(f"d. plan {r['rows']:>9,} rows: {r['rows_per_s']:,.0f} rows/s, driver peak "
+                     f"{r['driver_peak_rss_mb']:.0f} MB, worker peak {r['worker_peak_rss_mb']:.0f} MB")
+    e = res["start"]
+    lines.append(f"e. engine start (plain vLLM) {p['vllm']['engine_start_s']:.1f}s; first committed row "
+                 f"(one-row job, cold Ray actors) {e['first_committed_row_s']:.1f}s")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, default=2000)
+    ap.add_argument("--max-tokens", type=int, default=32)
+    ap.add_argument("--hf-rows", type=int, default=256)
+    ap.add_argument("--incr-rows", type=int, default=100_000)
+    ap.add_argument("--plan-rows", default="1000000,5000000")
+    ap.add_argument("--raw-vllm", nargs=2, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.raw_vllm:
+        return raw_vllm(*a.raw_vllm)
+    import tempfile
+
+    from pdgen_core import log
+    from pdgen_core.pipeline import init_ray
+    from pdgen_core.s3server import local_s3
+
+    log.configure(json=True, level="WARNING")
+    with local_s3(buckets=("bench",)), tempfile.TemporaryDirectory() as tmp:
+        init_ray()
+        import ray
+
+        ray.data.DataContext.get_current().enable_progress_bars = False
+        res = {"date": dt.date.today().isoformat(),
+               "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+                          f"{psutil.virtual_memory().total / 2**30:.0f} GiB, no GPU (vLLM CPU build)"}
+        res["pipeline"] = bench_pipeline(a.rows, a.max_tokens, Path(tmp))
+        prompts = res["pipeline"].pop("_prompts")[: a.hf_rows]
+        res["transformers"] = hf_loop(prompts, a.max_tokens)
+        res["pipeline_vs_vllm"] = res["pipeline"]["ratio_tokens_per_s"]
+        res["pipeline_vs_transformers"] = res["pipeline"]["pdgen"]["tokens_per_s"] / res["transformers"]["tokens_per_s"]
+        res["incremental"] = bench_incremental(a.incr_rows, 8)
+        res["plan"] = bench_plan([int(x) for x in a.plan_rows.split(",") if x])
+        res["start"] = bench_start(Path(tmp))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{res['date']}.json").write_text(json.dumps(res, indent=2))
+    print(table(res))
+    print(f"figures: {RESULTS / (res['date'] + '.json')}")
+
+
+if __name__ == "__main__":
+    main()
