@@ -98,6 +98,10 @@ class ResourcesSpec(_Strict):
         description="vLLM gpu_memory_utilization: share of GPU memory, or of host memory on CPU.",
     )
     max_lora_rank: int = Field(default=16, ge=1, le=512)
+    max_engine_restarts: int = Field(
+        default=3, ge=0, le=100,
+        description="Engine actors that die are replaced this many times; then the job fails.",
+    )
 
 
 class GuardrailSpec(_Strict):

@@ -110,7 +110,8 @@ def test_second_run_is_a_new_version_and_history_is_readable(synth_run, s3):
 
 
 def test_engine_error_per_row_becomes_reject(ray_local, s3, tmp_path):
-    """A prompt longer than max_model_len is a per-row engine error: a reject, not a crash."""
+    """A prompt longer than max_model_len is a per-row engine error: a reject, not a crash.
+    (Prompts here are ~80 tokens; the long title makes ~300; vLLM also counts max_tokens.)"""
     s3.create_bucket("e2e-rowerr")
     t = __import__("pdgen_core.synth", fromlist=["make_catalog"]).make_catalog(6, seed=5)
     long_title = "Ultra " * 45
@@ -118,7 +119,7 @@ def test_engine_error_per_row_becomes_reject(ray_local, s3, tmp_path):
                      __import__("pyarrow").array([long_title] + t.column("product_name").to_pylist()[1:]))
     loc = storage.resolve("s3://e2e-rowerr/cat/c.parquet")
     pq.write_table(t, loc.path, filesystem=loc.fs)
-    spec = spec_from_dict(spec_for(loc.uri, "s3://e2e-rowerr/out/", model={"max_model_len": 96}))
+    spec = spec_from_dict(spec_for(loc.uri, "s3://e2e-rowerr/out/", model={"max_model_len": 200}))
     rec = run_job(spec)
     reasons = rec["counts"]["rejects_by_reason"]["description"]
     assert reasons.get("engine_error") == 1, reasons

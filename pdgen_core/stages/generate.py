@@ -79,8 +79,21 @@ def build(spec: JobSpec, ctx: RunContext, model_path: Path, adapter_names: dict[
     from ray.data.llm import build_processor
 
     adapter_names = adapter_names or {}
-    return build_processor(
+    proc = build_processor(
         processor_config(spec, model_path, enable_lora=bool(adapter_names)),
         preprocess=partial(engine_request, ctx=ctx, adapter_names=adapter_names),
         postprocess=_keep_all,
     )
+    bound_engine_restarts(proc, spec.resources.max_engine_restarts)
+    return proc
+
+
+def bound_engine_restarts(proc, restarts: int) -> None:
+    """A dead engine exits its actor so that Ray starts a new one (vllm_engine_stage.py), and Ray
+    Data's default is to do so forever (``max_restarts=-1``): an engine that dies deterministically
+    would loop without end. Bound it: a killed worker is replaced ``restarts`` times, then the job
+    fails. (An engine that never starts fails the job at once: Ray Data's
+    ``max_consecutive_actor_init_deaths`` is 0 by default.)"""
+    for stage in proc.stages.values():
+        if type(stage).__name__ == "vLLMEngineStage":
+            stage.map_batches_kwargs.update(max_restarts=restarts, max_task_retries=restarts)
