@@ -32,6 +32,19 @@ from pdgen_core.stages.plan import WORK_SCHEMA, RunContext, plan_batch
 from pdgen_core.tasks import TASKS
 
 
+def on_every_node(fn):
+    """Run ``fn`` (which caches into the node-local cache) on every alive Ray node; return the
+    local result. Downloads of models and adapters happen once per node this way."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = ray.get_runtime_context().get_node_id()
+    remote = ray.remote(num_cpus=0)(lambda f: f())
+    ray.get([remote.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
+             .remote(fn) for n in ray.nodes() if n.get("Alive") and n["NodeID"] != here])
+    return fn()
+
+
 def new_run_id() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
@@ -205,8 +218,11 @@ class Job:
         model_id = model_identity(model_path, self.spec.model.revision)
         self.log.info("run.start", tasks=self.spec.tasks, mode=self.spec.mode, model=model_id,
                       catalog=self.spec.catalog.uri, output=self.spec.output.uri)
+        adapters = self._adapters()
         clean = self._clean(plan_cols)
-        ctx = build_context(self.spec, self.run_id, model_id, self._known_brands(clean, plan_cols))
+        ctx = build_context(self.spec, self.run_id, model_id, self._known_brands(clean, plan_cols),
+                            adapters={t: ident for t, (ident, _) in adapters.items()})
+        self.adapter_paths = {t: path for t, (_, path) in adapters.items()}
         self._stage_validation_rejects(clean)
         valid = clean.filter(lambda r: r["_reject"] is None)
         work = self._with_reviews(valid).map_batches(plan_batch, fn_kwargs={"ctx": ctx},
@@ -214,7 +230,14 @@ class Job:
         work = self._stage_skips(work)
         work = self._incremental(work, valid.select_columns(["sku"]))
         tg = time.monotonic()
-        self._generate_rounds(work, ctx, model_path)
+        if self.spec.mode == "incremental" and not self.resume:
+            # What changed is small: hold it in the object store and skip the engine when empty.
+            work = work.materialize()
+            if work.count() == 0:
+                self.log.info("run.nothing_to_generate")
+                work = None
+        if work is not None:
+            self._generate_rounds(work, ctx, model_path)
         self.timing["generate_s"] = time.monotonic() - tg
         versions = self._commit(ctx)
         self.counts.read = (count_catalog_rows(self.spec.catalog.uri, self.spec.catalog.limit)
@@ -231,6 +254,24 @@ class Job:
         self.log.info("run.committed", counts=record["counts"], tables=versions,
                       wall_s=round(record["timing"]["wall_s"], 2))
         return record
+
+    def _adapters(self) -> dict[str, tuple[str, str]]:
+        """task -> (adapter identity for lineage and fingerprints, local folder on every node).
+
+        ``latest`` or a version number refer to ``<output>/adapters/<task>/``; a full URI
+        (``s3://.../adapters/<task>/<n>``) to another registry. vLLM loads each through a LoRA
+        request per row (the ``model`` column of ray.data.llm)."""
+        from pdgen_core.finetune import registry
+
+        out = {}
+        for task, ref in self.spec.model.adapters.items():
+            if "://" in ref or ref.startswith("/"):
+                resolve = partial(registry.resolve_adapter_uri, ref)
+            else:
+                resolve = partial(registry.resolve_adapter, self.spec.output.uri, task, ref)
+            path, version = on_every_node(resolve)
+            out[task] = (f"{task}/v{version}@{Path(path).name}", str(path))
+        return out
 
     def _clean(self, plan_cols):
         """Read + validate once into Ray's object store (spilling to disk, never the driver):
@@ -337,7 +378,7 @@ class Job:
                 self.log.info("round.resume", round=k, staged_files=len(done))
             else:
                 storage.delete_tree(loc)
-            proc = generate.build(self.spec, ctx, model_path)
+            proc = generate.build(self.spec, ctx, model_path, self.adapter_paths)
             out = proc(src).map_batches(guard_batch, fn_kwargs={"ctx": ctx}, batch_format="pyarrow")
             try:
                 out.write_parquet(loc.path, filesystem=loc.fs)
