@@ -22,11 +22,10 @@ from pdgen_core.stages import commit
 JOIN_KEY = ("sku", "locale", "variant", "input_fingerprint")
 
 
-def _partitions(ds_count_hint: int | None = None) -> int:
-    import ray
+def _partitions() -> int:
+    from pdgen_core.pipeline import shuffle_partitions
 
-    cpus = int(ray.cluster_resources().get("CPU", 2))
-    return max(2, min(64, cpus * 2))
+    return shuffle_partitions()
 
 
 def current_keys(loc: storage.Location):

@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from pdgen_core import incremental, storage
 from pdgen_core.guardrails import GUARDRAIL_SET_VERSION
 from pdgen_core.log import get_logger
+from pdgen_core.progress import Progress
 from pdgen_core.models.resolve import ensure_on_all_nodes, model_identity, resolve_model
 from pdgen_core.spec import JobSpec
 from pdgen_core.stages import commit, generate, read, validate
@@ -109,8 +110,17 @@ def init_ray() -> None:
     ray.init(address=get_settings().ray_address, runtime_env={"env_vars": env},
              ignore_reinit_error=True, log_to_driver=True, configure_logging=False)
     ctx = ray.data.DataContext.get_current()
+    # Hash shuffles (duplicate skus, review grouping, joins) default to 200 partitions: 200 tasks
+    # per aggregation dominate a small run. Scale with the cluster instead.
+    ctx.default_hash_shuffle_parallelism = shuffle_partitions()
     ctx.enable_progress_bars = True
     ctx.print_on_execution_start = False
+
+
+def shuffle_partitions() -> int:
+    import ray
+
+    return max(2, min(200, int(ray.cluster_resources().get("CPU", 2)) * 2))
 
 
 def sampling_for(spec: JobSpec, task: str) -> dict[str, Any]:
@@ -181,6 +191,17 @@ def staged_files(loc: storage.Location) -> list[str]:
     return storage.list_files(loc, suffix=".parquet")
 
 
+def _staged_rows(loc: storage.Location) -> int:
+    """Rows written so far by a round (Parquet footers only): the progress bar's numerator."""
+    n = 0
+    for f in staged_files(loc):
+        try:
+            n += pq.read_metadata(loc.fs.open_input_file(f)).num_rows
+        except Exception:  # a file being written
+            pass
+    return n
+
+
 class Job:
     """One run of a spec. ``run()`` returns the run record."""
 
@@ -230,10 +251,12 @@ class Job:
         work = self._stage_skips(work)
         work = self._incremental(work, valid.select_columns(["sku"]))
         tg = time.monotonic()
+        self._to_generate = sum(v.get("planned_all", 0) for v in self.counts.by_task.values())
         if self.spec.mode == "incremental" and not self.resume:
             # What changed is small: hold it in the object store and skip the engine when empty.
             work = work.materialize()
-            if work.count() == 0:
+            self._to_generate = work.count()
+            if self._to_generate == 0:
                 self.log.info("run.nothing_to_generate")
                 work = None
         if work is not None:
@@ -381,7 +404,11 @@ class Job:
             proc = generate.build(self.spec, ctx, model_path, self.adapter_paths)
             out = proc(src).map_batches(guard_batch, fn_kwargs={"ctx": ctx}, batch_format="pyarrow")
             try:
-                out.write_parquet(loc.path, filesystem=loc.fs)
+                with Progress(self._to_generate if k == 1 else 0, partial(_staged_rows, loc),
+                              run_id=self.run_id, task=",".join(self.spec.tasks)) as prog:
+                    out.write_parquet(loc.path, filesystem=loc.fs)
+                if k == 1:
+                    self.progress = prog.samples
             except Exception as exc:  # a dead engine, not a bad row: fail the job, clearly
                 raise generate.EngineError(
                     f"generation failed in round {k}: {type(exc).__name__}: {str(exc)[-800:]}\n"
@@ -503,6 +530,7 @@ class Job:
                        "rows_per_s": accepted / wall if wall else 0.0,
                        "output_tokens_per_s": c.tokens_out / gen_s if gen_s else 0.0},
             "tables": versions,
+            "progress": getattr(self, "progress", []),
         }
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from pdgen_core.spec import JobSpec
 from pdgen_core.stages.plan import RunContext
 from pdgen_core.stages.prompt import engine_request
+from pdgen_core.tasks import TASKS
 
 
 class EngineError(RuntimeError):
@@ -39,6 +40,10 @@ def engine_kwargs(spec: JobSpec, enable_lora: bool) -> dict[str, Any]:
                   max_num_batched_tokens=max(spec.model.max_model_len, 8192))
     else:
         kw.update(tensor_parallel_size=res.gpus_per_replica, gpu_memory_utilization=res.memory_fraction)
+    if any(TASKS[t].output == "json" for t in spec.tasks):
+        # Guided decoding for JSON tasks; without disable_any_whitespace a weak model spends its
+        # whole token budget on JSON whitespace (DESIGN.md).
+        kw["structured_outputs_config"] = {"backend": "xgrammar", "disable_any_whitespace": True}
     if enable_lora:
         kw.update(enable_lora=True, max_lora_rank=res.max_lora_rank, max_loras=max(1, len(spec.tasks)))
     return kw

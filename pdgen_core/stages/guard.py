@@ -13,6 +13,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from pdgen_core import metrics
 from pdgen_core.guardrails import GuardContext, run_checks
 from pdgen_core.stages.plan import WORK_SCHEMA, RunContext
 from pdgen_core.tasks import TASKS
@@ -83,4 +84,9 @@ def judge(row: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
 def guard_batch(batch: pa.Table, ctx: RunContext) -> pa.Table:
     cols = [c for c in WORK_SCHEMA.names + list(_ENGINE_COLS) if c in batch.column_names]
     rows = batch.select(cols).to_pylist()
-    return pa.Table.from_pylist([judge(r, ctx) for r in rows], schema=GEN_SCHEMA)
+    out = pa.Table.from_pylist([judge(r, ctx) for r in rows], schema=GEN_SCHEMA)
+    if "time_taken_llm" in batch.column_names:  # per-request latency, for the metrics only
+        metrics.record_batch(out.append_column("time_taken_llm", batch.column("time_taken_llm")))
+    else:
+        metrics.record_batch(out)
+    return out
