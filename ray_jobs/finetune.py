@@ -30,7 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     except SpecError as exc:
         print(exc, file=sys.stderr)
         return 2
-    print(json.dumps(run_finetune(spec, register=not a.no_register), indent=2, default=str))
+    try:
+        summary = run_finetune(spec, register=not a.no_register)
+    except (ValueError, FileNotFoundError) as exc:  # bad data or model: say what to fix, no traceback
+        print(f"{a.spec}: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary, indent=2, default=str))
     return 0
 
 

@@ -234,7 +234,7 @@ def _lora_spec(base_model: Path, bucket: str, **train) -> FinetuneSpec:
     return spec_from_dict({
         "name": "e2e-lora", "data": {"uri": "synth://240", "min_chars": 20, "val_fraction": 0.1},
         "model": {"source": str(base_model), "max_seq_len": 192},
-        "lora": {"rank": 8, "alpha": 16},
+        "lora": {"rank": 8, "alpha": 16, "target_modules": ["q_proj", "v_proj", "down_proj", "embed_tokens", "lm_head"]},
         "optim": {"lr": 0.05, "warmup_steps": 1},
         "train": {"batch_size": 8, "eval_samples": 2, "max_new_tokens": 12, "eval_every_steps": 2, **train},
         "resources": {"num_workers": 2, "cpus_per_worker": 1},
@@ -261,7 +261,8 @@ def test_lora_train_resume_register_and_vllm_generate(ray_local, bucket, base_mo
     from safetensors.torch import load_file
 
     assert card["metrics"]["step"] in (2, 4)  # the best by val_loss of the kept checkpoints
-    assert load_file(str(path / "adapter_model.safetensors"))
+    weights = load_file(str(path / "adapter_model.safetensors"))
+    assert any("lora_embedding_A" in k for k in weights) and not any("base_layer" in k for k in weights)
     # the second run picked the first up at step 2 (not from scratch) and evaluated at 2 and 4
     latest = max(storage.list_files(storage.resolve(f"{bucket}/ray/e2e-lora"), "pdgen_state.json"))
     state = json.loads(storage.read_bytes(storage.resolve("s3://" + latest)))
@@ -271,25 +272,14 @@ def test_lora_train_resume_register_and_vllm_generate(ray_local, bucket, base_mo
     third = run_finetune(_lora_spec(base_model, bucket, max_steps=4))
     assert third["version"] == 2
 
-    _vllm_generates_with_adapter(base_model, path)
+    # `pdgen eval`'s path: one vLLM engine, the adapter through a LoRARequest, the base without it
+    from pdgen_core.finetune.evaluate import evaluate_spec
 
-
-def _vllm_generates_with_adapter(base_model: Path, adapter: Path) -> None:
-    from vllm import LLM, SamplingParams
-    from vllm.lora.request import LoRARequest
-
-    llm = LLM(model=str(base_model), enable_lora=True, max_lora_rank=8, max_loras=1,
-              gpu_memory_utilization=0.25, enforce_eager=True, dtype="float32", max_model_len=256, seed=0)
-    prompts = ["### Product\nTitle: \"Contoso Women Red Scarf\"\n### Description\n"]
-    sp = SamplingParams(temperature=0.0, max_tokens=16)
-    base = llm.generate(prompts, sp, use_tqdm=False)[0].outputs[0]
-    tuned = llm.generate(prompts, sp, lora_request=LoRARequest("description", 1, str(adapter)),
-                         use_tqdm=False)[0].outputs[0]
-    assert tuned.token_ids and base.token_ids
-    assert list(tuned.token_ids) != list(base.token_ids)  # the adapter changes what the model writes
-    from pdgen_core.finetune.evaluate import close_llm
-
-    close_llm(llm)
+    report = evaluate_spec(_lora_spec(base_model, bucket, max_steps=4), limit=4, max_new_tokens=12)
+    assert report["engine"] == "vllm" and report["adapter"]["version"] == 2 and report["n"] == 4
+    assert set(report["systems"]) == {"fine-tuned", "untuned", "template"}
+    assert "| fine-tuned |" in report["table"]
+    assert any(s["fine-tuned"] != s["untuned"] for s in report["samples"])  # the adapter changes the text
 
 
 @pytest.mark.e2e
@@ -309,3 +299,24 @@ def test_from_scratch_in_process_registers_a_full_model(tmp_path):
     cfg = json.loads((path / "config.json").read_text())
     assert cfg["hidden_size"] // cfg["num_attention_heads"] == 64
     assert registry.read_card(path)["kind"] == "full" and registry.read_card(path)["base_model"] is None
+    from pdgen_core.finetune.evaluate import evaluate_spec
+
+    report = evaluate_spec(spec, limit=3, max_new_tokens=8)  # full models: HF generate, random init as "untuned"
+    assert report["engine"] == "hf" and report["n"] == 3 and report["systems"]["template"]["n"] == 3
+
+
+def test_cli_commands_register_and_report_spec_errors(tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from pdgen_core.finetune.commands import register
+
+    app = typer.Typer()
+    register(app)
+    runner = CliRunner()
+    assert {"finetune", "eval"} <= {c.name for c in app.registered_commands}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\ndata: {uri: synth://10}\nstorage_path: /tmp/a\noutput: {uri: /tmp/b}\nlr: 3\n")
+    for cmd in ("finetune", "eval"):
+        res = runner.invoke(app, [cmd, str(bad)])
+        assert res.exit_code == 2 and "lr" in res.output and "remove `lr`" in res.output

@@ -7,6 +7,16 @@ from typing import Optional
 
 import typer
 
+# Exit codes as in pdgen's CLI: 0 ok, 1 the job failed, 2 the input (spec, data, model) is wrong.
+INPUT_ERROR = 2
+
+
+def _input_errors() -> tuple[type[BaseException], ...]:
+    from pdgen_core.finetune.registry import AdapterNotFound
+    from pdgen_core.models.resolve import ModelError
+
+    return (ValueError, FileNotFoundError, ModelError, AdapterNotFound)
+
 
 def register(app: typer.Typer) -> None:
     """Add ``finetune`` and ``eval`` to the main ``pdgen`` Typer app."""
@@ -27,8 +37,12 @@ def register(app: typer.Typer) -> None:
             s = load_finetune_spec(spec, set_ or [])
         except SpecError as exc:
             typer.echo(str(exc), err=True)
-            raise typer.Exit(2) from None
-        summary = run_finetune(s, register=not no_register)
+            raise typer.Exit(INPUT_ERROR) from None
+        try:
+            summary = run_finetune(s, register=not no_register)
+        except _input_errors() as exc:
+            typer.echo(f"{spec}: {exc}", err=True)
+            raise typer.Exit(INPUT_ERROR) from None
         typer.echo(json.dumps(summary, indent=2, default=str))
 
     @app.command("eval")
@@ -50,9 +64,13 @@ def register(app: typer.Typer) -> None:
             s = load_finetune_spec(spec, set_ or [])
         except SpecError as exc:
             typer.echo(str(exc), err=True)
-            raise typer.Exit(2) from None
-        report = evaluate_spec(s, adapter=adapter, limit=limit or None, max_new_tokens=max_new_tokens,
-                               engine=engine)
+            raise typer.Exit(INPUT_ERROR) from None
+        try:
+            report = evaluate_spec(s, adapter=adapter, limit=limit or None, max_new_tokens=max_new_tokens,
+                                   engine=engine)
+        except _input_errors() as exc:
+            typer.echo(f"{spec}: {exc}", err=True)
+            raise typer.Exit(INPUT_ERROR) from None
         typer.echo(report["table"])
         if json_out:
             with open(json_out, "w") as f:

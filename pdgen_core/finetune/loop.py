@@ -25,7 +25,9 @@ from typing import Any
 from pdgen_core.finetune import metrics as M
 from pdgen_core.finetune.config import FinetuneSpec
 from pdgen_core.finetune.data import Pair, collate, encode_pairs
+from pdgen_core.log import get_logger
 
+PROGRESS_EVERY_S = 30.0
 STATE_FILE = "pdgen_state.json"
 OPTIM_FILE = "trainer_state.pt"
 
@@ -52,7 +54,7 @@ def load_tokenizer(spec: FinetuneSpec, tokenizer_json: str | None):
 
         return PreTrainedTokenizerFast(
             tokenizer_object=Tokenizer.from_str(tokenizer_json), bos_token="<|bos|>", eos_token="<|eos|>",
-            pad_token="<|pad|>", unk_token="<|unk|>", model_max_length=spec.model.max_seq_len,
+            pad_token="<|pad|>", unk_token="<|unk|>", model_max_length=max(512, spec.model.max_seq_len),
         )
     from transformers import AutoTokenizer
 
@@ -198,9 +200,11 @@ def _save(ckpt_dir: Path, model, tok, opt, state: LoopState, spec: FinetuneSpec)
     import torch
 
     core = model.module if hasattr(model, "module") else model
-    core.save_pretrained(ckpt_dir, safe_serialization=True)
     if spec.model.from_scratch:
+        core.save_pretrained(ckpt_dir, safe_serialization=True)
         tok.save_pretrained(ckpt_dir)
+    else:  # the adapter only: LoRA on embed_tokens/lm_head must not copy the frozen base matrices
+        core.save_pretrained(ckpt_dir, safe_serialization=True, save_embedding_layers=False)
     torch.save({"optimizer": opt.state_dict()}, ckpt_dir / OPTIM_FILE)
     (ckpt_dir / STATE_FILE).write_text(json.dumps(asdict(state), indent=1))
 
@@ -256,6 +260,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
 
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
+    log = get_logger(component="finetune.loop", run=spec.name, rank=rank)
+    last_log = state.train_seconds
     t0, run_loss, run_n = time.monotonic() - state.train_seconds, 0.0, 0
     mode, es = spec.train.early_stopping.mode, spec.train.early_stopping
 
@@ -279,6 +285,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
                  lr=opt.param_groups[0]["lr"], train_seconds=round(state.train_seconds, 2), done=state.done)
         state.history.append(m)
         run_loss, run_n = 0.0, 0
+        if rank == 0:
+            log.info("evaluated", **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in m.items()},
+                     stop_reason=reason)
         if rank == 0:
             d = Path(tempfile.mkdtemp(prefix="pdgen-ckpt-", dir=config.get("ckpt_root")))
             _save(d, model, tok, opt, state, spec)
@@ -314,6 +323,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
             opt.step()
             state.step, state.batch_in_epoch = state.step + 1, b + 1
             run_loss, run_n = run_loss + loss.item(), run_n + 1
+            if rank == 0 and elapsed - last_log >= PROGRESS_EVERY_S:
+                last_log = elapsed
+                log.info("train_progress", step=state.step, total=total, epoch=state.epoch,
+                         loss=round(run_loss / run_n, 4), lr=opt.param_groups[0]["lr"], seconds=round(elapsed, 1))
             if state.step >= total:
                 report("max_steps" if spec.train.max_steps and state.step >= spec.train.max_steps else "epochs")
                 break
