@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator,
+                      model_validator)
 
 CANONICAL_COLUMNS = (
     "sku", "title", "brand", "price", "description", "category", "color", "gender", "material",
@@ -22,12 +23,26 @@ REVIEW_COLUMNS = ("sku", "text", "rating", "title")
 SECRET_HINTS = ("secret", "password", "access_key", "token", "credential", "aws_")
 
 
+# scheme://user:secret@ or scheme://token@; the secret part may hold "/" (AWS secret keys do).
+_USERINFO = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://([^/?#@:]*:[^@]*|[^/?#@]*)@")
+
+
+def _no_credentials(v: str) -> str:
+    if _USERINFO.match(v):
+        raise ValueError("a URI with user:secret@ is refused: credentials never go in a spec; set "
+                         "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or PDGEN_*) in the environment")
+    return v
+
+
+Uri = Annotated[str, AfterValidator(_no_credentials)]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class CatalogSpec(_Strict):
-    uri: str = Field(description="Parquet file or folder, s3:// or local.")
+    uri: Uri = Field(description="Parquet file or folder, s3:// or local.")
     columns: dict[str, str] = Field(
         default_factory=dict,
         description="canonical name -> column in the catalog; unmapped canonical names read the "
@@ -48,7 +63,7 @@ class CatalogSpec(_Strict):
 
 
 class ReviewsSpec(_Strict):
-    uri: str
+    uri: Uri
     columns: dict[str, str] = Field(default_factory=dict)
     min_reviews: int = Field(default=3, ge=1)
 
@@ -62,12 +77,12 @@ class ReviewsSpec(_Strict):
 
 
 class ModelSpec(_Strict):
-    source: str = Field(
+    source: Uri = Field(
         default="pdgen-tiny",
         description="HF folder, s3:// prefix holding one, or a registered name (pdgen-tiny).",
     )
     revision: str | None = Field(default=None, description="Recorded in lineage and fingerprints.")
-    adapters: dict[str, str] = Field(default_factory=dict, description="task -> adapter uri.")
+    adapters: dict[str, Uri] = Field(default_factory=dict, description="task -> adapter uri.")
     max_model_len: int = Field(default=512, ge=64, le=131072)
 
 
@@ -79,7 +94,7 @@ class SamplingSpec(_Strict):
 
 
 class OutputSpec(_Strict):
-    uri: str = Field(description="Folder (s3:// or local) that holds content/, rejects/ and runs/.")
+    uri: Uri = Field(description="Folder (s3:// or local) that holds content/, rejects/ and runs/.")
     publish: Literal["auto", "staged"] = Field(
         default="auto",
         description="auto: a run publishes what it commits; staged: consumers see it only after "
@@ -93,9 +108,10 @@ class ResourcesSpec(_Strict):
     gpus_per_replica: int = Field(default=0, ge=0, le=16, description="0 runs vLLM on the CPU.")
     cpus_per_replica: int = Field(default=1, ge=1, le=256)
     max_concurrent_batches: int = Field(default=4, ge=1, le=64)
-    memory_fraction: float = Field(
-        default=0.25, gt=0.0, le=0.98,
-        description="vLLM gpu_memory_utilization: share of GPU memory, or of host memory on CPU.",
+    memory_fraction: float | None = Field(
+        default=None, gt=0.0, le=0.98,
+        description="vLLM gpu_memory_utilization: share of GPU memory, or of host memory on CPU "
+        "(the KV cache). Default 0.9 on GPUs, 0.1 on the CPU.",
     )
     max_lora_rank: int = Field(default=16, ge=1, le=512)
     max_engine_restarts: int = Field(
@@ -217,7 +233,11 @@ def _problems(exc: ValidationError) -> list[str]:
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
         msg = err["msg"].removeprefix("Value error, ")
-        out.append(f"{loc}: {msg} (value: {_fmt_value(err.get('input'))}); fix: {_fix_for(err, loc)}")
+        inp = err.get("input")
+        # An unknown key or a URI with user:secret@ may hold a credential: never echo it.
+        hide = err["type"] == "extra_forbidden" or isinstance(inp, str) and _USERINFO.match(inp)
+        value = "not shown" if hide else _fmt_value(inp)
+        out.append(f"{loc}: {msg} (value: {value}); fix: {_fix_for(err, loc)}")
     return out
 
 
@@ -237,7 +257,11 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         if "=" not in p:
             raise SpecError([f"--set {p!r}: expected KEY=VALUE, e.g. --set sampling.max_tokens=64"])
         k, v = p.split("=", 1)
-        _set_path(out, k.strip(), yaml.safe_load(v))
+        try:
+            value = yaml.safe_load(v)
+        except (yaml.YAMLError, ValueError):  # "[" or "2024-13-01" (ValueError): the text itself
+            value = v
+        _set_path(out, k.strip(), value)
     return out
 
 
@@ -264,7 +288,7 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> JobSpec:
         raise SpecError([f"spec file {str(p)!r} does not exist; pass the path of a YAML job spec"])
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, ValueError) as exc:  # PyYAML raises ValueError for "2024-13-01"
         raise SpecError([f"not valid YAML: {exc}"], str(p)) from None
     if overrides and isinstance(data, dict):
         data = _merge(data, parse_overrides(overrides))

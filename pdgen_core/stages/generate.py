@@ -32,14 +32,15 @@ def engine_kwargs(spec: JobSpec, enable_lora: bool) -> dict[str, Any]:
     if res.gpus_per_replica == 0:
         # vLLM's CPU backend: eager mode, fp32 for tiny models, and a bounded share of host memory
         # (the default 0.92 of a NUMA node fails when other processes hold memory).
-        kw.update(enforce_eager=True, dtype="float32", gpu_memory_utilization=res.memory_fraction)
+        kw.update(enforce_eager=True, dtype="float32", gpu_memory_utilization=res.memory_fraction or 0.1)
         # Chunked prefill discards the token sampled for a partial prompt and rewinds the request's
         # generator, which CPU generators refuse ("CPU Generator does not use offset") when a
         # request carries a seed, as ours all do. Whole-prompt prefills avoid that path.
         kw.update(enable_chunked_prefill=False,
                   max_num_batched_tokens=max(spec.model.max_model_len, 8192))
     else:
-        kw.update(tensor_parallel_size=res.gpus_per_replica, gpu_memory_utilization=res.memory_fraction)
+        kw.update(tensor_parallel_size=res.gpus_per_replica,
+                  gpu_memory_utilization=res.memory_fraction or 0.9)
     if any(TASKS[t].output == "json" for t in spec.tasks):
         # Guided decoding for JSON tasks; without disable_any_whitespace a weak model spends its
         # whole token budget on JSON whitespace (DESIGN.md).
