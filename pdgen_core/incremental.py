@@ -28,15 +28,32 @@ def _partitions() -> int:
     return shuffle_partitions()
 
 
-def current_keys(loc: storage.Location):
-    """(sku, locale, variant, input_fingerprint) of the latest content version, or None."""
+def read_table(loc: storage.Location, columns: list[str]):
+    """The latest version of a Delta table as a Ray Dataset, or None when there is no table.
+
+    The file list comes from the Delta log; the files are read through our own pyarrow
+    filesystem. (``ray.data.read_delta`` built its own S3 client from the storage options and
+    did not reach a custom endpoint here.) pdgen's tables use no deletion vectors, so the
+    active files are the version's rows.
+    """
     import ray
 
     dt = commit.open_table(loc)
     if dt is None:
         return None
-    return ray.data.read_delta(loc.uri, storage_options=storage.table_options(loc),
-                               columns=list(JOIN_KEY))
+    files = [_fs_path(u) for u in dt.file_uris()]
+    if not files:
+        return ray.data.from_arrow(dt.schema().to_arrow().empty_table().select(columns))
+    return ray.data.read_parquet(files, filesystem=loc.fs, columns=columns)
+
+
+def _fs_path(uri: str) -> str:
+    return uri[len("s3://"):] if uri.startswith("s3://") else uri.removeprefix("file://")
+
+
+def current_keys(loc: storage.Location):
+    """(sku, locale, variant, input_fingerprint) of the latest content version, or None."""
+    return read_table(loc, list(JOIN_KEY))
 
 
 def anti_join(work, keys):
@@ -56,13 +73,9 @@ def staged_keys(files: list[str], fs):
 
 def deleted_keys(loc: storage.Location, valid_skus):
     """Current content rows whose sku is no longer among the catalog's valid skus."""
-    import ray
-
-    dt = commit.open_table(loc)
-    if dt is None:
+    cur = read_table(loc, ["sku", "locale", "variant"])
+    if cur is None:
         return None
-    cur = ray.data.read_delta(loc.uri, storage_options=storage.table_options(loc),
-                              columns=["sku", "locale", "variant"])
     return cur.join(valid_skus, join_type="left_anti", num_partitions=_partitions(), on=("sku",))
 
 
