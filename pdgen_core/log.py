@@ -22,12 +22,22 @@ def _redact(_logger, _name, event_dict):
     if not secrets:
         return event_dict
     for k, v in list(event_dict.items()):
-        if isinstance(v, str):
-            for s in secrets:
-                if s and s in v:
-                    v = v.replace(s, "[redacted]")
-            event_dict[k] = v
+        event_dict[k] = _scrub(v, secrets)
     return event_dict
+
+
+def _scrub(v, secrets):
+    """``v`` with every secret replaced, inside dicts, lists and tuples too."""
+    if isinstance(v, str):
+        for s in secrets:
+            if s and s in v:
+                v = v.replace(s, "[redacted]")
+        return v
+    if isinstance(v, dict):
+        return {_scrub(k, secrets): _scrub(x, secrets) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return type(v)(_scrub(x, secrets) for x in v)
+    return v
 
 
 def configure(json: bool | None = None, level: str | None = None) -> None:

@@ -56,7 +56,29 @@ def column_plan(cat: CatalogSpec, wanted: set[str]) -> dict[str, str]:
                 f"catalog {cat.uri!r} has no column {src!r} ({how}); available: {sorted(names)}; "
                 f"fix or remove catalog.columns.{canon}"
             )
+    _check_types(cat.uri, sorted(set(plan.values())))
     return plan
+
+
+def _check_types(uri: str, columns: list[str]) -> None:
+    """Every file's footer: a column whose type differs between files beyond what Arrow
+    promotes (int -> double) stops here, not in Ray's schema inference ("Unable to merge")."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    loc, files = catalog_files(uri)
+    seen = None
+    for f in files:
+        s = pq.read_schema(loc.fs.open_input_file(f))
+        s = pa.schema([s.field(c) for c in columns if c in s.names])
+        try:
+            seen = s if seen is None else pa.unify_schemas([seen, s], promote_options="permissive")
+        except (pa.ArrowTypeError, pa.ArrowInvalid) as exc:
+            raise CatalogError(
+                f"catalog {uri!r}: {f} disagrees with the files before it on a column's type "
+                f"({exc}); rewrite the files with one type per column or point catalog.uri at "
+                "files that agree"
+            ) from None
 
 
 def read_catalog(cat: CatalogSpec, plan: dict[str, str], override_num_blocks: int | None = None):

@@ -26,8 +26,12 @@ SKU_CAP = 128
 # Fields that reach prompts get full input hygiene; the reference description (fine-tuning only)
 # is just normalised.
 HYGIENE_FIELDS = frozenset(TEXT_FIELDS) - {"description"}
-_STRIP = re.compile(r"[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e"
-                    r"\u2060-\u2064\u2066-\u2069\ufeff\ufff9-\ufffb]")
+# Also the Arabic letter mark (a bidi control), soft hyphen, deprecated format characters and
+# Unicode tag characters, which are invisible but readable by a model ("ASCII smuggling" of
+# instructions); they cost subdivision-flag emoji their tags.
+_STRIP = re.compile(r"[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u00ad\u061c\u180e"
+                    r"\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb"
+                    r"\U000e0000-\U000e007f]")
 _WS = re.compile(r"\s+")
 
 CLEAN_SCHEMA = pa.schema(
@@ -139,9 +143,22 @@ def _first_problem(out, sku, price_reason, raw_price, dup_skus) -> tuple[str | N
 
 def clean_batch(batch: pa.Table, dup_skus: frozenset[str] = frozenset()) -> pa.Table:
     """Ray Data UDF body: a pyarrow batch of canonical columns -> ``CLEAN_SCHEMA``."""
-    rows = batch.to_pylist()
+    rows = _decodable(batch).to_pylist()
     out = [clean_row(r, dup_skus) for r in rows]
     return pa.Table.from_pylist(out, schema=CLEAN_SCHEMA)
+
+
+def _decodable(batch: pa.Table) -> pa.Table:
+    """String columns that hold invalid UTF-8 (Parquet writers need not check it) become binary,
+    which ``norm_text`` decodes with replacement characters; ``to_pylist`` raises on them."""
+    for i, f in enumerate(batch.schema):
+        if pa.types.is_string(f.type) or pa.types.is_large_string(f.type):
+            try:
+                batch.column(i).validate(full=True)
+            except pa.ArrowInvalid:
+                to = pa.binary() if pa.types.is_string(f.type) else pa.large_binary()
+                batch = batch.set_column(i, f.name, batch.column(i).cast(to))
+    return batch
 
 
 def find_duplicate_skus(ds) -> frozenset[str]:
