@@ -187,3 +187,63 @@ def test_report_in_chromium(output, tmp_path, browser):
     assert shot.stat().st_size > 10_000
     ARTIFACTS.mkdir(exist_ok=True)
     shutil.copyfile(shot, ARTIFACTS / "report.png")
+
+
+# --- `pdgen report` (pdgen_core.report_cli) -----------------------------------------------------
+
+
+def _cli():
+    import typer
+
+    from pdgen_core import report_cli
+
+    app = typer.Typer()
+    app.callback()(lambda: None)  # a group, as pdgen's app: `report` stays a subcommand
+    report_cli.register(app)
+    return app
+
+
+def test_report_command_writes_the_file(output, tmp_path):
+    from typer.testing import CliRunner
+
+    out = tmp_path / "sub" / "report.html"
+    r = CliRunner().invoke(_cli(), ["report", R2, "--output", str(output), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert f"wrote {out}" in r.output
+    html = out.read_text()
+    assert R2 in html and "SKU-001" in html and INJECT not in html
+
+
+def test_report_command_over_s3_and_default_out(output, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from pdgen_core import storage
+    from pdgen_core.s3server import local_s3
+
+    monkeypatch.chdir(tmp_path)
+    with local_s3(buckets=("reportcli",)):
+        storage.upload_dir(output, storage.resolve("s3://reportcli/out"))
+        r = CliRunner().invoke(_cli(), ["report", R2, "--output", "s3://reportcli/out"])
+    assert r.exit_code == 0, r.output
+    assert "s3://reportcli/out" in (tmp_path / "report.html").read_text()
+
+
+def test_report_command_unknown_run_says_which_record(output, tmp_path):
+    from typer.testing import CliRunner
+
+    r = CliRunner().invoke(_cli(), ["report", "no-such-run", "--output", str(output),
+                                    "--out", str(tmp_path / "x.html")])
+    assert r.exit_code == 2
+    assert f"no run record {output}/runs/no-such-run.json" in r.output
+    assert not (tmp_path / "x.html").exists()
+    r = CliRunner().invoke(_cli(), ["report", R2])  # --output is required
+    assert r.exit_code == 2 and "--output" in r.output
+
+
+def test_report_command_is_on_the_pdgen_app():
+    from typer.testing import CliRunner
+
+    from pdgen_core.cli import app
+
+    r = CliRunner().invoke(app, ["report", "--help"])
+    assert r.exit_code == 0 and "--output" in r.output and "--out" in r.output

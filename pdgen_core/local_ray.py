@@ -1,0 +1,572 @@
+"""``make local-ray``: the whole system on this machine, checked end to end through the Ray Jobs API.
+
+    python -m pdgen_core.local_ray            # start, submit, check, stop; exit 0 when all passed
+    python -m pdgen_core.local_ray --keep     # ... then keep the cluster up for `pdgen submit`
+
+1. Starts the local S3 endpoint (moto, its own process) and a Ray head on 127.0.0.1
+   (``ray start --head --block`` in its own process group, free ports, a private temp dir, token
+   auth off). The S3 endpoint *and credentials* are in the head's environment, so the cluster's
+   workers inherit them; the jobs' runtime env carries the endpoint only (runtime envs are shown
+   in the dashboard). The head runs from this venv (its bin/ first on PATH, this source tree on
+   PYTHONPATH), so jobs are submitted without a pip runtime env.
+2. Writes a small synthetic catalog (with bad rows) and submits the real entry points:
+   ``generate`` -> two prices change -> ``refresh`` -> ``finetune`` (a LoRA, a few steps).
+3. Checks the outputs: run records whose counts balance, rows in the content Delta table, a
+   refresh that regenerated exactly the changed skus, an adapter version in the registry, and
+   an HTML report built from the generate run.
+4. Stops everything it started in a ``finally`` (also on Ctrl-C, SIGTERM or a failure), by
+   process group and by the PIDs that carry its temp dir: never ``ray stop``, which would end
+   every Ray on a shared machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+CATALOG = "s3://catalog/products/"
+OUTPUT = "s3://content/local-ray/"
+ROWS, BAD_ROWS, CHANGED = 40, 4, 2
+BIN = Path(sys.executable).parent  # the venv's bin/: `ray`, and the `python` jobs run with
+BUDGET_S = 900  # the whole run; a job still running when it is spent is stopped and fails
+CLEANUP_S = 45  # kept back from the budget for stopping everything
+
+
+def say(msg: str) -> None:
+    print(f"[local-ray] {msg}", flush=True)
+
+
+# --- processes ----------------------------------------------------------------------------------
+
+
+def free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def _ours(marker: str) -> list:
+    """Live processes whose command line or working dir names ``marker`` (our head's private temp
+    dir). The working dir catches job drivers: Ray starts them in their own session, inside the
+    job's unpacked working_dir, with a command line that names neither."""
+    import psutil
+
+    out = []
+    for p in psutil.process_iter(["cmdline", "status", "cwd"]):
+        try:
+            if p.info["status"] == psutil.STATUS_ZOMBIE:
+                continue
+            if (p.info["cwd"] or "").startswith(marker) or any(marker in a for a in p.info["cmdline"] or []):
+                out.append(p)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return out
+
+
+class RayHead:
+    """``ray start --head --block`` on free ports with a private temp dir; ``stop()`` ends exactly
+    the processes it started."""
+
+    def __init__(self, temp: Path, env: dict[str, str], num_cpus: int = 2):
+        self.temp, self.env, self.num_cpus = temp, env, num_cpus
+        (self.gcs, self.dash, self.client, self.agent, self.agent_grpc, self.metrics, self.renv,
+         self.nm, self.om) = free_ports(9)
+        self.proc: subprocess.Popen | None = None
+        self._log = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.dash}"
+
+    def start(self, timeout_s: float = 180) -> str:
+        from pdgen_core import jobs_api
+
+        self._log = open(self.temp / "ray-start.log", "w")
+        self.proc = subprocess.Popen(
+            [str(BIN / "ray"), "start", "--head", "--block", f"--num-cpus={self.num_cpus}",
+             "--node-ip-address=127.0.0.1", f"--port={self.gcs}", "--include-dashboard=true",
+             "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dash}",
+             f"--ray-client-server-port={self.client}", f"--dashboard-agent-listen-port={self.agent}",
+             f"--dashboard-agent-grpc-port={self.agent_grpc}", f"--metrics-export-port={self.metrics}",
+             f"--runtime-env-agent-port={self.renv}", f"--node-manager-port={self.nm}",
+             f"--object-manager-port={self.om}", "--object-store-memory=1000000000",
+             f"--temp-dir={self.temp}", "--disable-usage-stats"],
+            env=self.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                jobs_api.list_jobs(self.url)  # the Jobs API answers: the head is up
+                return self.url
+            except (ConnectionError, RuntimeError, OSError):
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("Ray head did not come up:\n"
+                                       + (self.temp / "ray-start.log").read_text()[-3000:]) from None
+                time.sleep(1)
+
+    def stop(self) -> list[int]:
+        """SIGTERM, a grace period, then SIGKILL: the group, plus any of ours that left it.
+        Returns the PIDs still alive afterwards (should be none)."""
+        if self.proc is None:
+            return []
+        marker = str(self.temp)
+        for sig, grace in ((signal.SIGTERM, 20), (signal.SIGKILL, 15)):
+            procs = _ours(marker)
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                pass
+            for p in procs:
+                try:
+                    p.send_signal(sig)
+                except Exception:  # gone already
+                    pass
+            try:
+                self.proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                continue
+            deadline = time.monotonic() + grace
+            while _ours(marker) and time.monotonic() < deadline:
+                time.sleep(0.5)
+            if not _ours(marker):
+                break
+        for _ in range(3):  # stragglers: a process being spawned while the head went down
+            time.sleep(1)
+            stragglers = _ours(marker)
+            if not stragglers:
+                break
+            for p in stragglers:
+                try:
+                    p.kill()
+                except Exception:  # gone already
+                    pass
+        if self._log:
+            self._log.close()
+        return [p.pid for p in _ours(marker)]
+
+
+def head_env(s3_env: dict[str, str], source: Path) -> dict[str, str]:
+    from pdgen_core.settings import get_settings
+
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")}
+    env.update(s3_env)  # endpoint and credentials: every worker of the cluster inherits them
+    env.update(
+        PATH=f"{BIN}:{env.get('PATH', '')}",
+        PYTHONPATH=os.pathsep.join(p for p in (str(source), env.get("PYTHONPATH", "")) if p),
+        PDGEN_CACHE_DIR=str(get_settings().cache_dir),  # the tiny model is made once per cache
+        PDGEN_LOG_JSON="1",
+        RAY_USAGE_STATS_ENABLED="0",
+        # Ray 2.60 turns token auth on whenever ~/.ray/auth_token exists, which on a shared machine
+        # depends on what others ran; this head listens on 127.0.0.1 only.
+        RAY_AUTH_MODE="disabled",
+    )
+    return env
+
+
+# --- specs --------------------------------------------------------------------------------------
+
+
+def generate_spec() -> dict:
+    """``configs/demo.yaml`` made small: short texts, every text kept, one attempt."""
+    from pdgen_core.spec import spec_from_dict
+
+    d = yaml.safe_load((Path(__file__).parent / "configs" / "demo.yaml").read_text())
+    d.pop("reviews", None)
+    d.update(name="local-ray", catalog={**d["catalog"], "uri": CATALOG}, tasks=["description"],
+             output={"uri": OUTPUT}, mode="incremental",
+             sampling={**d.get("sampling", {}), "max_tokens": 32},
+             guardrails={"min_chars": 1, "max_attempts": 1},
+             resources={**d.get("resources", {}), "memory_fraction": 0.1})
+    spec_from_dict(d, "local-ray generate spec")  # a broken spec fails here, not in a job
+    return d
+
+
+def finetune_spec(base_model: str) -> dict:
+    """A LoRA on ``base_model``, two steps on a few hundred synthetic pairs; checkpoints and the
+    registry on the local S3."""
+    from pdgen_core.finetune.config import spec_from_dict
+
+    d = {
+        "name": "local-ray-lora", "task": "description",
+        "data": {"uri": "synth://160", "min_chars": 20, "val_fraction": 0.1, "test_fraction": 0.05},
+        "model": {"source": base_model, "max_seq_len": 192},
+        "lora": {"rank": 8, "alpha": 16},
+        "optim": {"lr": 0.05, "warmup_steps": 1},
+        "train": {"max_steps": 2, "batch_size": 8, "eval_samples": 2, "max_new_tokens": 8,
+                  "eval_every_steps": 2},
+        "resources": {"num_workers": 1, "cpus_per_worker": 1},
+        "storage_path": OUTPUT + "finetune/ray", "output": {"uri": OUTPUT},
+    }
+    spec_from_dict(d, "local-ray finetune spec")
+    return d
+
+
+# --- jobs and checks ----------------------------------------------------------------------------
+
+
+@dataclass
+class Step:
+    name: str
+    job_id: str = "-"
+    status: str = "not run"
+    seconds: float = 0.0
+    note: str = ""
+
+
+@dataclass
+class Report:
+    steps: list[Step] = field(default_factory=list)
+    checks: list[tuple[str, bool, str]] = field(default_factory=list)
+
+    def check(self, name: str, ok: bool, detail: str = "") -> bool:
+        self.checks.append((name, bool(ok), detail))
+        say(f"{'PASS' if ok else 'FAIL'} {name}" + (f": {detail}" if detail else ""))
+        return bool(ok)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.checks) and all(ok for _, ok, _ in self.checks)
+
+
+def run_job(step: Step, spec: Path, entrypoint: str, url: str, endpoint: str, logs: Path,
+            deadline: float) -> bool:
+    """Submit through the Jobs API (the path of ``pdgen submit --no-pip``), wait until the job
+    ends or ``deadline`` (monotonic) passes, keep the log."""
+    from pdgen_core import jobs_api
+
+    t0 = time.monotonic()
+    step.job_id = jobs_api.submit(spec, url, entrypoint, pip=False, env_vars={"AWS_ENDPOINT_URL": endpoint})
+    step.status = "RUNNING"
+    say(f"{step.name}: submitted {step.job_id}")
+    try:
+        info = jobs_api.wait_for(step.job_id, url, timeout_s=max(1.0, deadline - t0), poll_s=2)
+        step.status, step.note = info.status, info.message
+    except TimeoutError:
+        jobs_api.stop(step.job_id, url)
+        step.status, step.note = "TIMEOUT", f"still running when the budget ran out ({time.monotonic() - t0:.0f}s); stopped"
+    step.seconds = time.monotonic() - t0
+    text = "".join(jobs_api.logs(step.job_id, url))
+    (logs / f"{step.name}.log").write_text(text)
+    say(f"{step.name}: {step.status} in {step.seconds:.0f}s (log: {logs / (step.name + '.log')})")
+    if step.status != "SUCCEEDED":
+        tail = "\n".join(text.splitlines()[-40:])
+        print(f"--- last lines of the {step.name} job's log ---\n{tail}\n---", file=sys.stderr, flush=True)
+    return step.status == "SUCCEEDED"
+
+
+def job_ok(report: Report, step: Step, ok: bool) -> bool:
+    return report.check(f"{step.name}: job succeeded", ok, f"{step.status} in {step.seconds:.0f}s")
+
+
+def run_records(output: str) -> dict[str, dict]:
+    from pdgen_core import storage
+
+    runs = storage.resolve(output).child("runs")
+    return {Path(f).stem: storage.read_json(storage.resolve("s3://" + f)) for f in storage.list_files(runs, ".json")}
+
+
+def one_new_record(report: Report, step: str, before: dict) -> dict | None:
+    new = [r for k, r in run_records(OUTPUT).items() if k not in before]
+    report.check(f"{step}: one new run record", len(new) == 1,
+                 f"{len(new)} new under {OUTPUT}runs/" + (f" ({new[0]['run_id']})" if len(new) == 1 else ""))
+    return new[0] if len(new) == 1 else None
+
+
+def counts_balance(report: Report, step: str, rec: dict) -> bool:
+    c = rec["counts"]
+    problems = []
+    if c["read"] != ROWS + BAD_ROWS:
+        problems.append(f"read {c['read']} != {ROWS + BAD_ROWS} catalog rows")
+    if c["read"] != c["valid"] + c["invalid"]:
+        problems.append(f"read {c['read']} != valid {c['valid']} + invalid {c['invalid']}")
+    for task, v in c["by_task"].items():
+        if not (v["planned"] == c["valid"] == v["accepted"] + v["rejected"] + v["unchanged"]):
+            problems.append(f"{task}: planned {v['planned']}, valid {c['valid']} != accepted "
+                            f"{v['accepted']} + rejected {v['rejected']} + unchanged {v['unchanged']}")
+    t = c["by_task"].get("description", {})
+    return report.check(f"{step}: counts balance", not problems, "; ".join(problems) or
+                        f"read {c['read']} = valid {c['valid']} + invalid {c['invalid']}; description: "
+                        f"accepted {t.get('accepted')}, rejected {t.get('rejected')}, unchanged {t.get('unchanged')}")
+
+
+def table_rows(kind: str, columns: list[str], run_id: str | None = None) -> list[dict]:
+    from pdgen_core import storage
+    from pdgen_core.stages.commit import open_table
+
+    dt = open_table(storage.resolve(OUTPUT).child(kind, "description"))
+    if dt is None:
+        return []
+    # Filtered here, not with to_pyarrow_table(filters=...): files written by a Delta merge hold
+    # string_view columns, and a string filter on them raises ArrowNotImplementedError.
+    rows = dt.to_pyarrow_table(columns=columns).to_pylist()
+    return [r for r in rows if run_id is None or r.get("run_id") == run_id]
+
+
+def change_prices(skus_with_content: set[str], n: int) -> list[str]:
+    """Raise the price of ``n`` skus that have content, in the first catalog file (bad rows are in
+    the last one), as a catalog team's price update would."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from pdgen_core import storage
+
+    loc = storage.resolve(CATALOG)
+    first = sorted(storage.list_files(loc, ".parquet"))[0]
+    t = pq.read_table(first, filesystem=loc.fs)
+    skus = [s for s in t.column("product_id").to_pylist() if s in skus_with_content][:n]
+    bumped = pc.if_else(pc.is_in(t.column("product_id"), pa.array(skus)),
+                        pc.add(t.column("price_usd"), 5.0), t.column("price_usd"))
+    pq.write_table(t.set_column(t.schema.get_field_index("price_usd"), "price_usd", bumped), first,
+                   filesystem=loc.fs)
+    return skus
+
+
+def check_generate(report: Report, rec: dict, work: Path) -> set[str]:
+    """Returns the skus that have content after the run."""
+    counts_balance(report, "generate", rec)
+    rows = table_rows("content", ["sku", "run_id", "text"])
+    accepted = rec["counts"]["by_task"]["description"]["accepted"]
+    report.check("generate: content Delta table has rows",
+                 0 < len(rows) == accepted and {r["run_id"] for r in rows} == {rec["run_id"]},
+                 f"{len(rows)} rows (accepted {accepted}), table version {rec['tables'].get('content/description')}")
+    from pdgen_core.report import build_report
+
+    try:
+        html = build_report(OUTPUT, rec["run_id"], str(work / "report.html")).read_text()
+        report.check("generate: HTML report builds", rec["run_id"] in html, str(work / "report.html"))
+    except Exception as exc:  # a report bug must not hide the other checks
+        report.check("generate: HTML report builds", False, f"{type(exc).__name__}: {exc}")
+    return {r["sku"] for r in rows}
+
+
+def check_refresh(report: Report, rec: dict, changed: list[str], valid_without_content: set[str]) -> None:
+    counts_balance(report, "refresh", rec)
+    rid = rec["run_id"]
+    regenerated = ({r["sku"] for r in table_rows("content", ["sku", "run_id"], rid)}
+                   | {r["sku"] for r in table_rows("rejects", ["sku", "run_id", "stage"], rid)
+                      if r["stage"] != "validate"})
+    # Incremental: the changed skus, plus any valid sku that had no content yet (a text the first
+    # run rejected has no fingerprint to match, so it is tried again).
+    expected = set(changed) | valid_without_content
+    t = rec["counts"]["by_task"]["description"]
+    report.check(
+        f"refresh: regenerated exactly the {len(changed)} changed skus",
+        len(changed) == CHANGED and regenerated == expected and t["accepted"] + t["rejected"] == len(expected),
+        f"changed {sorted(changed)}, regenerated {sorted(regenerated)}"
+        + (f" (incl. {len(valid_without_content)} without content)" if valid_without_content else ""),
+    )
+
+
+def check_finetune(report: Report, spec_name: str) -> None:
+    from pdgen_core.finetune.registry import list_adapters
+
+    ads = [a for a in list_adapters(OUTPUT, "description") if a["run_id"] == spec_name]
+    report.check("finetune: adapter version registered", bool(ads),
+                 ", ".join(f"v{a['version']} {a['kind']} at {a['uri']}" for a in ads) or "none in the registry")
+
+
+def pdgen_metrics(port: int) -> dict[str, float]:
+    """Totals of the ``ray_pdgen_*`` series on a node's Prometheus endpoint (see pdgen_core.metrics)."""
+    import urllib.request
+
+    out: dict[str, float] = {}
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    except OSError:
+        return out
+    for line in text.splitlines():
+        if line.startswith("ray_pdgen_") and "_bucket{" not in line:
+            name = line.split("{", 1)[0].split(" ", 1)[0]
+            out[name] = out.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def print_summary(report: Report, head: RayHead | None, endpoint: str, total_s: float) -> None:
+    print("\nlocal-ray summary", flush=True)
+    if head is not None:
+        print(f"  Ray head {head.url} (Jobs API, dashboard); metrics http://127.0.0.1:{head.metrics}/metrics;"
+              f" S3 {endpoint}")
+        m = pdgen_metrics(head.metrics)
+        print("  pdgen metrics: " + (", ".join(f"{k} {v:g}" for k, v in sorted(m.items())) if m else
+                                     "none exported (is pdgen_core.metrics.record_batch wired into the pipeline?)"))
+    for s in report.steps:
+        print(f"  job {s.name:<9} {s.job_id:<40} {s.status:<10} {s.seconds:6.1f}s {s.note}".rstrip())
+    for name, ok, detail in report.checks:
+        print(f"  {'PASS' if ok else 'FAIL'}  {name}" + (f": {detail}" if detail else ""))
+    failed = [n for n, ok, _ in report.checks if not ok]
+    if report.passed:
+        print(f"local-ray: all {len(report.checks)} checks passed in {total_s:.0f}s", flush=True)
+    else:
+        print(f"local-ray: FAILED: {len(failed)} of {len(report.checks)} checks failed ({'; '.join(failed) or 'none ran'})"
+              f" after {total_s:.0f}s", flush=True)
+
+
+# --- main ---------------------------------------------------------------------------------------
+
+
+def stop_running_jobs(report: Report, url: str, wait_s: float = 20) -> None:
+    """Ask the Jobs API to stop jobs still running (Ctrl-C mid-job), so their drivers end cleanly."""
+    from pdgen_core import jobs_api
+
+    for s in report.steps:
+        if s.status == "RUNNING":
+            try:
+                jobs_api.stop(s.job_id, url)
+                jobs_api.wait_for(s.job_id, url, timeout_s=wait_s)
+            except Exception as exc:  # the head may be gone already: the process sweep follows
+                say(f"could not stop {s.job_id} through the Jobs API ({type(exc).__name__}); killing it")
+
+
+def _terminate(signum, _frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def upload_base_model() -> str:
+    """The fine-tune's base model, on S3 as a cluster would have it: this node's cached
+    ``pdgen-tiny`` folder. (``model.source: pdgen-tiny`` in a fine-tune spec means the *trained*
+    tiny model, which is trained on first use: minutes, not what this check is about.)"""
+    from pdgen_core import storage
+    from pdgen_core.models.resolve import resolve_model
+
+    uri = OUTPUT + "models/base/"
+    storage.upload_dir(resolve_model("pdgen-tiny"), storage.resolve(uri))
+    return uri
+
+
+def _valid_skus() -> set[str]:
+    """Skus of the catalog that validation keeps (not in the first run's validate rejects)."""
+    import pyarrow.dataset as pads
+
+    from pdgen_core import storage
+
+    loc = storage.resolve(CATALOG)
+    skus = set(pads.dataset(storage.list_files(loc, ".parquet"), filesystem=loc.fs)
+               .to_table(columns=["product_id"]).column("product_id").to_pylist())
+    bad = {r["sku"] for r in table_rows("rejects", ["sku", "stage"]) if r["stage"] == "validate"}
+    return {s for s in skus if s is not None} - bad
+
+
+def scenario(report: Report, url: str, endpoint: str, work: Path, deadline: float) -> None:
+    from pdgen_core.synth import write_catalog
+
+    write_catalog(CATALOG, ROWS, files=2, bad_rows=BAD_ROWS)
+    say(f"catalog: {ROWS} products + {BAD_ROWS} bad rows -> {CATALOG}")
+    specs = work / "specs"
+    specs.mkdir()
+    (specs / "generate.yaml").write_text(yaml.safe_dump(generate_spec(), sort_keys=False))
+    ft = finetune_spec(upload_base_model())
+    (specs / "finetune.yaml").write_text(yaml.safe_dump(ft, sort_keys=False))
+    logs = work / "jobs"
+    logs.mkdir()
+
+    gen = Step("generate")
+    report.steps.append(gen)
+    before = run_records(OUTPUT)
+    if job_ok(report, gen, run_job(gen, specs / "generate.yaml", "generate", url, endpoint, logs, deadline)):
+        rec = one_new_record(report, "generate", before)
+        if rec is not None:
+            with_content = check_generate(report, rec, work)
+            valid_without = _valid_skus() - with_content
+            changed = change_prices(with_content, CHANGED)
+            say(f"refresh: prices of {changed} raised by 5.00 USD")
+            ref = Step("refresh")
+            report.steps.append(ref)
+            before = run_records(OUTPUT)
+            if job_ok(report, ref, run_job(ref, specs / "generate.yaml", "refresh", url, endpoint, logs, deadline)):
+                rec2 = one_new_record(report, "refresh", before)
+                if rec2 is not None:
+                    check_refresh(report, rec2, changed, valid_without)
+
+    fin = Step("finetune")
+    report.steps.append(fin)
+    if job_ok(report, fin, run_job(fin, specs / "finetune.yaml", "finetune", url, endpoint, logs, deadline)):
+        check_finetune(report, ft["name"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--keep", action="store_true", help="After the checks, keep the cluster and S3 up "
+                    "(for `pdgen submit`) until Ctrl-C.")
+    ap.add_argument("--timeout", type=float, default=BUDGET_S, metavar="SECONDS",
+                    help=f"Budget for the whole run (default {BUDGET_S}); a job still running then is "
+                    "stopped and fails.")
+    a = ap.parse_args(argv)
+
+    from pdgen_core import jobs_api
+    from pdgen_core.s3server import LocalS3, free_port
+
+    t0 = time.monotonic()
+    signal.signal(signal.SIGTERM, _terminate)
+    work = Path(tempfile.mkdtemp(prefix="pdlr-", dir="/tmp"))  # short: Ray's socket paths end at 107 bytes
+    report, head, s3 = Report(), None, LocalS3(port=free_port(), buckets=("catalog", "content"))
+    interrupted = summarised = False
+    try:
+        s3.start()
+        os.environ.update(s3.env)  # this process writes the catalog and reads the outputs
+        os.environ.pop("RAY_ADDRESS", None)
+        say(f"local S3 at {s3.endpoint}")
+        head = RayHead(work / "ray", head_env(s3.env, jobs_api.source_root()))
+        head.temp.mkdir()
+        say(f"starting a Ray head (temp dir {head.temp}) ...")
+        url = head.start()
+        say(f"Ray head up in {time.monotonic() - t0:.0f}s: {url}")
+        scenario(report, url, s3.endpoint, work, deadline=t0 + a.timeout - CLEANUP_S)
+        print_summary(report, head, s3.endpoint, time.monotonic() - t0)
+        summarised = True
+        if a.keep:
+            _keep(head, s3)
+    except KeyboardInterrupt:
+        interrupted = not summarised  # after the summary, Ctrl-C is how --keep ends
+        say("interrupted: stopping everything" if interrupted else "stopping everything")
+    except Exception as exc:
+        report.check("local-ray ran to the end", False, f"{type(exc).__name__}: {exc}")
+        print_summary(report, head, s3.endpoint, time.monotonic() - t0)
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip the cleanup
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if head is not None:
+            stop_running_jobs(report, head.url)
+        left = head.stop() if head is not None else []
+        s3.stop()
+        say("stopped the Ray head and the local S3" + (f"; still alive: {left}" if left else ""))
+        if report.passed and not left and not interrupted:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            say(f"kept {work} (job logs, specs, Ray logs) for a look")
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if interrupted:
+        return 130
+    return 0 if report.passed and not left else 1
+
+
+def _keep(head: RayHead, s3) -> None:
+    print(f"\nThe cluster stays up until Ctrl-C. In another shell:\n"
+          f"  export RAY_ADDRESS={head.url} AWS_ENDPOINT_URL={s3.endpoint} "
+          f"AWS_ACCESS_KEY_ID={s3.env['AWS_ACCESS_KEY_ID']} AWS_SECRET_ACCESS_KEY={s3.env['AWS_SECRET_ACCESS_KEY']}"
+          f"  # local test credentials\n"
+          f"  pdgen submit pdgen_core/configs/demo.yaml --no-pip --wait\n"
+          f"  pdgen jobs; pdgen report RUN_ID --output {OUTPUT}\n", flush=True)
+    while True:
+        time.sleep(3600)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
