@@ -218,6 +218,15 @@ def test_registry_on_s3_claims_with_conditional_put(s3, bucket, tmp_path):
     assert ver == 2 and (path / "adapter_model.safetensors").read_bytes() == b"s3"
     with pytest.raises(registry.AdapterNotFound):
         registry.resolve_adapter(out, "blurb")
+    # the registry recreated under the same URI: the node cache must not serve the old files
+    from pdgen_core import storage
+
+    storage.delete_tree(storage.resolve(out))
+    assert registry.publish(out, "description", _fake_adapter(tmp_path / "b", "new"), {"run_id": "r2"})[0] == 1
+    assert registry.resolve_adapter(out, "description")[0].joinpath("adapter_model.safetensors").read_bytes() == b"new"
+    storage.delete_tree(storage.resolve(out))
+    registry.publish(out, "description", _fake_adapter(tmp_path / "c", "newer"), {"run_id": "r3"})
+    assert registry.resolve_adapter(out, "description")[0].joinpath("adapter_model.safetensors").read_bytes() == b"newer"
 
 
 # ---------------------------------------------------------------- real runs (e2e)

@@ -227,6 +227,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
     val_pairs = [Pair(**p) for p in config["val"]]
     train_enc, _ = encode_pairs(tok, train_pairs, spec.model.max_seq_len)
     val_enc, _ = encode_pairs(tok, val_pairs, spec.model.max_seq_len)
+    if not val_enc:
+        raise ValueError(f"every validation pair is longer than model.max_seq_len={spec.model.max_seq_len} "
+                         "tokens; raise it or lower data.max_chars")
 
     state, ckpt = LoopState(), ray.train.get_checkpoint()
     ckpt_ctx = ckpt.as_directory() if ckpt else None
@@ -288,7 +291,6 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
         if rank == 0:
             log.info("evaluated", **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in m.items()},
                      stop_reason=reason)
-        if rank == 0:
             d = Path(tempfile.mkdtemp(prefix="pdgen-ckpt-", dir=config.get("ckpt_root")))
             _save(d, model, tok, opt, state, spec)
             (d / "samples.json").write_text(json.dumps(samples, indent=1))

@@ -192,8 +192,8 @@ def _pick(versions: list[int], ref: str | int, where: str) -> int:
 
 def resolve_adapter(output_uri: str, task: str, ref: str | int = "latest") -> tuple[Path, int]:
     """A local folder holding ``task``'s adapter ``ref`` (``latest`` or a version number), and its
-    version. S3 versions are downloaded once per node into the cache (committed versions never
-    change) and checked against the manifest; local ones are used in place."""
+    version. S3 versions are downloaded once per node into the cache (keyed by the manifest's file
+    hashes) and checked against the manifest; local ones are used in place."""
     from pdgen_core.models.resolve import _node_lock
 
     tl = _task_loc(output_uri, task)
@@ -201,11 +201,13 @@ def resolve_adapter(output_uri: str, task: str, ref: str | int = "latest") -> tu
     vloc = tl.child(str(version))
     if not vloc.is_s3:
         return Path(vloc.path), version
-    key = hashlib.sha256(vloc.uri.encode()).hexdigest()[:16]
+    manifest = _manifest(tl, version)
+    # Keyed by content, not URI: a registry can be recreated under the same URI (a new bucket,
+    # a test's in-memory S3), and a stale copy must never be served for a different adapter.
+    key = hashlib.sha256(json.dumps([vloc.uri, manifest["files"]], sort_keys=True).encode()).hexdigest()[:16]
     dest = get_settings().cache_dir / "adapters" / f"{task}-v{version}-{key}"
     with _node_lock(dest):
         if not (dest / "card.json").is_file():
-            manifest = _manifest(tl, version)
             storage.download_prefix(vloc, dest)
             bad = [n for n, h in manifest["files"].items() if not (dest / n).is_file() or _sha256(dest / n) != h]
             if bad:
