@@ -172,7 +172,7 @@ def test_lora_adapter_from_the_registry_is_used(ray_local, s3, tmp_path):
                 p.normal_(0, 0.5)  # a non-zero update, so the adapter changes the outputs
     peft.save_pretrained(tmp_path / "adapter")
     version, _ = registry.publish("s3://e2e-lora/out/", "description", tmp_path / "adapter",
-                                  {"base_model": "pdgen-tiny", "run_id": "test"})
+                                  {"base_model": {"source": "pdgen-tiny"}, "run_id": "test"})
     write_catalog("s3://e2e-lora/catalog/", 12, files=1)
     plain = run_job(spec_from_dict(spec_for("s3://e2e-lora/catalog/", "s3://e2e-lora/plain/")))
     tuned = run_job(spec_from_dict(spec_for("s3://e2e-lora/catalog/", "s3://e2e-lora/out/",
