@@ -46,6 +46,20 @@ def on_every_node(fn):
     return fn()
 
 
+def check_context(spec: JobSpec, model_path: Path) -> None:
+    """model.max_model_len must fit the model: vLLM would refuse it only inside the engine actor."""
+    import json
+
+    cfg = json.loads((model_path / "config.json").read_text())
+    limit = cfg.get("max_position_embeddings")
+    if limit and spec.model.max_model_len > limit:
+        from pdgen_core.models.resolve import ModelError
+
+        raise ModelError(
+            f"model.max_model_len ({spec.model.max_model_len}) is larger than the model's context "
+            f"({limit} positions in {model_path / 'config.json'}); set model.max_model_len <= {limit}")
+
+
 def new_run_id() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
@@ -225,6 +239,7 @@ class Job:
         storage.write_bytes(probe, b"ok")  # wrong credentials or a missing bucket fail here
         probe.fs.delete_file(probe.path)
         model_path = resolve_model(self.spec.model.source)
+        check_context(self.spec, model_path)
         return plan, model_path
 
     def run(self) -> dict[str, Any]:
