@@ -13,7 +13,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 REAL = REPO.parent / "shared" / "data" / "real"
-os.environ.setdefault("PDGEN_CACHE_DIR", str(REPO / ".cache" / "pdgen"))
+# Tests keep their own model cache: a pdgen-tiny trained by `make demo` (512 positions) must not
+# change what the tests run on.
+os.environ["PDGEN_CACHE_DIR"] = os.environ.get("PDGEN_TEST_CACHE_DIR", str(REPO / ".cache" / "pdgen-test"))
 os.environ.setdefault("PDGEN_LOG_JSON", "1")
 os.environ.setdefault("RAY_DEDUP_LOGS", "1")
 os.environ.pop("RAY_ADDRESS", None)
