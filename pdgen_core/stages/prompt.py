@@ -22,7 +22,11 @@ def engine_request(row: dict[str, Any], ctx: RunContext, adapter_names: dict[str
     params["seed"] = fp.row_seed(ctx.base_seed, row["sku"], row["task"], row["locale"],
                                  row["variant"], int(row["attempt"]))
     if task.output == "json" and task.json_schema:
-        params["structured_outputs"] = {"json": task.json_schema}
+        # The schema travels as a JSON string (vLLM accepts either): as a nested dict, each task's
+        # schema became a differently shaped Arrow struct, and Ray failed to concatenate blocks
+        # mixing ad_copy and faq rows ("'DataType' object is not iterable" in
+        # _backfill_missing_fields).
+        params["structured_outputs"] = {"json": json.dumps(task.json_schema, sort_keys=True)}
     out = dict(row, prompt=prompt, sampling_params=params)
     if row["task"] in adapter_names:
         out["model"] = adapter_names[row["task"]]
