@@ -42,6 +42,7 @@ ROWS, BAD_ROWS, CHANGED = 40, 4, 2
 BIN = Path(sys.executable).parent  # the venv's bin/: `ray`, and the `python` jobs run with
 BUDGET_S = 900  # the whole run; a job still running when it is spent is stopped and fails
 CLEANUP_S = 45  # kept back from the budget for stopping everything
+AGENT_WAIT_S = 120  # for the head's job agent to register, after the Jobs API first answers
 
 
 def say(msg: str) -> None:
@@ -187,12 +188,12 @@ def generate_spec() -> dict:
     from pdgen_core.spec import spec_from_dict
 
     d = yaml.safe_load((Path(__file__).parent / "configs" / "demo.yaml").read_text())
-    d.pop("reviews", None)
+    for key in ("reviews", "segments"):  # description only: no reviews, one variant per sku
+        d.pop(key, None)
     d.update(name="local-ray", catalog={**d["catalog"], "uri": CATALOG}, tasks=["description"],
              output={"uri": OUTPUT}, mode="incremental",
              sampling={**d.get("sampling", {}), "max_tokens": 32},
-             guardrails={"min_chars": 1, "max_attempts": 1},
-             resources={**d.get("resources", {}), "memory_fraction": 0.1})
+             guardrails={"min_chars": 1, "max_attempts": 1})
     spec_from_dict(d, "local-ray generate spec")  # a broken spec fails here, not in a job
     return d
 
@@ -244,6 +245,46 @@ class Report:
         return bool(self.checks) and all(ok for _, ok, _ in self.checks)
 
 
+def _submit(step: Step, spec: Path, entrypoint: str, url: str, endpoint: str) -> None:
+    from pdgen_core import jobs_api
+
+    t0 = time.monotonic()
+    while True:
+        try:
+            step.job_id = jobs_api.submit(spec, url, entrypoint, pip=False, env_vars={"AWS_ENDPOINT_URL": endpoint})
+            step.status = "RUNNING"
+            return
+        except (RuntimeError, ConnectionError) as exc:
+            # On a busy machine the Jobs API answers before the node's job agent has registered
+            # ("No available agent to submit job, please try again later"), and the dashboard can
+            # miss a connection check ("Failed to connect to Ray"). No job was created: retry.
+            transient = isinstance(exc, ConnectionError) or "No available agent" in str(exc)
+            if not transient or time.monotonic() - t0 > AGENT_WAIT_S:
+                raise
+            say(f"{step.name}: submission not accepted yet ({exc}); retrying")
+            time.sleep(3)
+
+
+def _wait(step: Step, url: str, deadline: float) -> None:
+    from pdgen_core import jobs_api
+
+    unreachable_since = None
+    while True:
+        try:
+            info = jobs_api.wait_for(step.job_id, url, timeout_s=max(1.0, deadline - time.monotonic()), poll_s=2)
+            step.status, step.note = info.status, info.message
+            return
+        except TimeoutError:
+            jobs_api.stop(step.job_id, url)
+            step.status, step.note = "TIMEOUT", "still running when the budget ran out; stopped"
+            return
+        except ConnectionError:  # a dashboard too busy to answer once is not a failed job
+            unreachable_since = unreachable_since or time.monotonic()
+            if time.monotonic() - unreachable_since > AGENT_WAIT_S:
+                raise
+            time.sleep(3)
+
+
 def run_job(step: Step, spec: Path, entrypoint: str, url: str, endpoint: str, logs: Path,
             deadline: float) -> bool:
     """Submit through the Jobs API (the path of ``pdgen submit --no-pip``), wait until the job
@@ -251,17 +292,14 @@ def run_job(step: Step, spec: Path, entrypoint: str, url: str, endpoint: str, lo
     from pdgen_core import jobs_api
 
     t0 = time.monotonic()
-    step.job_id = jobs_api.submit(spec, url, entrypoint, pip=False, env_vars={"AWS_ENDPOINT_URL": endpoint})
-    step.status = "RUNNING"
+    _submit(step, spec, entrypoint, url, endpoint)
     say(f"{step.name}: submitted {step.job_id}")
-    try:
-        info = jobs_api.wait_for(step.job_id, url, timeout_s=max(1.0, deadline - t0), poll_s=2)
-        step.status, step.note = info.status, info.message
-    except TimeoutError:
-        jobs_api.stop(step.job_id, url)
-        step.status, step.note = "TIMEOUT", f"still running when the budget ran out ({time.monotonic() - t0:.0f}s); stopped"
+    _wait(step, url, deadline)
     step.seconds = time.monotonic() - t0
-    text = "".join(jobs_api.logs(step.job_id, url))
+    try:
+        text = "".join(jobs_api.logs(step.job_id, url))
+    except ConnectionError as exc:
+        text = f"(log not available: {exc})"
     (logs / f"{step.name}.log").write_text(text)
     say(f"{step.name}: {step.status} in {step.seconds:.0f}s (log: {logs / (step.name + '.log')})")
     if step.status != "SUCCEEDED":
@@ -514,6 +552,8 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.monotonic()
     signal.signal(signal.SIGTERM, _terminate)
+    # Also when started in the background of a script, where SIGINT comes in ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     work = Path(tempfile.mkdtemp(prefix="pdlr-", dir="/tmp"))  # short: Ray's socket paths end at 107 bytes
     report, head, s3 = Report(), None, LocalS3(port=free_port(), buckets=("catalog", "content"))
     interrupted = summarised = False
@@ -531,7 +571,7 @@ def main(argv: list[str] | None = None) -> int:
         print_summary(report, head, s3.endpoint, time.monotonic() - t0)
         summarised = True
         if a.keep:
-            _keep(head, s3)
+            _keep(head, s3, work / "specs" / "generate.yaml")
     except KeyboardInterrupt:
         interrupted = not summarised  # after the summary, Ctrl-C is how --keep ends
         say("interrupted: stopping everything" if interrupted else "stopping everything")
@@ -557,13 +597,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if report.passed and not left else 1
 
 
-def _keep(head: RayHead, s3) -> None:
+def _keep(head: RayHead, s3, spec: Path) -> None:
     print(f"\nThe cluster stays up until Ctrl-C. In another shell:\n"
           f"  export RAY_ADDRESS={head.url} AWS_ENDPOINT_URL={s3.endpoint} "
           f"AWS_ACCESS_KEY_ID={s3.env['AWS_ACCESS_KEY_ID']} AWS_SECRET_ACCESS_KEY={s3.env['AWS_SECRET_ACCESS_KEY']}"
           f"  # local test credentials\n"
-          f"  pdgen submit pdgen_core/configs/demo.yaml --no-pip --wait\n"
-          f"  pdgen jobs; pdgen report RUN_ID --output {OUTPUT}\n", flush=True)
+          f"  pdgen submit {spec} --no-pip --wait       # or --entrypoint refresh\n"
+          f"  pdgen jobs; pdgen report RUN_ID --output {OUTPUT} --out report.html\n", flush=True)
     while True:
         time.sleep(3600)
 
