@@ -17,7 +17,7 @@ from typing import Any
 
 from pdgen_core.finetune import data as D
 from pdgen_core.finetune import registry
-from pdgen_core.finetune.config import FinetuneSpec
+from pdgen_core.finetune.config import DataSpec, FinetuneSpec, ModelSpec
 from pdgen_core.finetune.metrics import text_metrics
 from pdgen_core.log import get_logger
 from pdgen_core.tasks import TASKS
@@ -126,6 +126,16 @@ def evaluate_spec(spec: FinetuneSpec, adapter: str = "latest", limit: int | None
     log = get_logger(component="finetune.eval", run=spec.name, task=spec.task)
     path, version = registry.resolve_adapter(spec.output.uri, spec.task, adapter)
     card = registry.read_card(path)
+    # The split is held out only under the data settings the adapter was trained with, and the base
+    # model is the one it was trained on: take both from the card when it records them.
+    update = {}
+    for key, cls, recorded in (("data", DataSpec, card.get("data", {}).get("spec")),
+                               ("model", ModelSpec, card.get("hyperparameters", {}).get("model"))):
+        if recorded and recorded != getattr(spec, key).model_dump(mode="json"):
+            log.warning("section_from_card", section=key, fix=f"the spec's `{key}` differs from the adapter "
+                        "card's; evaluating with the card's")
+            update[key] = cls.model_validate(recorded)
+    spec = spec.model_copy(update=update) if update else spec
     with tempfile.TemporaryDirectory(prefix="pdgen-eval-") as work:
         if card["kind"] == "full":
             start = _random_init_like(path, Path(work))

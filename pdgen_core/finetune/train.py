@@ -179,9 +179,8 @@ def card_for(spec: FinetuneSpec, prep: Prepared, out: FitOutcome) -> dict[str, A
     return {
         "task": spec.task, "locale": spec.locale, "kind": spec.kind, "run_id": spec.name,
         "template": TASKS[spec.task].template_id, "base_model": base,
-        "data": {"uri": spec.data.uri, "columns": spec.data.columns, "currency": spec.data.currency,
-                 "fingerprint": prep.fingerprint, "pairs": prep.counts, "dropped": prep.dropped,
-                 "split_salt": spec.data.split_salt},
+        "data": {"uri": spec.data.uri, "fingerprint": prep.fingerprint, "pairs": prep.counts,
+                 "dropped": prep.dropped, "spec": spec.data.model_dump(mode="json")},
         "metrics": {k: v for k, v in out.metrics.items() if isinstance(v, (int, float, str, bool))},
         "hyperparameters": spec.model_dump(mode="json", include={"model", "lora", "optim", "train", "resources", "seed"}),
         "checkpoint": out.checkpoint_uri, "ray_run_path": out.path,
