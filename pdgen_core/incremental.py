@@ -44,7 +44,8 @@ def read_table(loc: storage.Location, columns: list[str]):
     files = [_fs_path(u) for u in dt.file_uris()]
     if not files:
         return ray.data.from_arrow(dt.schema().to_arrow().empty_table().select(columns))
-    return ray.data.read_parquet(files, filesystem=loc.fs, columns=columns)
+    ds = ray.data.read_parquet(files, filesystem=loc.fs, columns=columns)
+    return ds.map_batches(storage.plain_types, batch_format="pyarrow", zero_copy_batch=True)
 
 
 def _fs_path(uri: str) -> str:
@@ -68,7 +69,8 @@ def staged_keys(files: list[str], fs):
 
     if not files:
         return None
-    return ray.data.read_parquet(files, filesystem=fs, columns=list(JOIN_KEY))
+    ds = ray.data.read_parquet(files, filesystem=fs, columns=list(JOIN_KEY))
+    return ds.map_batches(storage.plain_types, batch_format="pyarrow", zero_copy_batch=True)
 
 
 def deleted_keys(loc: storage.Location, valid_skus):

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import pyarrow.compute as pc
 
 from pdgen_core import storage
 
@@ -62,8 +63,17 @@ def _open(loc: storage.Location, version: int | None):
 def _rows(dt, run_id: str | None = None, columns: Sequence[str] | None = None) -> list[dict]:
     names = {f.name for f in dt.schema().fields}
     cols = [c for c in columns if c in names] if columns else None  # older tables may lack one
-    filters = [("run_id", "=", run_id)] if run_id is not None else None
-    return dt.to_pyarrow_table(columns=cols, filters=filters).to_pylist()
+    # Filtered after the cast, not with to_pyarrow_table(filters=...): files written by a Delta
+    # merge hold string_view columns, and a string filter on them has no Arrow kernel.
+    if run_id is not None and cols is not None and "run_id" not in cols:
+        cols = [*cols, "run_id"]
+    rows = []
+    for batch in dt.to_pyarrow_dataset().to_batches(columns=cols):
+        batch = storage.plain_types(batch)
+        if run_id is not None:
+            batch = batch.filter(pc.equal(batch.column("run_id"), run_id))
+        rows.extend(batch.to_pylist())
+    return rows
 
 
 def _key(row: dict) -> tuple:

@@ -197,3 +197,24 @@ def upload_dir(src: Path, loc: Location) -> None:
     for p in sorted(Path(src).rglob("*")):
         if p.is_file():
             write_bytes(loc.child(str(p.relative_to(src))), p.read_bytes())
+
+
+def plain_types(table):
+    """``table`` (a pyarrow Table or RecordBatch) with view types cast to their plain forms.
+
+    Files written by a Delta merge (DataFusion) and by recent polars hold ``string_view`` and
+    ``binary_view`` columns. Arrow has no kernels mixing them with ``string``: joins against
+    plain-typed data (``array_take``), filters with string literals and block concatenation
+    all fail. Every read of data pdgen did not write itself in this run goes through here.
+    """
+    import pyarrow as pa
+
+    fields = []
+    changed = False
+    for f in table.schema:
+        if pa.types.is_string_view(f.type):
+            f, changed = f.with_type(pa.string()), True
+        elif pa.types.is_binary_view(f.type):
+            f, changed = f.with_type(pa.binary()), True
+        fields.append(f)
+    return table.cast(pa.schema(fields, metadata=table.schema.metadata)) if changed else table

@@ -89,7 +89,7 @@ def read_catalog(cat: CatalogSpec, plan: dict[str, str], override_num_blocks: in
     ds = ray.data.read_parquet(
         files, filesystem=loc.fs, columns=sorted(set(plan.values())),
         override_num_blocks=override_num_blocks,
-    )
+    ).map_batches(storage.plain_types, batch_format="pyarrow", zero_copy_batch=True)
     if cat.limit:
         ds = ds.limit(cat.limit)
     inverse = {src: canon for canon, src in plan.items()}

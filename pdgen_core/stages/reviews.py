@@ -12,6 +12,7 @@ import json
 
 import pyarrow as pa
 
+from pdgen_core import storage
 from pdgen_core.hygiene import clean_field
 from pdgen_core.spec import ReviewsSpec
 from pdgen_core.stages import read
@@ -75,6 +76,7 @@ def grouped_reviews(rv: ReviewsSpec):
     plan = column_plan(rv)
     loc, files = read.catalog_files(rv.uri)
     ds = ray.data.read_parquet(files, filesystem=loc.fs, columns=sorted(set(plan.values())))
+    ds = ds.map_batches(storage.plain_types, batch_format="pyarrow", zero_copy_batch=True)
     ds = ds.rename_columns({src: canon for canon, src in plan.items()})
     if "rating" not in plan:
         ds = ds.add_column("rating", lambda b: pa.nulls(len(b), pa.float64()), batch_format="pyarrow")
