@@ -18,7 +18,8 @@ from pdgen_core.spec import JobSpec, SpecError, load_spec
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Batch e-commerce content generation on Ray + vLLM, with Delta Lake outputs.")
 console = Console(stderr=False)
-err = Console(stderr=True)
+# Errors are not wrapped: a wrapped line can split a command to copy (`--resume RUN_ID`).
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _load(spec: Path, overrides: list[str] | None) -> JobSpec:
@@ -82,7 +83,16 @@ def print_summary(record: dict) -> None:
     )
 
 
-def _run(spec: JobSpec, run_id: Optional[str], resume: bool = False, changes: Optional[str] = None) -> dict:
+def _resume_hint(exc: BaseException, command: str) -> str:
+    run_id = getattr(exc, "pdgen_run_id", None)
+    if not run_id:
+        return ""
+    return (f"\nWhat run {run_id} staged is kept; once this is fixed, finish it with "
+            f"`pdgen {command} SPEC --resume {run_id}` (it commits exactly once).")
+
+
+def _run(spec: JobSpec, run_id: Optional[str], resume: bool = False, changes: Optional[str] = None,
+         command: str = "run") -> dict:
     from pdgen_core.models.resolve import ModelError
     from pdgen_core.pipeline import run_job
     from pdgen_core.stages.generate import EngineError
@@ -95,10 +105,10 @@ def _run(spec: JobSpec, run_id: Optional[str], resume: bool = False, changes: Op
         raise typer.Exit(2) from None
     except OSError as exc:
         err.print(f"error: storage: {exc}\nCheck output.uri, the bucket, and AWS_* credentials in the "
-                  "environment.", markup=False, highlight=False)
+                  "environment." + _resume_hint(exc, command), markup=False, highlight=False)
         raise typer.Exit(2) from None
     except EngineError as exc:
-        err.print(f"error: {exc}", markup=False, highlight=False)
+        err.print(f"error: {exc}" + _resume_hint(exc, command), markup=False, highlight=False)
         raise typer.Exit(1) from None
 
 
@@ -125,7 +135,7 @@ def refresh(spec: Path, changes: Optional[str] = typer.Option(
             resume: Optional[str] = typer.Option(None, help="Resume the crashed run RUN_ID")):
     """Incremental run for schedulers: regenerate what changed; exit 0 when nothing to do."""
     s = _load(spec, [*set_, "mode=incremental"])
-    record = _run(s, resume, resume=bool(resume), changes=changes)
+    record = _run(s, resume, resume=bool(resume), changes=changes, command="refresh")
     generated = sum(v["accepted"] + v["rejected"] for v in record["counts"]["by_task"].values())
     console.print(("nothing to do; " if generated == 0 else "") + one_line(record), highlight=False)
 

@@ -156,7 +156,9 @@ def cap_text(text: str, cap: int) -> str:
     return (cut.rstrip() + "…")[:cap]
 
 
-_ASCII_TRIGGERS = re.compile(r"[<>&@\[\]|#:]|[ \t]{2}|\n")
+# ASCII that the slow path changes: markup and address characters, runs of spaces, and control
+# characters (NUL, tab, newline, DEL...; found by the hypothesis test with a lone NUL).
+_ASCII_TRIGGERS = re.compile(r"[<>&@\[\]|#:]|  |[\x00-\x1f\x7f]")
 
 
 def _plain(text: Any, cap: int) -> bool:

@@ -64,6 +64,32 @@ def anti_join(work, keys):
     return work.join(keys, join_type="left_anti", num_partitions=_partitions(), on=JOIN_KEY)
 
 
+def guard_rejected_keys(loc: storage.Location):
+    """(key, fingerprint) of items the guardrails rejected in earlier runs, or None.
+
+    Generation is seeded per item, so the same inputs give the same text and the same rejection:
+    a refresh skips them (they count as unchanged) until an input, the template, the model or the
+    sampling changes. Engine errors are not in this set: they are retried.
+    """
+    import pyarrow.compute as pc
+
+    dt = commit.open_table(loc)
+    if dt is None or "input_fingerprint" not in {f.name for f in dt.schema().fields}:
+        return None
+    files = [_fs_path(u) for u in dt.file_uris()]
+    if not files:
+        return None
+    import ray
+
+    def guard_only(batch: pa.Table) -> pa.Table:
+        batch = storage.plain_types(batch)
+        keep = pc.and_(pc.equal(batch.column("stage"), "guard"), pc.is_valid(batch.column("input_fingerprint")))
+        return batch.filter(pc.fill_null(keep, False)).select(list(JOIN_KEY))
+
+    ds = ray.data.read_parquet(files, filesystem=loc.fs, columns=[*JOIN_KEY, "stage"])
+    return ds.map_batches(guard_only, batch_format="pyarrow")
+
+
 def staged_keys(files: list[str], fs):
     import ray
 

@@ -40,6 +40,17 @@ def _scrub(v, secrets):
     return v
 
 
+class _StderrLogger:
+    """Writes each event to whatever ``sys.stderr`` is at that moment. structlog's
+    ``PrintLoggerFactory(file=sys.stderr)`` keeps the stream it saw at configure time, which
+    pytest's capture (or a caller's redirect) may have closed since."""
+
+    def msg(self, message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    log = debug = info = warn = warning = err = error = critical = exception = fatal = failure = msg
+
+
 def configure(json: bool | None = None, level: str | None = None) -> None:
     global _configured
     if json is None:
@@ -55,7 +66,7 @@ def configure(json: bool | None = None, level: str | None = None) -> None:
             structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(lvl),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=lambda *args: _StderrLogger(),
         cache_logger_on_first_use=False,
     )
     _configured = True

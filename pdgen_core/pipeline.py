@@ -9,6 +9,7 @@ complete).
 from __future__ import annotations
 
 import datetime as dt
+import re
 import secrets
 import time
 from functools import partial
@@ -190,7 +191,8 @@ def _skip_rows(batch: pa.Table, run_id: str) -> pa.Table:
     now = dt.datetime.now(dt.timezone.utc)
     rows = [{"sku": r["sku"], "task": r["task"], "locale": r["locale"], "variant": r["variant"],
              "stage": "plan", "reason": r["skip_reason"], "detail": None, "attempts": 0,
-             "run_id": run_id, "rejected_at": now} for r in batch.to_pylist()]
+             "run_id": run_id, "rejected_at": now, "input_fingerprint": r["input_fingerprint"]}
+            for r in batch.to_pylist()]
     return pa.Table.from_pylist(rows, schema=commit.REJECT_SCHEMA)
 
 
@@ -243,12 +245,23 @@ class Job:
         return plan, model_path
 
     def run(self) -> dict[str, Any]:
+        try:
+            return self._run()
+        except BaseException as exc:
+            # Which run to resume: the CLI names it in its message (the staged work is kept).
+            # Not when preflight stopped the job: nothing was staged, a plain re-run is the fix.
+            if getattr(self, "_began", False):
+                exc.pdgen_run_id = self.run_id
+            raise
+
+    def _run(self) -> dict[str, Any]:
         t0 = time.monotonic()
         started = dt.datetime.now(dt.timezone.utc)
         if storage.exists(self.paths.record()):  # the manifest: this run already completed
             self.log.info("run.already_committed")
             return storage.read_json(self.paths.record())
         plan_cols, model_path = self.preflight()
+        self._began = True
         init_ray()
         model_path = ensure_on_all_nodes(self.spec.model.source) if not Path(self.spec.model.source).exists() else model_path
         model_id = model_identity(model_path, self.spec.model.revision)
@@ -391,7 +404,10 @@ class Job:
         for t in self.spec.tasks:
             loc = self.paths.content(t)
             part = work.filter(lambda r, t=t: r["task"] == t)
-            parts.append(incremental.anti_join(part, incremental.current_keys(loc)))
+            part = incremental.anti_join(part, incremental.current_keys(loc))
+            # Rejected by the guardrails for these very inputs (same model, sampling and seed):
+            # generating again gives the same text and the same rejection.
+            parts.append(incremental.anti_join(part, incremental.guard_rejected_keys(self.paths.rejects(t))))
             if not self.changes:  # a changes feed is partial: absence is not deletion
                 self._stage_deleted(t, loc, valid_skus)
         return parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
@@ -426,9 +442,10 @@ class Job:
                     self.progress = prog.samples
             except Exception as exc:  # a dead engine, not a bad row: fail the job, clearly
                 raise generate.EngineError(
-                    f"generation failed in round {k}: {type(exc).__name__}: {str(exc)[-800:]}\n"
+                    f"generation failed in round {k}: {root_cause(exc)}\n"
                     "The vLLM engine died or could not start. Check model.source, "
-                    "resources.memory_fraction and the worker logs."
+                    "resources.memory_fraction and the worker logs.\n"
+                    f"detail: {type(exc).__name__}: {str(exc)[-800:]}"
                 ) from exc
             retry = [f for f in staged_files(loc)]
             if not retry or k == ctx.max_attempts:
@@ -571,6 +588,29 @@ def _concat(parts, schema: pa.Schema) -> pa.RecordBatchReader:
                     yield pa.RecordBatch.from_arrays(
                         [b.column(n).cast(schema.field(n).type) for n in schema.names], schema=schema)
     return pa.RecordBatchReader.from_batches(schema, batches())
+
+
+_ERROR_LINE = re.compile(r"^\s*((?:[A-Za-z_][\w]*\.)*[A-Za-z_]\w*(?:Error|Exception|Exit)): (.+)$")
+_WRAPPERS = ("RayTaskError", "ActorDiedError", "RaySystemError", "UserCodeException", "EngineError")
+
+
+def root_cause(exc: BaseException) -> str:
+    """The innermost ``SomeError: message`` line behind ``exc``: Ray wraps an engine that failed
+    to start in actor and task errors whose text carries the original traceback."""
+    lines = []
+    seen = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        lines.extend(str(e).splitlines())
+        lines.append(f"{type(e).__name__}: {e}".splitlines()[0] if str(e) else "")
+        e = e.__cause__ or e.__context__
+    found = [m for m in map(_ERROR_LINE.match, lines) if m and not m.group(1).split(".")[-1].startswith(_WRAPPERS)]
+    if not found:
+        return f"{type(exc).__name__}: {str(exc).strip()[:300]}"
+    # the last error a traceback prints is the one raised first... of the innermost cause
+    m = found[-1]
+    return f"{m.group(1)}: {m.group(2).strip()[:400]}"
 
 
 def run_job(spec: JobSpec, run_id: str | None = None, resume: bool = False,

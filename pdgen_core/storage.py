@@ -34,15 +34,37 @@ class Location:
         return Location(f"{self.uri.rstrip('/')}/{sub}", self.fs, f"{self.path.rstrip('/')}/{sub}")
 
 
-def s3_filesystem(settings: Settings | None = None) -> pafs.S3FileSystem:
+S3_MAX_ATTEMPTS = 8
+
+
+class S3FileSystem(pafs.S3FileSystem):
+    """pyarrow's S3 filesystem that keeps its retry strategy and timeouts when pickled.
+
+    pyarrow's own ``__reduce__`` drops ``retry_strategy`` (and the timeouts), so the copies
+    Ray ships to its workers fell back to 3 attempts: a burst of 503 SlowDown that the driver
+    rode out failed a read task. This one rebuilds itself with the same arguments.
+    """
+
+    def __init__(self, max_attempts: int = S3_MAX_ATTEMPTS, **kw: Any):
+        super().__init__(retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=max_attempts), **kw)
+        self._pdgen_args = (max_attempts, kw)
+
+    def __reduce__(self):
+        return _rebuild_s3, self._pdgen_args
+
+    @property
+    def max_attempts(self) -> int:
+        return self._pdgen_args[0]
+
+
+def _rebuild_s3(max_attempts: int, kw: dict[str, Any]) -> S3FileSystem:
+    return S3FileSystem(max_attempts, **kw)
+
+
+def s3_filesystem(settings: Settings | None = None) -> S3FileSystem:
     s = settings or get_settings()
-    kw: dict[str, Any] = {
-        "region": s.region,
-        # pyarrow's retry strategy handles 503 SlowDown and resets: no hand-written loops.
-        "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=8),
-        "connect_timeout": 10,
-        "request_timeout": 60,
-    }
+    # pyarrow's retry strategy handles 503 SlowDown and resets: no hand-written loops.
+    kw: dict[str, Any] = {"region": s.region, "connect_timeout": 10, "request_timeout": 60}
     if s.s3_endpoint:
         kw["endpoint_override"] = s.s3_endpoint_hostport
         kw["scheme"] = s.s3_scheme
@@ -51,7 +73,7 @@ def s3_filesystem(settings: Settings | None = None) -> pafs.S3FileSystem:
         kw["secret_key"] = s.secret_access_key.get_secret_value()
         if s.session_token:
             kw["session_token"] = s.session_token.get_secret_value()
-    return pafs.S3FileSystem(**kw)
+    return S3FileSystem(S3_MAX_ATTEMPTS, **kw)
 
 
 def resolve(uri: str | os.PathLike, settings: Settings | None = None) -> Location:

@@ -234,3 +234,18 @@ def test_hostile_corpus_end_to_end(hostile_run):
         storage.resolve(f"s3://{bucket}/out/rejects/description")).to_pyarrow_table().to_pylist()}
     # catalog text reaches prompts clean: no invisible character of the corpus is in any prompt
     # (checked per row in test_prompts_quote_catalog_text_as_data)
+
+
+def test_generated_text_loses_invisible_characters_before_the_checks():
+    """A model can echo the bidi overrides, zero-width and tag characters it read: they are
+    stripped from the committed text (newlines stay), and the guardrails judge what is kept."""
+    from pdgen_core.stages.guard import judge
+
+    ctx = _ctx()
+    row = validate.clean_row({"sku": "S-1", "title": "Acme Red Cotton Tee", "brand": "Acme", "price": 10.0})
+    item = work_items(row, ctx)[0]
+    dirty = "\u202eA soft\u200b red\u2066 cotton tee\U000e0041.\nMachine wash\u0007 cold.\ufeff"
+    out = judge({**item, "attempt": 1, "generated_text": dirty,
+                 "num_input_tokens": 5, "num_generated_tokens": 9}, ctx)
+    assert out["text"] == "A soft red cotton tee.\nMachine wash cold."
+    assert not invisible_in(out["text"].replace("\n", ""))

@@ -50,3 +50,21 @@ def test_settings_hide_secrets(monkeypatch):
     assert "sentinel-secret-123" in s.secret_values()
     opts = storage.delta_options()
     assert opts["AWS_SECRET_ACCESS_KEY"] == "sentinel-secret-123"
+
+
+def test_s3_filesystem_keeps_retries_and_timeouts_when_pickled(bucket):
+    """Ray ships filesystems to workers by pickling; pyarrow's own pickling dropped the retry
+    strategy (back to 3 attempts) and the timeouts."""
+    import pickle
+
+    import cloudpickle
+
+    loc = storage.resolve(f"{bucket}/p/x.bin")
+    storage.write_bytes(loc, b"hello")
+    for dumps in (pickle.dumps, cloudpickle.dumps):
+        fs = pickle.loads(dumps(loc.fs))
+        assert isinstance(fs, storage.S3FileSystem) and fs.max_attempts == storage.S3_MAX_ATTEMPTS
+        args = fs.__reduce__()[1][1]
+        assert args["connect_timeout"] == 10 and args["request_timeout"] == 60
+        with fs.open_input_stream(loc.path) as f:
+            assert f.read() == b"hello"

@@ -160,3 +160,29 @@ def test_plain_types_casts_only_view_columns():
     assert got.column("s").to_pylist() == ["x", None]
     plain = pa.table({"n": [1]})
     assert storage.plain_types(plain) is plain
+
+
+def test_guard_rejected_keys_are_the_guard_rejections_with_inputs(bucket, ray_local):
+    """What a refresh must not regenerate: guard rejections (same inputs, same seed, same text),
+    not engine errors (retried) nor catalog rows rejected before planning."""
+    from pdgen_core import incremental
+
+    loc = storage.resolve(f"{bucket}/o").child("rejects", "description")
+    assert incremental.guard_rejected_keys(loc) is None
+    now = dt.datetime.now(dt.timezone.utc)
+
+    def rej(sku, stage, fp):
+        return {"sku": sku, "task": "description", "locale": "en", "variant": "", "stage": stage,
+                "reason": "r", "detail": None, "attempts": 1, "run_id": "r1", "rejected_at": now,
+                "input_fingerprint": fp}
+
+    old = pa.Table.from_pylist([rej("z", "guard", None)], schema=commit.REJECT_SCHEMA).drop_columns(
+        ["input_fingerprint"])  # a table written before the column existed
+    from deltalake import write_deltalake
+
+    write_deltalake(loc.uri, old, storage_options=storage.table_options(loc))
+    t = pa.Table.from_pylist([rej("a", "guard", "fa"), rej("b", "generate", "fb"),
+                              rej("c", "validate", None), rej("d", "plan", "fd")], schema=commit.REJECT_SCHEMA)
+    commit.append_rejects(loc, pa.RecordBatchReader.from_batches(t.schema, t.to_batches()), "r1")
+    got = incremental.guard_rejected_keys(loc).take_all()
+    assert [(r["sku"], r["input_fingerprint"]) for r in got] == [("a", "fa")]

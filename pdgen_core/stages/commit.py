@@ -31,6 +31,9 @@ REJECT_SCHEMA = pa.schema([
     ("sku", pa.string()), ("task", pa.string()), ("locale", pa.string()), ("variant", pa.string()),
     ("stage", pa.string()), ("reason", pa.string()), ("detail", pa.string()),
     ("attempts", pa.int32()), ("run_id", pa.string()), ("rejected_at", pa.timestamp("us", tz="UTC")),
+    # The rejected item's inputs (null for catalog rows rejected before planning): a refresh does
+    # not regenerate what the guardrails rejected for the same inputs, model and seed.
+    ("input_fingerprint", pa.string()),
 ])
 
 

@@ -16,6 +16,7 @@ import pyarrow as pa
 from pdgen_core import metrics
 from pdgen_core.guardrails import GuardContext, run_checks
 from pdgen_core.stages.plan import WORK_SCHEMA, RunContext
+from pdgen_core.stages.validate import strip_invisible
 from pdgen_core.tasks import TASKS
 
 GEN_SCHEMA = pa.schema(list(WORK_SCHEMA) + [
@@ -60,7 +61,7 @@ def check(task, text: str, row: dict[str, Any], ctx: RunContext) -> str | None:
 def judge(row: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     """One engine output row -> one GEN_SCHEMA row."""
     task = TASKS[row["task"]]
-    text = (row.get("generated_text") or "").strip()
+    text = strip_invisible(row.get("generated_text") or "").strip()
     out = {k: row.get(k) for k in WORK_SCHEMA.names}
     out.update(
         text=text, label=task.label.get(row["locale"]), model=ctx.model, adapter=ctx.adapters.get(row["task"], ""),

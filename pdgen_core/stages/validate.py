@@ -42,6 +42,12 @@ CLEAN_SCHEMA = pa.schema(
 )
 
 
+def strip_invisible(text: str) -> str:
+    """``text`` in NFC without control, bidi, zero-width and tag characters (tabs and newlines
+    stay). Generated text goes through this too: a model can emit what it read."""
+    return _STRIP.sub("", unicodedata.normalize("NFC", text))
+
+
 def norm_text(value: Any) -> str | None:
     """One clean line of text, or None when nothing is left."""
     if value is None:
