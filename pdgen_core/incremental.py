@@ -107,16 +107,23 @@ def deleted_keys(loc: storage.Location, valid_skus):
     return cur.join(valid_skus, join_type="left_anti", num_partitions=_partitions(), on=("sku",))
 
 
-def read_changes(uri: str) -> pa.Table:
-    """The changes feed: a Parquet file or folder with a ``sku`` column plus changed fields."""
+def read_changes(uri: str, mapping: dict[str, str] | None = None) -> pa.Table:
+    """The changes feed: a Parquet file or folder with the sku column (``sku`` or the catalog's
+    own name for it, e.g. ``product_id``) plus changed fields."""
     import pyarrow.dataset as pads
 
     from pdgen_core.stages.read import catalog_files
 
     loc, files = catalog_files(uri)
     t = pads.dataset(files, filesystem=loc.fs, format="parquet").to_table()
+    t = storage.plain_types(t)
+    source = (mapping or {}).get("sku", "sku")
+    if "sku" not in t.column_names and source in t.column_names:
+        t = t.rename_columns(["sku" if c == source else c for c in t.column_names])
     if "sku" not in t.column_names:
-        raise ValueError(f"changes feed {uri!r} has no 'sku' column; columns: {t.column_names}")
+        names = "'sku'" + (f" or {source!r}" if source != "sku" else "")
+        raise ValueError(f"changes feed {uri!r} has no {names} column; columns: {t.column_names}. "
+                         "A feed is Parquet with the sku plus the changed fields.")
     return t
 
 

@@ -329,7 +329,7 @@ class Job:
         every later pass (duplicates, brands, rejects, plan) reads the cleaned blocks."""
         raw = read.read_catalog(self.spec.catalog, plan_cols)
         if self.changes:
-            raw = incremental.apply_changes(raw, incremental.read_changes(self.changes),
+            raw = incremental.apply_changes(raw, incremental.read_changes(self.changes, self.spec.catalog.columns),
                                             self.spec.catalog.columns)
         clean = raw.map_batches(validate.clean_batch, batch_format="pyarrow").materialize()
         dups = validate.find_duplicate_skus(clean.filter(lambda r: r["_reject"] is None))
@@ -338,22 +338,32 @@ class Job:
                                       batch_format="pyarrow").materialize()
         return clean
 
-    def plan_only(self) -> int:
-        """Read -> validate -> fingerprint -> anti-join, all in Ray; the number of work items an
-        incremental run would generate. Writes nothing (the benchmark's plan cost)."""
+    def planned_items(self):
+        """Read -> validate -> fingerprint, in Ray: every work item of the catalog (lazy)."""
         plan_cols, model_path = self.preflight()
         init_ray()
         ctx = build_context(self.spec, self.run_id, model_identity(model_path, self.spec.model.revision),
                             frozenset())
         valid = self._clean(plan_cols).filter(lambda r: r["_reject"] is None)
-        work = self._with_reviews(valid).map_batches(plan_batch, fn_kwargs={"ctx": ctx},
+        return self._with_reviews(valid).map_batches(plan_batch, fn_kwargs={"ctx": ctx},
                                                      batch_format="pyarrow")
+
+    def plan_only(self) -> int:
+        """Read -> validate -> fingerprint -> anti-join, all in Ray; the number of work items an
+        incremental run would generate. Writes nothing (the benchmark's plan cost)."""
+        work = self.planned_items()
         if self.spec.mode == "incremental":
-            parts = [incremental.anti_join(work.filter(lambda r, t=t: r["task"] == t),
-                                           incremental.current_keys(self.paths.content(t)))
-                     for t in self.spec.tasks]
+            parts = [self._changed(work.filter(lambda r, t=t: r["task"] == t), t) for t in self.spec.tasks]
             work = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
         return work.count()
+
+    def _changed(self, part, task: str):
+        """``part`` (one task's items) without those committed, or rejected by the guardrails,
+        with the same fingerprint: what an incremental run generates."""
+        part = incremental.anti_join(part, incremental.current_keys(self.paths.content(task)))
+        # Rejected by the guardrails for these very inputs (same model, sampling and seed):
+        # generating again gives the same text and the same rejection.
+        return incremental.anti_join(part, incremental.guard_rejected_keys(self.paths.rejects(task)))
 
     def _known_brands(self, clean, plan_cols) -> frozenset[str]:
         if "brand" not in plan_cols:
@@ -403,11 +413,7 @@ class Job:
         parts = []
         for t in self.spec.tasks:
             loc = self.paths.content(t)
-            part = work.filter(lambda r, t=t: r["task"] == t)
-            part = incremental.anti_join(part, incremental.current_keys(loc))
-            # Rejected by the guardrails for these very inputs (same model, sampling and seed):
-            # generating again gives the same text and the same rejection.
-            parts.append(incremental.anti_join(part, incremental.guard_rejected_keys(self.paths.rejects(t))))
+            parts.append(self._changed(work.filter(lambda r, t=t: r["task"] == t), t))
             if not self.changes:  # a changes feed is partial: absence is not deletion
                 self._stage_deleted(t, loc, valid_skus)
         return parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,8 @@ REAL = REPO.parent / "shared" / "data" / "real"
 # change what the tests run on.
 os.environ["PDGEN_CACHE_DIR"] = os.environ.get("PDGEN_TEST_CACHE_DIR", str(REPO / ".cache" / "pdgen-test"))
 os.environ.setdefault("PDGEN_LOG_JSON", "1")
+# Fault-scenario figures go to the tree only from `make chaos` (it sets PDGEN_CHAOS_LOG).
+os.environ.setdefault("PDGEN_CHAOS_LOG", str(Path(tempfile.gettempdir()) / "pdgen-chaos-tests.jsonl"))
 os.environ.setdefault("RAY_DEDUP_LOGS", "1")
 os.environ.pop("RAY_ADDRESS", None)
 logging.getLogger("werkzeug").setLevel(logging.WARNING)

@@ -22,9 +22,7 @@ from pdgen_core.spec import spec_from_dict
 from pdgen_core.stages.commit import open_table
 from pdgen_core.synth import make_catalog, make_reviews
 
-# Not yet seen passing end to end (the session that wrote it ran out of machine time under load);
-# the pieces are tested in test_versions.py and the anti-join was checked alone. See issue 4.
-pytestmark = [pytest.mark.e2e, pytest.mark.pending]
+pytestmark = [pytest.mark.e2e]
 N = 100
 
 

@@ -186,3 +186,16 @@ def test_guard_rejected_keys_are_the_guard_rejections_with_inputs(bucket, ray_lo
     commit.append_rejects(loc, pa.RecordBatchReader.from_batches(t.schema, t.to_batches()), "r1")
     got = incremental.guard_rejected_keys(loc).take_all()
     assert [(r["sku"], r["input_fingerprint"]) for r in got] == [("a", "fa")]
+
+
+def test_changes_feed_takes_the_catalogs_own_sku_column(bucket):
+    import pyarrow.parquet as pq
+
+    from pdgen_core import incremental
+
+    loc = storage.resolve(f"{bucket}/feeds/prices.parquet")
+    pq.write_table(pa.table({"product_id": ["P1"], "price_usd": [9.5]}), loc.path, filesystem=loc.fs)
+    feed = incremental.read_changes(loc.uri, {"sku": "product_id", "price": "price_usd"})
+    assert feed.column_names == ["sku", "price_usd"] and feed.column("sku").to_pylist() == ["P1"]
+    with pytest.raises(ValueError, match="no 'sku' or 'item' column"):
+        incremental.read_changes(loc.uri, {"sku": "item"})
