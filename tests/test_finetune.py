@@ -176,6 +176,78 @@ def test_template_baseline_is_a_sentence_from_the_row():
     assert t == "Blue Slim Fit Shirt by Parx for men."
 
 
+class _ByteTok:
+    """Just enough tokenizer for encode_pair/generate: one id per byte, no special tokens."""
+    pad_token_id, eos_token_id = 0, 1
+
+    def __call__(self, text, add_special_tokens=True):
+        return {"input_ids": [2 + b for b in text.encode()][:500]}
+
+    def batch_decode(self, rows, skip_special_tokens=True):
+        return [bytes(int(i) - 2 for i in r if int(i) > 1).decode() for r in rows]
+
+
+def test_held_out_scores_the_test_split_or_the_validation_split():
+    from pdgen_core.finetune.evaluate import held_out
+
+    spec = spec_from_dict(_spec(data={"uri": "synth://300", "val_fraction": 0.15, "test_fraction": 0.15},
+                                model={"max_seq_len": 2048}))
+    d = spec.data
+    rows = D.load_rows(d.uri, d.columns, d.limit)
+    splits = D.split_pairs(D.build_pairs(rows, spec.task, spec.locale, d.currency, d.min_chars, d.max_chars)[0],
+                           d.val_fraction, d.test_fraction, d.split_salt)
+    test, test_rows = held_out(spec, _ByteTok(), None)
+    val, _ = held_out(spec, _ByteTok(), None, "val")
+    assert [p.sku for p in test] == [p.sku for p in splits["test"]] and test
+    assert [p.sku for p in val] == [p.sku for p in splits["val"]] and val
+    assert not {p.sku for p in test} & {p.sku for p in val}
+    assert [str(r["sku"]) for r in test_rows] == [p.sku for p in test]  # rows line up with pairs
+    assert len(held_out(spec, _ByteTok(), 3)[0]) == 3
+    with pytest.raises(ValueError, match="split 'train'"):
+        held_out(spec, _ByteTok(), None, "train")
+
+
+def test_eval_decoding_settings_are_checked_and_the_same_for_both_engines():
+    from pdgen_core.finetune.evaluate import decoding_settings
+
+    assert decoding_settings(64, 1.2, 3, "hf") == {"greedy": True, "max_new_tokens": 64,
+                                                   "repetition_penalty": 1.2, "no_repeat_ngram_size": 3}
+    assert decoding_settings(64)["repetition_penalty"] == 1.0  # off by default
+    assert decoding_settings(64, 1.3, 0, "vllm")["repetition_penalty"] == 1.3
+    with pytest.raises(ValueError, match="--engine hf"):
+        decoding_settings(64, 1.0, 3, "vllm")  # vLLM cannot ban n-grams: refuse, never drop it silently
+    with pytest.raises(ValueError, match="repetition_penalty"):
+        decoding_settings(64, 0.0)
+    with pytest.raises(ValueError, match="no_repeat_ngram_size"):
+        decoding_settings(64, 1.0, -1, "hf")
+
+
+def test_hf_generate_passes_the_decoding_settings_to_every_batch():
+    import torch
+
+    from pdgen_core.finetune.loop import generate
+
+    seen = []
+
+    class Model(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def generate(self, input_ids, attention_mask, max_new_tokens, **kw):
+            seen.append(kw)
+            tail = torch.tensor([[2 + ord("o"), 2 + ord("k"), 1]] * input_ids.shape[0])
+            return torch.cat([input_ids, tail], dim=1)
+
+    out = generate(Model(), _ByteTok(), ["a", "bb", "c"], 4, batch_size=2, stops=("k",),
+                   repetition_penalty=1.3, no_repeat_ngram_size=3)
+    assert out == ["o", "o", "o"] and len(seen) == 2
+    assert all(k["repetition_penalty"] == 1.3 and k["no_repeat_ngram_size"] == 3 and not k["do_sample"]
+               for k in seen)
+    generate(Model(), _ByteTok(), ["a"], 4)
+    assert seen[-1]["repetition_penalty"] == 1.0 and seen[-1]["no_repeat_ngram_size"] == 0  # plain greedy
+
+
 # ---------------------------------------------------------------- registry
 
 def _fake_adapter(d: Path, tag: str) -> Path:
@@ -329,3 +401,19 @@ def test_cli_commands_register_and_report_spec_errors(tmp_path):
     for cmd in ("finetune", "eval"):
         res = runner.invoke(app, [cmd, str(bad)])
         assert res.exit_code == 2 and "lr" in res.output and "remove `lr`" in res.output
+
+
+def test_cli_eval_rejects_a_bad_split_or_engine_as_input_errors(tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from pdgen_core.finetune.commands import register
+
+    app = typer.Typer()
+    register(app)
+    good = tmp_path / "good.yaml"
+    good.write_text(json.dumps(_spec(storage_path=str(tmp_path / "ray"), output={"uri": str(tmp_path / "reg")})))
+    res = CliRunner().invoke(app, ["eval", str(good), "--split", "train"])
+    assert res.exit_code == 2 and "split 'train'" in res.output
+    res = CliRunner().invoke(app, ["eval", str(good), "--engine", "tgi"])
+    assert res.exit_code == 2 and "engine 'tgi'" in res.output

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import shlex
+import sys
+from datetime import datetime, timezone
 from typing import Optional
 
 import typer
@@ -52,6 +55,11 @@ def register(app: typer.Typer) -> None:
         limit: int = typer.Option(200, help="Held-out rows to generate for (0 = all)."),
         max_new_tokens: int = typer.Option(128, help="Generation budget per row."),
         engine: str = typer.Option("vllm", help="vllm (preferred) or hf."),
+        repetition_penalty: float = typer.Option(1.0, "--repetition-penalty",
+                                                 help="Same for both models (1.0 = off; vLLM's and HF's)."),
+        no_repeat_ngram: int = typer.Option(0, "--no-repeat-ngram",
+                                            help="Ban repeating any n-gram of this size, both models (hf only)."),
+        split: str = typer.Option("test", help="test (report) or val (choose decoding settings on it)."),
         json_out: Optional[str] = typer.Option(None, "--json", help="Also write the report to this file."),
         set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a spec field."),
     ) -> None:
@@ -67,11 +75,14 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(INPUT_ERROR) from None
         try:
             report = evaluate_spec(s, adapter=adapter, limit=limit or None, max_new_tokens=max_new_tokens,
-                                   engine=engine)
+                                   engine=engine, repetition_penalty=repetition_penalty,
+                                   no_repeat_ngram_size=no_repeat_ngram, split=split)
         except _input_errors() as exc:
             typer.echo(f"{spec}: {exc}", err=True)
             raise typer.Exit(INPUT_ERROR) from None
         typer.echo(report["table"])
+        report["command"] = shlex.join(["pdgen", *sys.argv[1:]])
+        report["date"] = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         if json_out:
             with open(json_out, "w") as f:
                 json.dump(report, f, indent=2, default=str)

@@ -4,7 +4,10 @@ starting model and a fixed template baseline, on ROUGE-L, chrF, BLEU and guardra
 The test split is the one ``pdgen finetune`` set aside with the same hash (neither trained on nor
 used for early stopping). LoRA adapters are generated with vLLM (one engine, the adapter through a
 ``LoRARequest``, the untuned model as the same engine without it); from-scratch models, whose
-"untuned" form is the random initialisation, with HF ``generate``. Decoding is greedy for both.
+"untuned" form is the random initialisation, with HF ``generate``. Decoding is greedy for both,
+with the same optional repetition penalty (both engines) and n-gram repeat ban (HF only) for every
+model, so no system gets settings the other lacks. ``split="val"`` scores the validation split
+instead, to choose such settings without looking at the test split.
 vLLM starts its workers with spawn: call this from under an ``if __name__ == "__main__":`` guard.
 """
 
@@ -23,6 +26,7 @@ from pdgen_core.log import get_logger
 from pdgen_core.tasks import TASKS
 
 SYSTEMS = ("fine-tuned", "untuned", "template")
+SPLITS = ("test", "val")
 VLLM_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
 
 
@@ -43,28 +47,49 @@ def template_baseline(row: dict[str, Any]) -> str:
     return text + "."
 
 
-def held_out(spec: FinetuneSpec, tok, limit: int | None) -> tuple[list[D.Pair], list[dict]]:
-    """The test split (the validation split if the spec sets no test share), as pairs and rows."""
+def held_out(spec: FinetuneSpec, tok, limit: int | None, split: str = "test") -> tuple[list[D.Pair], list[dict]]:
+    """The test split (the validation split if the spec sets no test share, or ``split="val"``),
+    as pairs and rows."""
+    if split not in SPLITS:
+        raise ValueError(f"split {split!r}: choose one of {', '.join(SPLITS)}")
     d = spec.data
     rows = D.load_rows(d.uri, d.columns, d.limit)
     by_sku = {str(r.get("sku") or i): r for i, r in enumerate(rows)}
     pairs, _ = D.build_pairs(rows, spec.task, spec.locale, d.currency, d.min_chars, d.max_chars)
     splits = D.split_pairs(pairs, d.val_fraction, d.test_fraction, d.split_salt)
-    test = splits["test"] or splits["val"]
+    test = (splits["test"] if split == "test" else []) or splits["val"]
     test = [p for p in test if D.encode_pair(tok, p.prompt, p.target, spec.model.max_seq_len)]
     test = test[:limit] if limit else test
     return test, [by_sku.get(p.sku, {"title": p.title}) for p in test]
 
 
+def decoding_settings(max_new_tokens: int, repetition_penalty: float = 1.0, no_repeat_ngram_size: int = 0,
+                      engine: str = "vllm") -> dict[str, Any]:
+    """The decoding every generated system gets, checked; recorded in the report."""
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens {max_new_tokens}: must be at least 1")
+    if not repetition_penalty > 0:
+        raise ValueError(f"repetition_penalty {repetition_penalty}: must be > 0 (1.0 = off)")
+    if no_repeat_ngram_size < 0:
+        raise ValueError(f"no_repeat_ngram_size {no_repeat_ngram_size}: must be >= 0 (0 = off)")
+    if no_repeat_ngram_size and engine == "vllm":
+        raise ValueError("no_repeat_ngram_size: vLLM has no n-gram repeat ban; use --engine hf, or "
+                         "--repetition-penalty alone")
+    return {"greedy": True, "max_new_tokens": max_new_tokens, "repetition_penalty": repetition_penalty,
+            "no_repeat_ngram_size": no_repeat_ngram_size}
+
+
 def _vllm_generate(base: Path, adapter: Path | None, rank: int, prompts: list[str], max_tokens: int,
-                   max_model_len: int, stops: tuple[str, ...] = ()) -> dict[str, list[str]]:
+                   max_model_len: int, stops: tuple[str, ...] = (),
+                   repetition_penalty: float = 1.0) -> dict[str, list[str]]:
     from vllm import LLM, SamplingParams
     from vllm.lora.request import LoRARequest
 
     llm = LLM(model=str(base), enable_lora=adapter is not None, max_loras=1,
               max_lora_rank=next(r for r in VLLM_RANKS if r >= rank), gpu_memory_utilization=0.25,
               enforce_eager=True, dtype="float32", max_model_len=max_model_len, seed=0)
-    sp = SamplingParams(temperature=0.0, max_tokens=max_tokens, stop=list(stops) or None)
+    sp = SamplingParams(temperature=0.0, max_tokens=max_tokens, stop=list(stops) or None,
+                        repetition_penalty=repetition_penalty)
     out = {"untuned": [o.outputs[0].text.strip() for o in llm.generate(prompts, sp, use_tqdm=False)]}
     if adapter is not None:
         req = LoRARequest("finetuned", 1, str(adapter))
@@ -83,7 +108,7 @@ def close_llm(llm) -> None:
 
 
 def _hf_generate(model_dir: Path, prompts: list[str], max_tokens: int, adapter: Path | None = None,
-                 stops: tuple[str, ...] = ()) -> list[str]:
+                 stops: tuple[str, ...] = (), **decode: Any) -> list[str]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -95,7 +120,7 @@ def _hf_generate(model_dir: Path, prompts: list[str], max_tokens: int, adapter: 
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, adapter).eval()
-    return generate(model, tok, prompts, max_tokens, stops=stops)
+    return generate(model, tok, prompts, max_tokens, stops=stops, **decode)
 
 
 def _random_init_like(model_dir: Path, work: Path) -> Path:
@@ -119,9 +144,15 @@ def format_table(report: dict[str, Any]) -> str:
 
 
 def evaluate_spec(spec: FinetuneSpec, adapter: str = "latest", limit: int | None = 200,
-                  max_new_tokens: int = 128, engine: str = "vllm") -> dict[str, Any]:
+                  max_new_tokens: int = 128, engine: str = "vllm", repetition_penalty: float = 1.0,
+                  no_repeat_ngram_size: int = 0, split: str = "test") -> dict[str, Any]:
     """Generate for the held-out rows with each system and score them; returns the report dict."""
     from transformers import AutoTokenizer
+
+    if split not in SPLITS:
+        raise ValueError(f"split {split!r}: choose one of {', '.join(SPLITS)}")
+    if engine not in ("vllm", "hf"):
+        raise ValueError(f"engine {engine!r}: choose vllm or hf")
 
     log = get_logger(component="finetune.eval", run=spec.name, task=spec.task)
     path, version = registry.resolve_adapter(spec.output.uri, spec.task, adapter)
@@ -136,6 +167,9 @@ def evaluate_spec(spec: FinetuneSpec, adapter: str = "latest", limit: int | None
                         "card's; evaluating with the card's")
             update[key] = cls.model_validate(recorded)
     spec = spec.model_copy(update=update) if update else spec
+    decoding = decoding_settings(max_new_tokens, repetition_penalty, no_repeat_ngram_size,
+                                 "hf" if card["kind"] == "full" else engine)
+    hf_decode = {"repetition_penalty": repetition_penalty, "no_repeat_ngram_size": no_repeat_ngram_size}
     with tempfile.TemporaryDirectory(prefix="pdgen-eval-") as work:
         if card["kind"] == "full":
             start = _random_init_like(path, Path(work))
@@ -150,29 +184,31 @@ def evaluate_spec(spec: FinetuneSpec, adapter: str = "latest", limit: int | None
             if card.get("base_model") and card["base_model"]["identity"] != model_identity(start):
                 log.warning("base_model_changed", trained_on=card["base_model"]["identity"],
                             now=model_identity(start), fix="retrain the adapter on the current base model")
-        test, rows = held_out(spec, tok, limit)
+        test, rows = held_out(spec, tok, limit, split)
         if not test:
             raise ValueError(f"data.uri {spec.data.uri!r}: the held-out split is empty; raise data.test_fraction")
         prompts = [p.prompt for p in test]
         stops = tuple(getattr(TASKS[spec.task], "stop", ()))  # the generate stage's stop strings
         if card["kind"] == "full":
-            gens = {"fine-tuned": _hf_generate(path, prompts, max_new_tokens, stops=stops),
-                    "untuned": _hf_generate(start, prompts, max_new_tokens, stops=stops)}
+            gens = {"fine-tuned": _hf_generate(path, prompts, max_new_tokens, stops=stops, **hf_decode),
+                    "untuned": _hf_generate(start, prompts, max_new_tokens, stops=stops, **hf_decode)}
         elif engine == "vllm":
             from transformers import AutoConfig
 
             max_len = min(AutoConfig.from_pretrained(start).max_position_embeddings,
                           spec.model.max_seq_len + max_new_tokens)
             gens = _vllm_generate(start, path, card["hyperparameters"]["lora"]["rank"], prompts, max_new_tokens,
-                                  max_len, stops)
+                                  max_len, stops, repetition_penalty)
         else:
-            gens = {"fine-tuned": _hf_generate(start, prompts, max_new_tokens, adapter=path, stops=stops),
-                    "untuned": _hf_generate(start, prompts, max_new_tokens, stops=stops)}
+            gens = {"fine-tuned": _hf_generate(start, prompts, max_new_tokens, adapter=path, stops=stops,
+                                               **hf_decode),
+                    "untuned": _hf_generate(start, prompts, max_new_tokens, stops=stops, **hf_decode)}
     gens["template"] = [template_baseline(r) for r in rows]
     refs = [p.target for p in test]
     systems = {name: text_metrics(gens[name], refs, spec.task, rows, spec.data.currency) for name in SYSTEMS}
     report = {
-        "task": spec.task, "data": spec.data.uri, "split": "test", "n": len(test),
+        "task": spec.task, "data": spec.data.uri, "split": split if split == "val" or spec.data.test_fraction else "val",
+        "n": len(test), "decoding": decoding,
         "adapter": {"version": version, "path": str(path), "kind": card["kind"], "run_id": card.get("run_id")},
         "engine": "hf" if card["kind"] == "full" else engine, "systems": systems,
         "samples": [{"sku": p.sku, "reference": p.target, **{s: gens[s][i] for s in SYSTEMS}}

@@ -132,8 +132,10 @@ def cut_at_stop(text: str, stops: tuple[str, ...] | list[str]) -> str:
 
 
 def generate(model, tok, prompts: list[str], max_new_tokens: int, batch_size: int = 16,
-             stops: tuple[str, ...] = ()) -> list[str]:
-    """Greedy completions with HF ``generate`` (left-padded batches), cut at ``stops``."""
+             stops: tuple[str, ...] = (), repetition_penalty: float = 1.0,
+             no_repeat_ngram_size: int = 0) -> list[str]:
+    """Greedy completions with HF ``generate`` (left-padded batches), cut at ``stops``; optionally
+    with a repetition penalty (as vLLM's) and a ban on repeating any n-gram of the given size."""
     import torch
 
     out: list[str] = []
@@ -145,7 +147,8 @@ def generate(model, tok, prompts: list[str], max_new_tokens: int, batch_size: in
         mask = torch.tensor([[0] * (n - len(e)) + [1] * len(e) for e in enc], device=device)
         with torch.no_grad():
             gen = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
-                                 do_sample=False, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+                                 do_sample=False, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+                                 repetition_penalty=repetition_penalty, no_repeat_ngram_size=no_repeat_ngram_size)
         out += [cut_at_stop(t, stops) for t in tok.batch_decode(gen[:, n:], skip_special_tokens=True)]
     return out
 
