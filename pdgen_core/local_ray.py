@@ -400,8 +400,11 @@ def check_refresh(report: Report, rec: dict, changed: list[str], valid_without_c
     regenerated = ({r["sku"] for r in table_rows("content", ["sku", "run_id"], rid)}
                    | {r["sku"] for r in table_rows("rejects", ["sku", "run_id", "stage"], rid)
                       if r["stage"] != "validate"})
-    # Incremental: the changed skus, plus any valid sku that had no content yet (a text the first
-    # run rejected has no fingerprint to match, so it is tried again).
+    # Incremental: the changed skus, plus any valid sku without content that the guardrails did
+    # not reject (an engine error is retried; a guard rejection of the same inputs is not: the
+    # seeded engine would write the same text again).
+    guard_rejected = {r["sku"] for r in table_rows("rejects", ["sku", "stage"]) if r["stage"] == "guard"}
+    valid_without_content = valid_without_content - guard_rejected
     expected = set(changed) | valid_without_content
     t = rec["counts"]["by_task"]["description"]
     report.check(
