@@ -36,6 +36,9 @@ COLUMNS = {"sku": "product_id", "title": "product_name", "price": "price_usd", "
            "category": "category", "color": "color", "material": "material", "gender": "gender"}
 
 
+ALL_SECTIONS = frozenset({"pipeline", "incremental", "plan", "start"})
+
+
 def spec_dict(catalog: str, out: str, max_tokens: int, mode: str = "full", batch: int = 256) -> dict:
     return {
         "name": "bench", "catalog": {"uri": catalog, "columns": COLUMNS, "currency": "USD"},
@@ -174,13 +177,26 @@ def bench_pipeline(rows: int, max_tokens: int, tmp: Path) -> dict:
           "total_s": wall, "generate_s": rec["timing"]["generate_s"]}
     pd["tokens_per_s"] = out_tok / wall
     raw["tokens_per_s"] = raw["tokens_out"] / raw["total_s"]
+    steady = steady_rows_per_s(rec.get("progress", []))
+    pd["steady_rows_per_s"] = steady
+    raw["steady_rows_per_s"] = raw["rows"] / raw["generate_s"]
     return {
-        "pdgen": pd, "vllm": raw, "engine_start": "in both",
+        "pdgen": pd, "vllm": raw, "engine_start": "in both (ratio_tokens_per_s); out of both (ratio_steady)",
         "ratio_tokens_per_s": pd["tokens_per_s"] / raw["tokens_per_s"],
         "ratio_rows_per_s": (pd["rows"] / wall) / (raw["rows"] / raw["total_s"]),
-        "ratio_generate_only": (out_tok / pd["generate_s"]) / (raw["tokens_out"] / raw["generate_s"]),
+        # pdgen's rows/s between its first and last staged rows (engine up, pipeline full) against
+        # plain vLLM's generate call (engine up): the rate a long catalog run goes at.
+        "ratio_steady": (steady / raw["steady_rows_per_s"]) if steady else None,
         "_prompts": prompts,
     }
+
+
+def steady_rows_per_s(samples: list[dict]) -> float | None:
+    """Rows/s from the first progress sample with rows staged to the last one."""
+    live = [s for s in samples if s.get("rows")]
+    if len(live) < 2 or live[-1]["t"] <= live[0]["t"]:
+        return None
+    return (live[-1]["rows"] - live[0]["rows"]) / (live[-1]["t"] - live[0]["t"])
 
 
 def bench_incremental(rows: int, max_tokens: int) -> dict:
@@ -240,7 +256,7 @@ def seed_content(spec, every: int = 100) -> int:
             cols["text"] = pa.array(["seeded"] * b.num_rows, pa.string())
             cols["generated_at"] = pa.array([now.as_py()] * b.num_rows, now.type)
             cols["run_id"] = pa.array(["seed"] * b.num_rows, pa.string())
-            yield pa.RecordBatch.from_pydict(cols, schema=commit.CONTENT_SCHEMA)
+            yield from pa.Table.from_pydict(cols, schema=commit.CONTENT_SCHEMA).to_batches()
 
     loc = job.paths.content(spec.tasks[0])
     write_deltalake(loc.uri, pa.RecordBatchReader.from_batches(commit.CONTENT_SCHEMA, batches()),
@@ -284,26 +300,30 @@ def bench_start(tmp: Path) -> dict:
 
 
 def table(res: dict) -> str:
-    p, lines = res["pipeline"], []
-    lines.append(f"pdgen benchmarks {res['date']} on {res['machine']}")
-    lines.append(f"a. pipeline vs plain vLLM ({p['pdgen']['rows']} rows, engine start in both): "
-                 f"pdgen {p['pdgen']['tokens_per_s']:.0f} tok/s, vLLM {p['vllm']['tokens_per_s']:.0f} tok/s, "
-                 f"ratio {res['pipeline_vs_vllm']:.2f} (generate-only ratio {p['ratio_generate_only']:.2f}; "
-                 f"rows/s ratio {p['ratio_rows_per_s']:.2f})")
-    h = res["transformers"]
-    lines.append(f"b. transformers generate, batch 16 ({h['rows']} rows): {h['tokens_per_s']:.0f} tok/s; "
-                 f"pdgen/transformers {res['pipeline_vs_transformers']:.2f}, vLLM/transformers "
-                 f"{p['vllm']['tokens_per_s'] / h['tokens_per_s']:.2f}")
-    i = res["incremental"]
-    lines.append(f"c. refresh after 1% change of {i['rows']} rows: {i['refresh_s']:.1f}s vs full {i['full_s']:.1f}s "
-                 f"(ratio {i['refresh_vs_full']:.3f}); plan-only {i['plan_only_s']:.1f}s "
-                 f"(refresh/plan {i['refresh_vs_plan_only']:.2f}); regenerated {i['regenerated']}")
-    for r in res["plan"]:
+    lines = [f"pdgen benchmarks {res['date']} on {res['machine']}"]
+    if "pipeline" in res:
+        p, h = res["pipeline"], res["transformers"]
+        lines.append(f"a. pipeline vs plain vLLM ({p['pdgen']['rows']} rows, engine start in both): "
+                     f"pdgen {p['pdgen']['tokens_per_s']:.0f} tok/s, vLLM {p['vllm']['tokens_per_s']:.0f} tok/s, "
+                     f"ratio {res['pipeline_vs_vllm']:.2f}; engine start out of both (steady rows/s): "
+                     + (f"{p['ratio_steady']:.2f}" if p.get("ratio_steady") else "n/a"))
+        lines.append(f"b. transformers generate, batch 16 ({h['rows']} rows): {h['tokens_per_s']:.0f} tok/s; "
+                     f"pdgen/transformers {res['pipeline_vs_transformers']:.2f}, vLLM/transformers "
+                     f"{p['vllm']['tokens_per_s'] / h['tokens_per_s']:.2f}")
+    if "incremental" in res:
+        i = res["incremental"]
+        lines.append(f"c. refresh after 1% change of {i['rows']} rows: {i['refresh_s']:.1f}s vs full {i['full_s']:.1f}s "
+                     f"(ratio {i['refresh_vs_full']:.3f}); plan-only {i['plan_only_s']:.1f}s "
+                     f"(refresh/plan {i['refresh_vs_plan_only']:.2f}); regenerated {i['regenerated']}")
+    for r in res.get("plan", []):
         lines.append(f"d. plan {r['rows']:>9,} rows: {r['rows_per_s']:,.0f} rows/s, driver peak "
-                     f"{r['driver_peak_rss_mb']:.0f} MB, worker peak {r['worker_peak_rss_mb']:.0f} MB")
-    e = res["start"]
-    lines.append(f"e. engine start (plain vLLM) {p['vllm']['engine_start_s']:.1f}s; first committed row "
-                 f"(one-row job, cold Ray actors) {e['first_committed_row_s']:.1f}s")
+                     f"{r['driver_peak_rss_mb']:.0f} MB, worker peak {r['worker_peak_rss_mb']:.0f} MB "
+                     f"({r['planned']:,} of {r['rows']:,} to generate)")
+    if "start" in res:
+        e = res["start"]
+        start = (f"engine start (plain vLLM) {res['pipeline']['vllm']['engine_start_s']:.1f}s; "
+                 if "pipeline" in res else "")
+        lines.append(f"e. {start}first committed row (one-row job, cold Ray actors) {e['first_committed_row_s']:.1f}s")
     return "\n".join(lines)
 
 
@@ -315,10 +335,15 @@ def main() -> None:
     ap.add_argument("--incr-rows", type=int, default=100_000)
     ap.add_argument("--plan-rows", default="1000000,5000000")
     ap.add_argument("--results", default=str(RESULTS), help="Folder for <date>.json")
+    ap.add_argument("--only", default=",".join(sorted(ALL_SECTIONS)),
+                    help="Comma-separated sections to run (a check of one part; make bench runs all)")
     ap.add_argument("--raw-vllm", nargs=2, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.raw_vllm:
         return raw_vllm(*a.raw_vllm)
+    only = {x.strip() for x in a.only.split(",") if x.strip()}
+    if not only or only - ALL_SECTIONS:
+        ap.error(f"--only: unknown section(s) {sorted(only - ALL_SECTIONS)}; choose from {sorted(ALL_SECTIONS)}")
     import tempfile
 
     from pdgen_core import log
@@ -334,19 +359,30 @@ def main() -> None:
         res = {"date": dt.date.today().isoformat(),
                "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
                           f"{psutil.virtual_memory().total / 2**30:.0f} GiB, no GPU (vLLM CPU build)"}
-        res["pipeline"] = bench_pipeline(a.rows, a.max_tokens, Path(tmp))
-        prompts = res["pipeline"].pop("_prompts")[: a.hf_rows]
-        res["transformers"] = hf_loop(prompts, a.max_tokens)
-        res["pipeline_vs_vllm"] = res["pipeline"]["ratio_tokens_per_s"]
-        res["pipeline_vs_transformers"] = res["pipeline"]["pdgen"]["tokens_per_s"] / res["transformers"]["tokens_per_s"]
-        res["incremental"] = bench_incremental(a.incr_rows, 8)
-        res["plan"] = bench_plan([int(x) for x in a.plan_rows.split(",") if x])
-        res["start"] = bench_start(Path(tmp))
+        if "pipeline" in only:
+            res["pipeline"] = bench_pipeline(a.rows, a.max_tokens, Path(tmp))
+            prompts = res["pipeline"].pop("_prompts")[: a.hf_rows]
+            res["transformers"] = hf_loop(prompts, a.max_tokens)
+            res["pipeline_vs_vllm"] = res["pipeline"]["ratio_tokens_per_s"]
+            res["pipeline_vs_transformers"] = (res["pipeline"]["pdgen"]["tokens_per_s"]
+                                               / res["transformers"]["tokens_per_s"])
+        if "incremental" in only:
+            res["incremental"] = bench_incremental(a.incr_rows, 8)
+        if "plan" in only:
+            res["plan"] = bench_plan([int(x) for x in a.plan_rows.split(",") if x])
+        if "start" in only:
+            res["start"] = bench_start(Path(tmp))
     results = Path(a.results)
     results.mkdir(parents=True, exist_ok=True)
-    (results / f"{res['date']}.json").write_text(json.dumps(res, indent=2))
+    path = results / f"{res['date']}.json"
+    if only != ALL_SECTIONS and path.exists():  # a partial run updates its sections of the day's file
+        res = {**json.loads(path.read_text()), **res}
+    res.setdefault("runs", []).append({"sections": sorted(only), "argv": sys.argv[1:],
+                                       "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                                       "load_avg_1m_at_end": os.getloadavg()[0]})
+    path.write_text(json.dumps(res, indent=2))
     print(table(res))
-    print(f"figures: {results / (res['date'] + '.json')}")
+    print(f"figures: {path}")
 
 
 if __name__ == "__main__":

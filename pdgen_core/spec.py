@@ -106,7 +106,13 @@ class ResourcesSpec(_Strict):
     replicas: int = Field(default=1, ge=1, le=1024, description="vLLM engine replicas (actors).")
     batch_size: int = Field(default=64, ge=1, le=65536, description="Rows per engine batch.")
     gpus_per_replica: int = Field(default=0, ge=0, le=16, description="0 runs vLLM on the CPU.")
-    cpus_per_replica: int = Field(default=1, ge=1, le=256)
+    cpus_per_replica: int = Field(default=1, ge=1, le=256, description="CPUs Ray reserves per engine actor.")
+    engine_threads: int | None = Field(
+        default=None, ge=1, le=1024,
+        description="Torch threads of a CPU engine (gpus_per_replica 0); default cpus_per_replica. "
+        "Ray sets OMP_NUM_THREADS to the actor's CPU reservation and vLLM's CPU backend keeps it; "
+        "raise this to let the engine use idle cores beyond its reservation.",
+    )
     max_concurrent_batches: int = Field(default=4, ge=1, le=64)
     memory_fraction: float | None = Field(
         default=None, gt=0.0, le=0.98,

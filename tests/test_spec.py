@@ -78,3 +78,30 @@ def test_shipped_yaml_specs_load():
     assert specs
     for p in specs:
         load_spec(p)
+
+
+def test_engine_settings_reach_the_vllm_stage():
+    """The processor's engine stage gets the restart bound and, on the CPU, OMP_NUM_THREADS (Ray
+    would leave it at the actor's one-CPU reservation, and vLLM's CPU backend keeps it)."""
+    from types import SimpleNamespace
+
+    from pdgen_core.stages import generate
+
+    def spec(**res):
+        return spec_from_dict({"name": "x", "catalog": {"uri": "s3://b/c/"}, "tasks": ["description"],
+                               "output": {"uri": "s3://b/o/"}, "resources": res})
+
+    assert generate.engine_threads(spec()) == 1
+    assert generate.engine_threads(spec(cpus_per_replica=4)) == 4
+    assert generate.engine_threads(spec(cpus_per_replica=4, engine_threads=8)) == 8
+    assert generate.engine_threads(spec(gpus_per_replica=1, engine_threads=8)) is None
+
+    vllmstage = type("vLLMEngineStage", (), {})()
+    vllmstage.map_batches_kwargs = {"runtime_env": {"env_vars": {"A": "1"}}}
+    other = type("TokenizeStage", (), {})()
+    other.map_batches_kwargs = {}
+    proc = SimpleNamespace(stages={"engine": vllmstage, "tok": other})
+    generate.set_engine_threads(proc, 6)
+    generate.bound_engine_restarts(proc, 2)
+    assert vllmstage.map_batches_kwargs["runtime_env"]["env_vars"] == {"A": "1", "OMP_NUM_THREADS": "6"}
+    assert vllmstage.map_batches_kwargs["max_restarts"] == 2 and other.map_batches_kwargs == {}
