@@ -50,11 +50,15 @@ def spec_dict(catalog: str, out: str, max_tokens: int, mode: str = "full", batch
 
 
 class RssSampler:
-    """Peak RSS of this process and of Ray's worker processes, sampled every 0.25 s."""
+    """Peak memory of this process and of Ray's worker processes, sampled every 0.25 s: RSS, and
+    RSS less shared pages (Ray's object store is shared memory that workers map, so their RSS
+    counts blocks they only read)."""
 
     def __init__(self):
         self.driver = 0
         self.workers = 0
+        self.workers_private = 0
+        self.workers_total_private = 0
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
 
@@ -62,12 +66,18 @@ class RssSampler:
         me = psutil.Process()
         while not self._stop.is_set():
             self.driver = max(self.driver, me.memory_info().rss)
+            total = 0
             for p in psutil.process_iter(["name", "cmdline"]):
                 try:
                     if any(a.startswith("ray::") for a in (p.info["cmdline"] or [])[:1]):
-                        self.workers = max(self.workers, p.memory_info().rss)
+                        m = p.memory_info()
+                        self.workers = max(self.workers, m.rss)
+                        private = m.rss - getattr(m, "shared", 0)
+                        self.workers_private = max(self.workers_private, private)
+                        total += private
                 except (psutil.Error, TypeError):
                     pass
+            self.workers_total_private = max(self.workers_total_private, total)
             self._stop.wait(0.25)
 
     def __enter__(self):
@@ -287,7 +297,11 @@ def bench_plan(sizes: list[int]) -> list[dict]:
             s = time.monotonic() - t0
         out.append({"rows": n, "synth_s": synth_s, "seed_s": seed_s, "content_rows": seeded,
                     "plan_s": s, "rows_per_s": n / s, "planned": planned,
-                    "driver_peak_rss_mb": rss.driver / 2**20, "worker_peak_rss_mb": rss.workers / 2**20})
+                    "driver_peak_rss_mb": rss.driver / 2**20, "worker_peak_rss_mb": rss.workers / 2**20,
+                    "worker_peak_private_mb": rss.workers_private / 2**20,
+                    "workers_total_private_peak_mb": rss.workers_total_private / 2**20})
+        # Each size's figures as soon as they exist: a long run that is stopped keeps them.
+        print(f"plan {n}: {json.dumps(out[-1])}", flush=True)
     return out
 
 
@@ -317,7 +331,8 @@ def table(res: dict) -> str:
                      f"(refresh/plan {i['refresh_vs_plan_only']:.2f}); regenerated {i['regenerated']}")
     for r in res.get("plan", []):
         lines.append(f"d. plan {r['rows']:>9,} rows: {r['rows_per_s']:,.0f} rows/s, driver peak "
-                     f"{r['driver_peak_rss_mb']:.0f} MB, worker peak {r['worker_peak_rss_mb']:.0f} MB "
+                     f"{r['driver_peak_rss_mb']:.0f} MB, worker peak {r['worker_peak_rss_mb']:.0f} MB RSS / "
+                     f"{r.get('worker_peak_private_mb', 0):.0f} MB private "
                      f"({r['planned']:,} of {r['rows']:,} to generate)")
     if "start" in res:
         e = res["start"]
