@@ -93,9 +93,13 @@ def _after_first_run(spec, record) -> None:
     console.print(f"\n[bold]refresh[/bold]: prices of {skus} changed by +5.00 USD")
     rec = run_job(spec)
     console.print(one_line(rec), highlight=False)
+    reasons = rec["counts"].get("rejects_by_reason", {})
     for task, v in rec["counts"]["by_task"].items():
-        console.print(f"  {task}: planned {v['planned']}, regenerated {v['accepted'] + v['rejected']}, "
-                      f"unchanged {v['unchanged']}")
+        # Items a task cannot run on (a product with too few reviews for a digest) are rejected
+        # at planning on every run; they are not generated.
+        skipped = reasons.get(task, {}).get("too_few_reviews", 0)
+        console.print(f"  {task}: planned {v['planned']}, regenerated {v['accepted'] + v['rejected'] - skipped}, "
+                      f"unchanged {v['unchanged']}" + (f", skipped (too few reviews) {skipped}" if skipped else ""))
 
 
 if __name__ == "__main__":
