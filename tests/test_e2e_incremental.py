@@ -122,7 +122,10 @@ def test_nothing_to_do_and_changes_feed_and_tombstone(refreshed, tmp_path):
 
 def test_sigkill_driver_then_resume_equals_clean_run(ray_local, s3, tmp_path):
     s3.create_bucket("e2e-kill")
-    cat = make_catalog(120, seed=5)
+    # Enough rows (batches of 8, one at a time) that the run is still generating when its first
+    # staged file appears: with 120 a loaded machine sometimes finished and committed between two
+    # polls, and the kill was no longer mid-run.
+    cat = make_catalog(240, seed=5)
     put("s3://e2e-kill/catalog/c.parquet", cat)
     base = spec_dict("s3://e2e-kill", tasks=["description"], reviews=None,
                      resources={"batch_size": 8, "max_concurrent_batches": 1})
@@ -139,7 +142,7 @@ def test_sigkill_driver_then_resume_equals_clean_run(ray_local, s3, tmp_path):
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and not storage.list_files(staged, ".parquet"):
         assert proc.poll() is None, "the run ended before it could be killed"
-        time.sleep(1)
+        time.sleep(0.2)
     n_staged = len(storage.list_files(staged, ".parquet"))
     assert n_staged >= 1
     os.kill(proc.pid, signal.SIGKILL)  # the driver only
