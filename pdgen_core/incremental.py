@@ -29,7 +29,8 @@ def _partitions() -> int:
 
 
 def read_table(loc: storage.Location, columns: list[str]):
-    """The latest version of a Delta table as a Ray Dataset, or None when there is no table.
+    """The latest version of a Delta table as a Ray Dataset, or None when there is no table (or
+    it lacks one of ``columns``).
 
     The file list comes from the Delta log; the files are read through our own pyarrow
     filesystem. (``ray.data.read_delta`` built its own S3 client from the storage options and
@@ -39,8 +40,8 @@ def read_table(loc: storage.Location, columns: list[str]):
     import ray
 
     dt = commit.open_table(loc)
-    if dt is None:
-        return None
+    if dt is None or not set(columns) <= {f.name for f in dt.schema().fields}:
+        return None  # no table, or one written before a column existed
     files = [_fs_path(u) for u in dt.file_uris()]
     if not files:
         return ray.data.from_arrow(dt.schema().to_arrow().empty_table().select(columns))
@@ -73,21 +74,12 @@ def guard_rejected_keys(loc: storage.Location):
     """
     import pyarrow.compute as pc
 
-    dt = commit.open_table(loc)
-    if dt is None or "input_fingerprint" not in {f.name for f in dt.schema().fields}:
-        return None
-    files = [_fs_path(u) for u in dt.file_uris()]
-    if not files:
-        return None
-    import ray
-
     def guard_only(batch: pa.Table) -> pa.Table:
-        batch = storage.plain_types(batch)
         keep = pc.and_(pc.equal(batch.column("stage"), "guard"), pc.is_valid(batch.column("input_fingerprint")))
         return batch.filter(pc.fill_null(keep, False)).select(list(JOIN_KEY))
 
-    ds = ray.data.read_parquet(files, filesystem=loc.fs, columns=[*JOIN_KEY, "stage"])
-    return ds.map_batches(guard_only, batch_format="pyarrow")
+    rejects = read_table(loc, [*JOIN_KEY, "stage"])
+    return None if rejects is None else rejects.map_batches(guard_only, batch_format="pyarrow")
 
 
 def staged_keys(files: list[str], fs):
