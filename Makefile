@@ -29,10 +29,10 @@ browser:
 	  || echo "chromium could not be installed: the report's browser test will skip"
 
 test: install browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not e2e"
+	$(BIN)/python -m pytest -q -m "not e2e and not chaos and not pending"
 
 # Benchmarks: side-by-side ratios in one run; figures to bench/results/<date>.json.
 bench: install

@@ -280,8 +280,11 @@ class Job:
         self.adapter_paths = {t: path for t, (_, path) in adapters.items()}
         self._stage_validation_rejects(clean)
         valid = clean.filter(lambda r: r["_reject"] is None)
+        # Planned once into the object store (spilling to disk, never the driver): counted per
+        # task, split into skips, anti-joined and generated from the same blocks.
         work = self._with_reviews(valid).map_batches(plan_batch, fn_kwargs={"ctx": ctx},
-                                                     batch_format="pyarrow", batch_size=UDF_BATCH_ROWS)
+                                                     batch_format="pyarrow",
+                                                     batch_size=UDF_BATCH_ROWS).materialize()
         work = self._stage_skips(work)
         work = self._incremental(work, valid.select_columns(["sku"]))
         tg = time.monotonic()
@@ -392,7 +395,6 @@ class Job:
         """Items a task cannot run on (too_few_reviews) go to the rejects; the rest to generation."""
         if not any(TASKS[t].needs_reviews for t in self.spec.tasks):
             return work
-        work = work.materialize()  # planned once, read twice
         loc = self.paths.staging.child("plan")
         storage.delete_tree(loc)
         (work.filter(lambda r: r["skip_reason"] is not None)
@@ -581,7 +583,12 @@ class Job:
 
 
 def _task_counts(work) -> dict[str, int]:
-    return {r["task"]: r["count()"] for r in work.groupby("task").count().iter_rows()}
+    """Items per task: the task column streamed to the driver a batch at a time (no shuffle)."""
+    counts: dict[str, int] = {}
+    for b in work.select_columns(["task"]).iter_batches(batch_format="pyarrow", batch_size=65_536):
+        for task, n in _value_counts(b.column("task")):
+            counts[task] = counts.get(task, 0) + n
+    return counts
 
 
 def _value_counts(col: pa.ChunkedArray) -> list[tuple[str, int]]:

@@ -110,10 +110,14 @@ class ResourcesSpec(_Strict):
     engine_threads: int | None = Field(
         default=None, ge=1, le=1024,
         description="Torch threads of a CPU engine (gpus_per_replica 0); default cpus_per_replica. "
-        "Ray sets OMP_NUM_THREADS to the actor's CPU reservation and vLLM's CPU backend keeps it; "
-        "raise this to let the engine use idle cores beyond its reservation.",
+        "Raise it to let the engine use idle cores beyond its reservation.",
     )
-    max_concurrent_batches: int = Field(default=4, ge=1, le=64)
+    max_concurrent_batches: int = Field(
+        default=4, ge=1, le=64,
+        description="Batches an engine actor holds at once; the engine runs up to "
+        "batch_size x max_concurrent_batches / 2 sequences (at most 256), so one batch is queued "
+        "while another drains.",
+    )
     memory_fraction: float | None = Field(
         default=None, gt=0.0, le=0.98,
         description="vLLM gpu_memory_utilization: share of GPU memory, or of host memory on CPU "

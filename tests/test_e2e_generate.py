@@ -4,6 +4,7 @@ tiny model -> guardrails -> Delta tables + run record. Asserts on what was commi
 
 from __future__ import annotations
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -11,7 +12,7 @@ from pdgen_core import storage
 from pdgen_core.pipeline import run_job
 from pdgen_core.spec import spec_from_dict
 from pdgen_core.stages.commit import CONTENT_SCHEMA, open_table
-from pdgen_core.synth import write_catalog
+from pdgen_core.synth import make_catalog, write_catalog
 
 from conftest import real_data
 
@@ -41,18 +42,29 @@ def spec_for(catalog_uri: str, output_uri: str, **over) -> dict:
     return d
 
 
+LONG_TITLE = "Ultra " * 45  # valid (under the title cap), but its prompt exceeds max_model_len
+MAX_MODEL_LEN = 200  # prompts here are ~80 tokens, the long title's ~300; vLLM also counts max_tokens
+
+
 @pytest.fixture(scope="module")
 def synth_run(ray_local, s3):
+    """One run shared by the module: the synthetic catalog with its bad rows, plus one row whose
+    prompt is too long for the engine (a per-row engine error)."""
     s3.create_bucket("e2e-synth")
     write_catalog("s3://e2e-synth/catalog/", ROWS, files=2, bad_rows=BAD)
-    spec = spec_from_dict(spec_for("s3://e2e-synth/catalog/", "s3://e2e-synth/out/"))
+    long = make_catalog(1, seed=5, start=10_000)
+    long = long.set_column(long.schema.get_field_index("product_name"), "product_name", pa.array([LONG_TITLE]))
+    loc = storage.resolve("s3://e2e-synth/catalog/part-long.parquet")
+    pq.write_table(long, loc.path, filesystem=loc.fs)
+    spec = spec_from_dict(spec_for("s3://e2e-synth/catalog/", "s3://e2e-synth/out/",
+                                   model={"max_model_len": MAX_MODEL_LEN}))
     return spec, run_job(spec)
 
 
 def test_counts_balance_and_reasons(synth_run):
     spec, rec = synth_run
     c = rec["counts"]
-    assert c["read"] == ROWS + BAD
+    assert c["read"] == ROWS + BAD + 1
     assert c["read"] == c["valid"] + c["invalid"]
     t = c["by_task"]["description"]
     assert t["planned"] == c["valid"] == t["accepted"] + t["rejected"] + t["unchanged"]
@@ -109,21 +121,15 @@ def test_second_run_is_a_new_version_and_history_is_readable(synth_run, s3):
     assert new.num_rows == second["counts"]["by_task"]["description"]["accepted"]
 
 
-def test_engine_error_per_row_becomes_reject(ray_local, s3, tmp_path):
-    """A prompt longer than max_model_len is a per-row engine error: a reject, not a crash.
-    (Prompts here are ~80 tokens; the long title makes ~300; vLLM also counts max_tokens.)"""
-    s3.create_bucket("e2e-rowerr")
-    t = __import__("pdgen_core.synth", fromlist=["make_catalog"]).make_catalog(6, seed=5)
-    long_title = "Ultra " * 45
-    t = t.set_column(t.schema.get_field_index("product_name"), "product_name",
-                     __import__("pyarrow").array([long_title] + t.column("product_name").to_pylist()[1:]))
-    loc = storage.resolve("s3://e2e-rowerr/cat/c.parquet")
-    pq.write_table(t, loc.path, filesystem=loc.fs)
-    spec = spec_from_dict(spec_for(loc.uri, "s3://e2e-rowerr/out/", model={"max_model_len": 200}))
-    rec = run_job(spec)
-    reasons = rec["counts"]["rejects_by_reason"]["description"]
-    assert reasons.get("engine_error") == 1, reasons
-    assert rec["counts"]["by_task"]["description"]["accepted"] == 5
+def test_engine_error_per_row_becomes_reject(synth_run):
+    """A prompt longer than max_model_len is a per-row engine error: a reject, not a crash."""
+    spec, rec = synth_run
+    assert rec["counts"]["rejects_by_reason"]["description"].get("engine_error") == 1
+    rej = open_table(storage.resolve(spec.output.uri).child("rejects", "description")).to_pyarrow_table()
+    err = [r for r in rej.to_pylist() if r["reason"] == "engine_error"]
+    assert len(err) == 1 and err[0]["stage"] == "generate" and err[0]["sku"] == "SKU-00010000"
+    content = open_table(storage.resolve(spec.output.uri).child("content", "description")).to_pyarrow_table()
+    assert "SKU-00010000" not in content.column("sku").to_pylist()
 
 
 def test_myntra_500_rows(ray_local, s3):
@@ -153,9 +159,10 @@ def test_myntra_500_rows(ray_local, s3):
         .to_pyarrow_table().to_pylist()}
 
 
-def test_lora_adapter_from_the_registry_is_used(ray_local, s3, tmp_path):
+def test_lora_adapter_from_the_registry_is_used(synth_run, tmp_path):
     """A LoRA adapter published to <output>/adapters/description/ is loaded by vLLM through a LoRA
-    request per row; lineage and fingerprints name its version."""
+    request per row; lineage and fingerprints name its version. Compared with the module's run
+    of the same catalog and sampling without the adapter."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
@@ -163,7 +170,7 @@ def test_lora_adapter_from_the_registry_is_used(ray_local, s3, tmp_path):
     from pdgen_core.finetune import registry
     from pdgen_core.models.resolve import resolve_model
 
-    s3.create_bucket("e2e-lora")
+    spec, plain = synth_run
     base = AutoModelForCausalLM.from_pretrained(resolve_model("pdgen-tiny"))
     peft = get_peft_model(base, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"]))
     with torch.no_grad():
@@ -171,17 +178,19 @@ def test_lora_adapter_from_the_registry_is_used(ray_local, s3, tmp_path):
             if "lora_B" in name:
                 p.normal_(0, 0.5)  # a non-zero update, so the adapter changes the outputs
     peft.save_pretrained(tmp_path / "adapter")
-    version, _ = registry.publish("s3://e2e-lora/out/", "description", tmp_path / "adapter",
+    version, _ = registry.publish("s3://e2e-synth/tuned/", "description", tmp_path / "adapter",
                                   {"base_model": {"source": "pdgen-tiny"}, "run_id": "test"})
-    write_catalog("s3://e2e-lora/catalog/", 12, files=1)
-    plain = run_job(spec_from_dict(spec_for("s3://e2e-lora/catalog/", "s3://e2e-lora/plain/")))
-    tuned = run_job(spec_from_dict(spec_for("s3://e2e-lora/catalog/", "s3://e2e-lora/out/",
-                                            model={"adapters": {"description": "latest"}})))
-    a = {r["sku"]: r for r in open_table(storage.resolve("s3://e2e-lora/plain/").child("content", "description")).to_pyarrow_table().to_pylist()}
-    b = {r["sku"]: r for r in open_table(storage.resolve("s3://e2e-lora/out/").child("content", "description")).to_pyarrow_table().to_pylist()}
+    tuned = run_job(spec_from_dict(spec_for(spec.catalog.uri, "s3://e2e-synth/tuned/",
+                                            model={"max_model_len": MAX_MODEL_LEN,
+                                                   "adapters": {"description": "latest"}})))
+    content = storage.resolve(spec.output.uri).child("content", "description")
+    a = {r["sku"]: r for r in open_table(content, version=plain["tables"]["content/description"])
+         .to_pyarrow_table().to_pylist()}
+    b = {r["sku"]: r for r in open_table(storage.resolve("s3://e2e-synth/tuned/").child("content", "description"))
+         .to_pyarrow_table().to_pylist()}
     assert all(r["adapter"].startswith(f"description/v{version}") for r in b.values())
     assert all(r["adapter"] == "" for r in a.values())
     common = set(a) & set(b)
     assert common and any(a[k]["text"] != b[k]["text"] for k in common)  # same seeds, other weights
     assert all(a[k]["input_fingerprint"] != b[k]["input_fingerprint"] for k in common)
-    assert tuned["counts"]["by_task"]["description"]["planned"] == 12
+    assert tuned["counts"]["by_task"]["description"]["planned"] == plain["counts"]["by_task"]["description"]["planned"]

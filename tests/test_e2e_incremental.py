@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from pdgen_core import storage
-from pdgen_core.pipeline import run_job
+from pdgen_core.pipeline import Job, run_job
 from pdgen_core.spec import spec_from_dict
 from pdgen_core.stages.commit import open_table
 from pdgen_core.synth import make_catalog, make_reviews
@@ -120,7 +120,7 @@ def test_nothing_to_do_and_changes_feed_and_tombstone(refreshed, tmp_path):
     assert gone not in current(tomb.output.uri, "description")
 
 
-def test_sigkill_driver_then_resume_equals_clean_run(ray_local, s3, tmp_path):
+def test_sigkill_driver_then_resume_commits_every_planned_item_once(ray_local, s3, tmp_path):
     s3.create_bucket("e2e-kill")
     # Enough rows (batches of 8, one at a time) that the run is still generating when its first
     # staged file appears: with 120 a loaded machine sometimes finished and committed between two
@@ -153,13 +153,19 @@ def test_sigkill_driver_then_resume_equals_clean_run(ray_local, s3, tmp_path):
 
     resumed = run_job(spec_from_dict(killed), run_id=run_id, resume=True)
     assert resumed["counts"]["resumed"] >= 1  # rows staged before the kill were not generated again
-    clean = run_job(spec_from_dict({**base, "output": {"uri": "s3://e2e-kill/clean/"}}))
+    # What a clean run commits: every planned item once, with its input fingerprint, either in the
+    # content table or rejected by the guards. The plan needs no engine (read, validate, fingerprint).
+    planned = {r["sku"]: r["input_fingerprint"] for r in
+               Job(spec_from_dict(killed)).planned_items().select_columns(["sku", "input_fingerprint"]).take_all()}
+    assert len(planned) == cat.num_rows
     a = current("s3://e2e-kill/killed/", "description")
-    b = current("s3://e2e-kill/clean/", "description")
-    assert set(a) == set(b)
+    rej = open_table(storage.resolve("s3://e2e-kill/killed/").child("rejects", "description"))
+    guarded = {} if rej is None else {r["sku"]: r["input_fingerprint"] for r in rej.to_pyarrow_table().to_pylist()}
+    assert not set(a) & set(guarded) and set(a) | set(guarded) == set(planned)
+    assert {k: r["input_fingerprint"] for k, r in a.items()} == {k: planned[k] for k in a}
+    assert guarded == {k: planned[k] for k in guarded}
     ta = open_table(storage.resolve("s3://e2e-kill/killed/").child("content", "description")).to_pyarrow_table()
     assert ta.num_rows == len(set(ta.column("sku").to_pylist()))  # no duplicates
-    assert {r["input_fingerprint"] for r in a.values()} == {r["input_fingerprint"] for r in b.values()}
     # resuming a committed run is a no-op returning the same record
     assert run_job(spec_from_dict(killed), run_id=run_id, resume=True)["run_id"] == run_id
 

@@ -81,8 +81,8 @@ def test_shipped_yaml_specs_load():
 
 
 def test_engine_settings_reach_the_vllm_stage():
-    """The processor's engine stage gets the restart bound and, on the CPU, OMP_NUM_THREADS (Ray
-    would leave it at the actor's one-CPU reservation, and vLLM's CPU backend keeps it)."""
+    """The processor's engine stage gets the restart bound and, on the CPU, OMP_NUM_THREADS with
+    the in-process worker (the only executor in which vLLM's CPU backend honours it)."""
     from types import SimpleNamespace
 
     from pdgen_core.stages import generate
@@ -103,5 +103,25 @@ def test_engine_settings_reach_the_vllm_stage():
     proc = SimpleNamespace(stages={"engine": vllmstage, "tok": other})
     generate.set_engine_threads(proc, 6)
     generate.bound_engine_restarts(proc, 2)
-    assert vllmstage.map_batches_kwargs["runtime_env"]["env_vars"] == {"A": "1", "OMP_NUM_THREADS": "6"}
+    assert vllmstage.map_batches_kwargs["runtime_env"]["env_vars"] == {
+        "A": "1", "OMP_NUM_THREADS": "6", "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
     assert vllmstage.map_batches_kwargs["max_restarts"] == 2 and other.map_batches_kwargs == {}
+
+
+def test_engine_kwargs_keep_the_engine_fed_and_the_worker_in_process():
+    """The engine runs half the rows in flight (at most 256) so a batch is queued while another
+    drains; CPU engines use the in-process worker, GPU engines vLLM's own executor."""
+    from pdgen_core.stages import generate
+
+    def kw(**res):
+        return generate.engine_kwargs(spec_from_dict({
+            "name": "x", "catalog": {"uri": "s3://b/c/"}, "tasks": ["description"],
+            "output": {"uri": "s3://b/o/"}, "resources": res}), enable_lora=False)
+
+    assert kw()["max_num_seqs"] == 128  # 64 rows x 4 batches / 2
+    assert kw(batch_size=256, max_concurrent_batches=4)["max_num_seqs"] == 256
+    assert kw(batch_size=8, max_concurrent_batches=1)["max_num_seqs"] == 16
+    assert kw()["distributed_executor_backend"] == "uni" and kw()["enable_chunked_prefill"] is False
+    gpu = kw(gpus_per_replica=2)
+    assert "distributed_executor_backend" not in gpu and gpu["tensor_parallel_size"] == 2
+

@@ -27,7 +27,12 @@ def engine_kwargs(spec: JobSpec, enable_lora: bool) -> dict[str, Any]:
     kw: dict[str, Any] = {
         "max_model_len": spec.model.max_model_len,
         "enable_prefix_caching": True,
-        "max_num_seqs": max(16, min(256, res.batch_size)),
+        # Sequences the engine runs at once. ray.data.llm admits about 1.1x this many requests and
+        # holds batch_size x max_concurrent_batches rows in the actor: keep twice as many rows in
+        # flight as the engine runs, so that while one batch drains the next is already queued.
+        # (Measured, make bench: batches of 256 two at a time left the engine half fed between
+        # batches, 0.45 of plain vLLM's rate; four at a time matched it.)
+        "max_num_seqs": max(16, min(256, res.batch_size * res.max_concurrent_batches // 2)),
     }
     if res.gpus_per_replica == 0:
         # vLLM's CPU backend: eager mode, fp32 for tiny models, and a bounded share of host memory
@@ -38,6 +43,12 @@ def engine_kwargs(spec: JobSpec, enable_lora: bool) -> dict[str, Any]:
         # request carries a seed, as ours all do. Whole-prompt prefills avoid that path.
         kw.update(enable_chunked_prefill=False,
                   max_num_batched_tokens=max(spec.model.max_model_len, 8192))
+        # The worker runs inside the engine-core process (vLLM's default on the CPU is a third
+        # process that spins on a shared-memory queue): one process fewer to start (about 7 s of
+        # engine start here) and no spinning beside Ray's own work. vLLM keeps the multiprocess
+        # executor whenever VLLM_ENABLE_V1_MULTIPROCESSING is 1; set_engine_threads clears it for
+        # the engine actors (AsyncLLM still runs the engine core in its own process).
+        kw["distributed_executor_backend"] = "uni"
     else:
         kw.update(tensor_parallel_size=res.gpus_per_replica,
                   gpu_memory_utilization=res.memory_fraction or 0.9)
@@ -97,13 +108,7 @@ def build(spec: JobSpec, ctx: RunContext, model_path: Path, adapter_names: dict[
 
 def engine_threads(spec: JobSpec) -> int | None:
     """Torch threads for a CPU engine (``resources.engine_threads``, else ``cpus_per_replica``),
-    or None on GPUs (vLLM's own choice stands).
-
-    Measured here (make bench, 2000 rows): giving the engine both cores of this 2-core machine
-    instead of its one reserved CPU did not change pdgen's throughput (783 against 758 output
-    tokens/s): the engine then competes with Ray Data's own stages. So the default stays the
-    reservation, and a machine with idle cores can raise it.
-    """
+    or None on GPUs (vLLM's own choice stands)."""
     res = spec.resources
     if res.gpus_per_replica:
         return None
@@ -111,15 +116,20 @@ def engine_threads(spec: JobSpec) -> int | None:
 
 
 def set_engine_threads(proc, threads: int | None) -> None:
-    """Ray starts each actor with OMP_NUM_THREADS equal to its CPU reservation (1 by default),
-    and vLLM's CPU backend respects an OMP_NUM_THREADS it finds: the engine ran on one core of
-    two (the benchmark showed half of plain vLLM's speed). Set it for the engine actors."""
+    """CPU engines: the in-process worker (``distributed_executor_backend="uni"``) and its thread
+    count, set in the engine actors' environment.
+
+    vLLM's default CPU executor pins its worker's threads itself (every core but one, which it
+    keeps for the scheduler: one core of this machine's two) whatever OMP_NUM_THREADS says, so
+    an earlier ``engine_threads: 2`` here changed nothing. With the in-process worker vLLM binds
+    nothing and torch takes OMP_NUM_THREADS: the reservation, or ``engine_threads``."""
     if threads is None:
         return
     for stage in proc.stages.values():
         if type(stage).__name__ == "vLLMEngineStage":
             env = dict(stage.map_batches_kwargs.get("runtime_env") or {})
-            env["env_vars"] = {**env.get("env_vars", {}), "OMP_NUM_THREADS": str(threads)}
+            env["env_vars"] = {**env.get("env_vars", {}), "OMP_NUM_THREADS": str(threads),
+                               "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
             stage.map_batches_kwargs["runtime_env"] = env
 
 
