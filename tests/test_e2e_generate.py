@@ -126,7 +126,7 @@ def test_engine_error_per_row_becomes_reject(synth_run):
     spec, rec = synth_run
     assert rec["counts"]["rejects_by_reason"]["description"].get("engine_error") == 1
     rej = open_table(storage.resolve(spec.output.uri).child("rejects", "description")).to_pyarrow_table()
-    err = [r for r in rej.to_pylist() if r["reason"] == "engine_error"]
+    err = [r for r in rej.to_pylist() if r["reason"] == "engine_error" and r["run_id"] == rec["run_id"]]
     assert len(err) == 1 and err[0]["stage"] == "generate" and err[0]["sku"] == "SKU-00010000"
     content = open_table(storage.resolve(spec.output.uri).child("content", "description")).to_pyarrow_table()
     assert "SKU-00010000" not in content.column("sku").to_pylist()
