@@ -108,16 +108,22 @@ def test_nothing_to_do_and_changes_feed_and_tombstone(refreshed, tmp_path):
     d = fed["counts"]["by_task"]["description"]
     assert d["planned"] == 1 and d["accepted"] + d["rejected"] == 1
     assert fed["counts"]["read"] == 1
-    # a sku leaves the catalog: tombstoned from the current version, kept in history
+    # a sku leaves the catalog: tombstoned from the current version, kept in history. The
+    # catalog also takes the fed price, so nothing else changed: no engine starts for this run.
     gone = cat.column("product_id")[0].as_py()
     cur = pq.read_table(storage.resolve("s3://e2e-incr/catalog/c.parquet").path,
                         filesystem=storage.resolve("s3://e2e-incr/catalog/").fs)
+    cur = cur.set_column(cur.schema.get_field_index("price_usd"), "price_usd",
+                         pc.if_else(pc.equal(cur.column("product_id"), target), 999.0, cur.column("price_usd")))
     put("s3://e2e-incr/catalog/c.parquet", cur.filter(pc.not_equal(cur.column("product_id"), gone)))
     tomb = spec_from_dict(spec_dict("s3://e2e-incr", on_delete="tombstone"))
     had = gone in current(tomb.output.uri, "description")
     rec = run_job(tomb)
+    assert all(v["accepted"] + v["rejected"] == 0 for v in rec["counts"]["by_task"].values()), rec["counts"]
     assert rec["counts"]["deleted"]["description"] == (1 if had else 0)
     assert gone not in current(tomb.output.uri, "description")
+    assert gone in {r["sku"] for r in open_table(storage.resolve(tomb.output.uri).child("content", "description"),
+                                                 version=fed["tables"]["content/description"]).to_pyarrow_table().to_pylist()} or not had
 
 
 def test_sigkill_driver_then_resume_commits_every_planned_item_once(ray_local, s3, tmp_path):
