@@ -132,10 +132,12 @@ def test_sigkill_engine_actor_mid_run_loses_and_duplicates_nothing(ray_local, s3
 def test_engine_deaths_beyond_the_bound_fail_the_job(ray_local, s3):
     from pdgen_core.stages.generate import EngineError
 
-    table, cat = write_catalog(s3, "worker-bound", 80)
+    # Enough rows, and the kill 1 s after the engine is up, that the run is still generating
+    # (80 rows with a 3 s delay once finished first, after the engine got faster).
+    table, cat = write_catalog(s3, "worker-bound", 200)
     out = "s3://worker-bound/out/"
     with pytest.raises(EngineError) as ei:
-        run_with_kills(spec_for(cat, out, max_engine_restarts=0), "bound-1")
+        run_with_kills(spec_for(cat, out, max_engine_restarts=0), "bound-1", delay_s=1.0)
     killer, wall = ei.value.killer, ei.value.wall
     assert killer.killed, killer.error
     msg = str(ei.value)
