@@ -216,7 +216,7 @@ def bench_pipeline(rows: int, max_tokens: int, tmp: Path) -> dict:
                    "total_s": wall, "generate_s": rec["timing"]["generate_s"],
                    "tokens_per_s": rec["tokens"]["out"] / wall})
     small, big = pd
-    pd_marginal = (big["tokens_out"] - small["tokens_out"]) / (big["total_s"] - small["total_s"])
+    pd_marginal = marginal_rate(small, big, "total_s")
     vllm = {}
     for name, raw in baselines.items():
         for r in raw["runs"]:
@@ -224,7 +224,7 @@ def bench_pipeline(rows: int, max_tokens: int, tmp: Path) -> dict:
             r["tokens_per_s"] = r["tokens_out"] / r["total_s"]
         rs, rb = raw["runs"]
         vllm[name] = {"engine_start_s": raw["engine_start_s"], "runs": raw["runs"],
-                      "marginal_tokens_per_s": (rb["tokens_out"] - rs["tokens_out"]) / (rb["generate_s"] - rs["generate_s"]),
+                      "marginal_tokens_per_s": marginal_rate(rs, rb, "generate_s"),
                       "same_tokens": [p["tokens_out"] == r["tokens_out"] for p, r in zip(pd, raw["runs"])]}
     best = max(vllm, key=lambda k: vllm[k]["marginal_tokens_per_s"])
     rb = vllm[best]["runs"][1]
@@ -240,6 +240,12 @@ def bench_pipeline(rows: int, max_tokens: int, tmp: Path) -> dict:
         "ratio_marginal_by_baseline": {k: pd_marginal / v["marginal_tokens_per_s"] for k, v in vllm.items()},
         "_prompts": sets[0]["prompts"],
     }
+
+
+def marginal_rate(small: dict, big: dict, seconds: str) -> float:
+    """Extra output tokens over extra seconds between two runs: what fixed costs both runs pay
+    (engine start, plan passes, commit) cancels."""
+    return (big["tokens_out"] - small["tokens_out"]) / (big[seconds] - small[seconds])
 
 
 def bench_incremental(rows: int, max_tokens: int) -> dict:
