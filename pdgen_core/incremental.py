@@ -1,6 +1,7 @@
 """Incremental planning: only work items whose fingerprint differs from the committed content.
 
-All of it runs in Ray Data joins (hash-partitioned), never on the driver:
+All of it runs in Ray (``joins``: broadcast for small key sets, hash join for large), never on the
+driver:
 
 - ``changed``: work items anti-joined with the current content's (key, fingerprint) pairs;
 - ``resume``: the same anti-join against the fingerprints already staged by a crashed attempt of
@@ -16,16 +17,10 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from pdgen_core import storage
+from pdgen_core import joins, storage
 from pdgen_core.stages import commit
 
 JOIN_KEY = ("sku", "locale", "variant", "input_fingerprint")
-
-
-def _partitions() -> int:
-    from pdgen_core.pipeline import shuffle_partitions
-
-    return shuffle_partitions()
 
 
 def read_table(loc: storage.Location, columns: list[str]):
@@ -60,9 +55,7 @@ def current_keys(loc: storage.Location):
 
 def anti_join(work, keys):
     """Work items whose (key, fingerprint) is not in ``keys``."""
-    if keys is None:
-        return work
-    return work.join(keys, join_type="left_anti", num_partitions=_partitions(), on=JOIN_KEY)
+    return joins.anti_join(work, keys, JOIN_KEY)
 
 
 def guard_rejected_keys(loc: storage.Location):
@@ -96,7 +89,7 @@ def deleted_keys(loc: storage.Location, valid_skus):
     cur = read_table(loc, ["sku", "locale", "variant"])
     if cur is None:
         return None
-    return cur.join(valid_skus, join_type="left_anti", num_partitions=_partitions(), on=("sku",))
+    return joins.anti_join(cur, valid_skus, ("sku",))
 
 
 def read_changes(uri: str, mapping: dict[str, str] | None = None) -> pa.Table:

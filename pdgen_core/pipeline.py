@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
-from pdgen_core import incremental, storage
+from pdgen_core import incremental, joins, storage
 from pdgen_core.guardrails import GUARDRAIL_SET_VERSION
 from pdgen_core.log import get_logger
 from pdgen_core.progress import Progress
@@ -379,17 +379,18 @@ class Job:
     def _known_brands(self, clean, plan_cols) -> frozenset[str]:
         if "brand" not in plan_cols:
             return frozenset()
-        return frozenset(b for b in clean.unique("brand") if b)
+        # Distinct brands per block, merged on the driver (few): no shuffle.
+        per_block = clean.map_batches(_distinct_brands, batch_format="pyarrow", batch_size=None)
+        return frozenset(b for batch in per_block.iter_batches(batch_format="pyarrow")
+                         for b in batch.column("brand").to_pylist() if b)
 
     def _with_reviews(self, valid):
-        """Join each product's grouped reviews when a task reads them (Ray hash join)."""
+        """Join each product's grouped reviews when a task reads them (broadcast when small)."""
         if not any(TASKS[t].needs_reviews for t in self.spec.tasks):
             return valid
-        from pdgen_core.incremental import _partitions
-        from pdgen_core.stages.reviews import grouped_reviews
+        from pdgen_core.stages.reviews import GROUPED, grouped_reviews
 
-        return valid.join(grouped_reviews(self.spec.reviews), join_type="left_outer",
-                          num_partitions=_partitions(), on=("sku",))
+        return joins.left_join_unique(valid, grouped_reviews(self.spec.reviews), "sku", GROUPED)
 
     def _stage_skips(self, work):
         """Items a task cannot run on (too_few_reviews) go to the rejects; the rest to generation."""
@@ -580,6 +581,10 @@ class Job:
             "tables": versions,
             "progress": getattr(self, "progress", []),
         }
+
+
+def _distinct_brands(batch: pa.Table) -> pa.Table:
+    return pa.table({"brand": pc.unique(batch.column("brand").combine_chunks()).cast(pa.string())})
 
 
 def _task_counts(work) -> dict[str, int]:

@@ -45,6 +45,13 @@ class Settings(BaseSettings):
         description="Node-local cache: models made or downloaded once per node.",
     )
     ray_address: str | None = Field(default=None, validation_alias=AliasChoices("RAY_ADDRESS"))
+    broadcast_join_rows: int = Field(
+        default=1_000_000, ge=0,
+        validation_alias=AliasChoices("PDGEN_BROADCAST_JOIN_ROWS"),
+        description="Joins whose small side (committed keys, catalog skus, grouped reviews) has at "
+                    "most this many rows broadcast it through Ray's object store; larger ones use "
+                    "Ray Data's hash join. 0 forces the hash join.",
+    )
 
     @property
     def s3_scheme(self) -> str:

@@ -70,8 +70,11 @@ def group_reviews(group: pa.Table) -> pa.Table:
 
 
 def grouped_reviews(rv: ReviewsSpec):
-    """One row per sku with its reviews, as a lazy Ray Dataset."""
+    """One row per sku with its reviews, as a Ray Dataset. Up to ``PDGEN_BROADCAST_JOIN_ROWS``
+    cleaned reviews are grouped in one task; more go through Ray's hash shuffle."""
     import ray
+
+    from pdgen_core.joins import small_side
 
     plan = column_plan(rv)
     loc, files = read.catalog_files(rv.uri)
@@ -80,5 +83,22 @@ def grouped_reviews(rv: ReviewsSpec):
     ds = ds.rename_columns({src: canon for canon, src in plan.items()})
     if "rating" not in plan:
         ds = ds.add_column("rating", lambda b: pa.nulls(len(b), pa.float64()), batch_format="pyarrow")
-    return (ds.map_batches(clean_reviews, batch_format="pyarrow")
-              .groupby("sku").map_groups(group_reviews, batch_format="pyarrow"))
+    cleaned, refs = small_side(ds.map_batches(clean_reviews, batch_format="pyarrow"))
+    if refs is None:  # many reviews: Ray's hash shuffle groups them
+        return cleaned.groupby("sku").map_groups(group_reviews, batch_format="pyarrow")
+    # Few enough to group in one task (no shuffle actors): sorted by sku, one pass.
+    return cleaned.repartition(1).map_batches(group_all, batch_format="pyarrow", batch_size=None)
+
+
+def group_all(t: pa.Table) -> pa.Table:
+    """``group_reviews`` over every sku of ``t`` (all of a sku's reviews are in ``t``)."""
+    if not t.num_rows:
+        return GROUPED.empty_table()
+    t = t.sort_by("sku")
+    skus = t.column("sku").to_pylist()
+    parts, start = [], 0
+    for i in range(1, len(skus) + 1):
+        if i == len(skus) or skus[i] != skus[start]:
+            parts.append(group_reviews(t.slice(start, i - start)))
+            start = i
+    return pa.concat_tables(parts)

@@ -16,6 +16,7 @@ import unicodedata
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pdgen_core.hygiene import clean_field
 
@@ -170,8 +171,21 @@ def _decodable(batch: pa.Table) -> pa.Table:
 def find_duplicate_skus(ds) -> frozenset[str]:
     """Skus of valid rows that occur more than once (a one-column aggregation in Ray; only the
     duplicates reach the driver)."""
-    counts = ds.select_columns(["sku"]).groupby("sku").count()
-    return frozenset(r["sku"] for r in counts.filter(lambda r: r["count()"] > 1).iter_rows())
+    from pdgen_core.joins import small_side
+
+    skus, refs = small_side(ds.select_columns(["sku"]))
+    if refs is None:  # a big catalog: Ray's hash-shuffle aggregation
+        counts = skus.groupby("sku").count()
+        return frozenset(r["sku"] for r in counts.filter(lambda r: r["count()"] > 1).iter_rows())
+    # Up to PDGEN_BROADCAST_JOIN_ROWS skus are counted in one task (no shuffle actors).
+    dups = skus.repartition(1).map_batches(_repeated_skus, batch_format="pyarrow", batch_size=None)
+    return frozenset(r["sku"] for r in dups.iter_rows())
+
+
+def _repeated_skus(t: pa.Table) -> pa.Table:
+    counts = pc.value_counts(t.column("sku").combine_chunks())
+    repeated = counts.filter(pc.greater(counts.field("counts"), 1)).field("values")
+    return pa.table({"sku": pc.drop_null(repeated).cast(pa.string())})
 
 
 def mark_duplicates(batch: pa.Table, dup_skus: frozenset[str]) -> pa.Table:

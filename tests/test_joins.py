@@ -1,0 +1,119 @@
+"""Broadcast joins give the same rows as Ray Data's hash joins (the path above the limit)."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pytest
+
+from pdgen_core import joins
+from pdgen_core.stages import reviews, validate
+
+KEY = ("sku", "locale", "variant", "input_fingerprint")
+
+
+@pytest.fixture(params=["broadcast", "hash"])
+def path(request, monkeypatch):
+    """Run each test on both paths: a limit of 0 forces Ray's hash join."""
+    monkeypatch.setenv("PDGEN_BROADCAST_JOIN_ROWS", "1000000" if request.param == "broadcast" else "0")
+    return request.param
+
+
+def _work():
+    import ray
+
+    t = pa.table({
+        "sku": ["a", "b", "c", "d", None, "f", "g", "h"],
+        "locale": ["en", "en", "de", "en", "en", None, "en", "en"],
+        "variant": ["", "", "", "x", "", "", "", ""],
+        "input_fingerprint": ["1", "2", "3", "4", "5", "6", "7", "8"],
+        "payload": list(range(8)),
+    })
+    return ray.data.from_arrow([t.slice(0, 3), t.slice(3, 3), t.slice(6)])
+
+
+def test_anti_join_matches_the_hash_join_including_null_keys(ray_local, path):
+    import ray
+
+    keys = ray.data.from_arrow(pa.table({
+        "sku": ["a", "c", "d", None, "f", "zz"],
+        "locale": ["en", "de", "en", "en", None, "en"],
+        "variant": ["", "", "", "", "", ""],        # d's variant differs: no match
+        "input_fingerprint": ["1", "3", "4", "5", "6", "9"],
+        "extra": [0, 0, 0, 0, 0, 0],                # columns beyond the key are ignored
+    }))
+    got = sorted(r["payload"] for r in joins.anti_join(_work(), keys, KEY).take_all())
+    # a and c match; d differs in variant; a null in any key part never matches (SQL semantics)
+    assert got == [1, 3, 4, 5, 6, 7]
+
+
+def test_anti_join_with_no_keys_keeps_everything(ray_local, path):
+    import ray
+
+    empty = ray.data.from_arrow(pa.table({c: pa.array([], pa.string()) for c in KEY}))
+    assert joins.anti_join(_work(), empty, KEY).count() == 8
+    assert joins.anti_join(_work(), None, KEY).count() == 8
+
+
+def test_single_column_anti_join(ray_local, path):
+    import ray
+
+    skus = ray.data.from_arrow(pa.table({"sku": ["a", "b", "g"]}))
+    got = sorted(r["sku"] or "-" for r in joins.anti_join(_work(), skus, ("sku",)).take_all())
+    assert got == ["-", "c", "d", "f", "h"]
+
+
+def test_left_join_unique_adds_columns_and_nulls_for_misses(ray_local, path):
+    import ray
+
+    right = ray.data.from_arrow(pa.table({"sku": ["b", "h", "zz"], "n": [20, 80, 99],
+                                          "s": ["bee", "aitch", "none"]}))
+    schema = pa.schema([("sku", pa.string()), ("n", pa.int64()), ("s", pa.string())])
+    rows = {r["payload"]: r for r in joins.left_join_unique(_work(), right, "sku", schema).take_all()}
+    assert len(rows) == 8
+    assert (rows[1]["n"], rows[1]["s"]) == (20, "bee")
+    assert (rows[7]["n"], rows[7]["s"]) == (80, "aitch")
+    assert all(rows[i]["n"] is None and rows[i]["s"] is None for i in (0, 2, 3, 4, 5, 6))
+
+
+def test_broadcast_limit_is_respected(ray_local, monkeypatch):
+    import ray
+
+    keys = ray.data.from_arrow(pa.table({"sku": ["a", "b", "c"]}))
+    monkeypatch.setenv("PDGEN_BROADCAST_JOIN_ROWS", "3")
+    assert joins.small_side(keys)[1] is not None
+    monkeypatch.setenv("PDGEN_BROADCAST_JOIN_ROWS", "2")
+    assert joins.small_side(keys)[1] is None
+
+
+def test_duplicate_skus_on_both_paths(ray_local, path):
+    import ray
+
+    ds = ray.data.from_arrow([pa.table({"sku": ["a", "b", "a"]}), pa.table({"sku": ["c", "b", "d"]})])
+    assert validate.find_duplicate_skus(ds) == frozenset({"a", "b"})
+
+
+def test_grouped_reviews_on_both_paths(ray_local, path, tmp_path):
+    import pyarrow.parquet as pq
+
+    from pdgen_core.spec import ReviewsSpec
+
+    pq.write_table(pa.table({"product_id": ["p1", "p2", "p1", "p3", "p1", " "],
+                             "review_text": ["ok", "great value", "too small", "fine", "the best", "x"],
+                             "rating": [3, 5, 2, None, 5, 1]}), tmp_path / "r.parquet")
+    rv = ReviewsSpec(uri=str(tmp_path), columns={"sku": "product_id", "text": "review_text", "rating": "rating"})
+    got = {r["sku"]: r for r in reviews.grouped_reviews(rv).take_all()}
+    assert set(got) == {"p1", "p2", "p3"}  # the blank sku is dropped by cleaning
+    assert got["p1"]["review_count"] == 3 and got["p1"]["avg_rating"] == 3.33
+    assert [r["text"] for r in json.loads(got["p1"]["reviews_json"])] == ["too small", "the best", "ok"]
+    assert got["p3"]["avg_rating"] is None
+
+
+def test_group_all_matches_group_reviews_per_sku():
+    t = pa.table({"sku": ["b", "a", "b"], "text": ["x", "y", "zz"], "rating": [1.0, None, 3.0]},
+                 schema=reviews.CLEANED)
+    out = {r["sku"]: r for r in reviews.group_all(t).to_pylist()}
+    assert out["b"] == reviews.group_reviews(t.filter(pa.array([True, False, True]))).to_pylist()[0]
+    assert out["a"]["review_count"] == 1
+    assert reviews.group_all(reviews.CLEANED.empty_table()).num_rows == 0
