@@ -1,7 +1,8 @@
 """A fault-injecting HTTP proxy for S3 tests: placed between pdgen and the local S3 endpoint, it
 forwards every request and, with configured probabilities, answers ``503 SlowDown`` (with S3's
 XML error body), resets the connection before the request reaches S3, resets it after S3 has
-acted on the request (the response is lost), or adds latency.
+acted on the request (the response is lost), cuts a response mid-body (status and headers, half
+the body, then a reset), or adds latency.
 
 Decisions are deterministic for a seed: the n-th request for one (method, path) gets the same fault
 in every run, whatever the thread interleaving. A path regex limits faults to some keys (e.g. the
@@ -51,6 +52,7 @@ class FaultConfig:
     p503: float = 0.0
     p_reset: float = 0.0
     p_lost_response: float = 0.0
+    p_cut_body: float = 0.0     # S3 answers, the connection drops halfway through the body
     p_latency: float = 0.0
     latency_s: float = 0.2
     seed: int = 0
@@ -59,12 +61,12 @@ class FaultConfig:
     max_per_key: int = 0        # faults only for the first N requests of a (method, path); 0: all
 
     def __post_init__(self) -> None:
-        for f in ("p503", "p_reset", "p_lost_response", "p_latency"):
+        for f in ("p503", "p_reset", "p_lost_response", "p_cut_body", "p_latency"):
             v = getattr(self, f)
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"{f}={v} is not a probability in [0, 1]")
-        if self.p503 + self.p_reset + self.p_lost_response > 1.0:
-            raise ValueError("p503 + p_reset + p_lost_response must be at most 1")
+        if self.p503 + self.p_reset + self.p_lost_response + self.p_cut_body > 1.0:
+            raise ValueError("p503 + p_reset + p_lost_response + p_cut_body must be at most 1")
         self.methods = tuple(m.upper() for m in self.methods)
 
     @classmethod
@@ -83,12 +85,13 @@ class Stats:
     slowdown: int = 0
     reset: int = 0
     lost_response: int = 0
+    cut_body: int = 0
     latency: int = 0
     by_method: dict[str, int] = field(default_factory=dict)
 
     @property
     def injected(self) -> int:
-        return self.slowdown + self.reset + self.lost_response
+        return self.slowdown + self.reset + self.lost_response + self.cut_body
 
 
 def _draw(seed: int, method: str, path: str, nth: int) -> tuple[float, float]:
@@ -117,7 +120,8 @@ class _State:
             self.seen.clear()
 
     def decide(self, method: str, path: str) -> tuple[str, bool, float]:
-        """(action, delayed, latency_s); action is forward | slowdown | reset | lost_response."""
+        """(action, delayed, latency_s); action is forward | slowdown | reset | lost_response |
+        cut_body."""
         with self.lock:
             c = self.config
             self.stats.requests += 1
@@ -141,6 +145,8 @@ class _State:
                 action = "reset"
             elif u < c.p503 + c.p_reset + c.p_lost_response:
                 action = "lost_response"
+            elif u < c.p503 + c.p_reset + c.p_lost_response + c.p_cut_body:
+                action = "cut_body"
             else:
                 action = "forward"
             if action == "slowdown":
@@ -149,6 +155,8 @@ class _State:
                 self.stats.reset += 1
             elif action == "lost_response":
                 self.stats.lost_response += 1
+            elif action == "cut_body":
+                self.stats.cut_body += 1
             return action, delayed, c.latency_s
 
 
@@ -242,6 +250,10 @@ class _Handler(BaseHTTPRequestHandler):
             st.stats.forwarded += 1
         if not any(k.lower() == "content-length" for k, _ in headers) and not head:
             headers.append(("Content-Length", str(len(payload))))
+        if action == "cut_body" and len(payload) > 1:
+            self._send(status, headers, payload[: len(payload) // 2], head)  # promised all of it
+            self.wfile.flush()
+            self._reset()
         self._send(status, headers, payload, head)
 
     def _forward(self, body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
@@ -347,7 +359,8 @@ class FaultProxy:
             return json.loads(r.read())
 
     def stats(self) -> dict:
-        """Counts so far: requests, forwarded, slowdown, reset, lost_response, latency, injected."""
+        """Counts so far: requests, forwarded, slowdown, reset, lost_response, cut_body, latency,
+        injected."""
         return self._call("/stats")
 
     def configure(self, config: FaultConfig) -> None:
@@ -384,6 +397,7 @@ def main() -> None:  # pragma: no cover - manual use
     ap.add_argument("--p503", type=float, default=0.0)
     ap.add_argument("--p-reset", type=float, default=0.0)
     ap.add_argument("--p-lost-response", type=float, default=0.0)
+    ap.add_argument("--p-cut-body", type=float, default=0.0)
     ap.add_argument("--p-latency", type=float, default=0.0)
     ap.add_argument("--latency-s", type=float, default=0.2)
     ap.add_argument("--seed", type=int, default=0)
@@ -395,7 +409,7 @@ def main() -> None:  # pragma: no cover - manual use
         cfg = FaultConfig.from_dict(json.loads(a.config))
     else:
         cfg = FaultConfig(p503=a.p503, p_reset=a.p_reset, p_lost_response=a.p_lost_response,
-                          p_latency=a.p_latency, latency_s=a.latency_s, seed=a.seed,
+                          p_cut_body=a.p_cut_body, p_latency=a.p_latency, latency_s=a.latency_s, seed=a.seed,
                           path_regex=a.path_regex)
     if a.serve:
         serve(a.upstream, a.port, cfg)

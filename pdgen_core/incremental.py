@@ -142,8 +142,10 @@ def readable_files(files: list[str], fs) -> list[str]:
     ok = []
     for f in files:
         try:
-            pq.read_metadata(fs.open_input_file(f))
+            storage.retry_io(lambda f=f: pq.read_metadata(fs.open_input_file(f)), f"read footer {f}")
             ok.append(f)
-        except Exception:
+        except Exception as exc:
+            if storage.is_transient_io_error(exc):
+                raise  # S3 still failing after retries: keep the file, fail the resume
             fs.delete_file(f)
     return ok

@@ -300,7 +300,8 @@ class Job:
             self._generate_rounds(work, ctx, model_path)
         self.timing["generate_s"] = time.monotonic() - tg
         versions = self._commit(ctx)
-        self.counts.read = (count_catalog_rows(self.spec.catalog.uri, self.spec.catalog.limit)
+        self.counts.read = (storage.retry_io(partial(count_catalog_rows, self.spec.catalog.uri,
+                                                     self.spec.catalog.limit), "count catalog rows")
                             if not self.changes else self.counts.invalid + self._valid_count)
         record = self._record(started, t0, versions, model_id)
         if self.spec.output.publish == "auto":
@@ -478,37 +479,44 @@ class Job:
                    .map_batches(_next_attempt, batch_format="pyarrow"))
 
     def _commit(self, ctx: RunContext) -> dict[str, int | None]:
+        """Counts from the staged files, then one Delta commit per table. Every step is safe to
+        repeat (reads, and commits that find their own run's transaction), so a transient S3
+        error on the driver re-reads that step instead of failing the run."""
         versions: dict[str, int | None] = {}
-        gen_files = [f for k in range(1, ctx.max_attempts + 1) for f in staged_files(self.paths.round(k))]
-        val_files = staged_files(self.paths.validate_rejects)
-        plan_files = staged_files(self.paths.staging.child("plan"))
+        retry = storage.retry_io
+        gen_files = [f for k in range(1, ctx.max_attempts + 1)
+                     for f in retry(partial(staged_files, self.paths.round(k)), "list staged")]
+        val_files = retry(partial(staged_files, self.paths.validate_rejects), "list staged")
+        plan_files = retry(partial(staged_files, self.paths.staging.child("plan")), "list staged")
         fs = self.paths.out.fs
         for task in self.spec.tasks:
             self._count(task, gen_files, val_files, fs, plan_files)
             is_task = pads.field("task") == task
             c_loc = self.paths.content(task)
-            deleted = staged_files(self.paths.staging.child("deleted", task))
-            self.counts.deleted[task] = (pads.dataset(deleted, filesystem=fs).count_rows()
+            deleted = retry(partial(staged_files, self.paths.staging.child("deleted", task)), "list staged")
+            self.counts.deleted[task] = (retry(pads.dataset(deleted, filesystem=fs).count_rows, "count deleted")
                                          if deleted else 0)
             tombstones = deleted if self.spec.on_delete == "tombstone" else []
             if self.counts.by_task[task]["accepted"] or tombstones:
                 src = partial(commit.upserts_and_deletes, gen_files,
                               is_task & (pads.field("status") == "accepted"), tombstones, fs)
-                versions[f"content/{task}"] = commit.merge_content(c_loc, src, self.run_id)
+                versions[f"content/{task}"] = retry(
+                    partial(commit.merge_content, c_loc, src, self.run_id), f"commit content/{task}")
             else:
-                versions[f"content/{task}"] = commit.current_version(c_loc)
+                versions[f"content/{task}"] = retry(partial(commit.current_version, c_loc), "read version")
             n_rej = self.counts.invalid + self.counts.by_task[task]["rejected"]
             if n_rej:
                 parts = []
                 if val_files:
-                    parts.append((pads.dataset(val_files, filesystem=fs), is_task, _REJECT_PROJ))
+                    parts.append((val_files, is_task, _REJECT_PROJ))
                 if plan_files:
-                    parts.append((pads.dataset(plan_files, filesystem=fs), is_task, _REJECT_PROJ))
+                    parts.append((plan_files, is_task, _REJECT_PROJ))
                 if gen_files:
-                    parts.append((pads.dataset(gen_files, filesystem=fs),
-                                  is_task & (pads.field("status") == "rejected"), _GEN_REJECT_PROJ))
-                src = _concat(parts, commit.REJECT_SCHEMA)
-                versions[f"rejects/{task}"] = commit.append_rejects(self.paths.rejects(task), src, self.run_id)
+                    parts.append((gen_files, is_task & (pads.field("status") == "rejected"), _GEN_REJECT_PROJ))
+                src = partial(_concat, parts, commit.REJECT_SCHEMA, fs)
+                versions[f"rejects/{task}"] = retry(
+                    partial(commit.append_rejects, self.paths.rejects(task), src, self.run_id),
+                    f"commit rejects/{task}")
             else:
                 versions[f"rejects/{task}"] = None
         return versions
@@ -517,16 +525,19 @@ class Job:
                plan_files: list[str] = ()) -> None:
         c = self.counts
         c.add(task, "planned", 0)
+
+        def reasons(files):
+            return storage.retry_io(lambda: pads.dataset(files, filesystem=fs).to_table(
+                columns=["reason"], filter=pads.field("task") == task), "count rejects")
+
         if plan_files:
-            v = pads.dataset(plan_files, filesystem=fs).to_table(
-                columns=["reason"], filter=pads.field("task") == task)
+            v = reasons(plan_files)
             c.add(task, "rejected", v.num_rows)
             c.by_task[task]["planned_all"] = c.by_task[task].get("planned_all", 0) + v.num_rows
             for r, n in _value_counts(v.column("reason")):
                 c.reason(task, r, n)
         if val_files:
-            v = pads.dataset(val_files, filesystem=fs).to_table(
-                columns=["reason"], filter=pads.field("task") == task)
+            v = reasons(val_files)
             c.invalid = v.num_rows  # one row per task per bad catalog row
             for r, n in _value_counts(v.column("reason")):
                 c.reason(task, r, n)
@@ -535,23 +546,15 @@ class Job:
             bt["planned"] = bt.pop("planned_all", 0)
             bt["unchanged"] = bt["planned"] - bt["accepted"] - bt["rejected"]
             return
-        scan = pads.dataset(gen_files, filesystem=fs).scanner(
-            columns=["status", "reason", "tokens_in", "tokens_out", "input_flags"],
-            filter=pads.field("task") == task)
-        for b in scan.to_batches():
-            t = pa.Table.from_batches([b])
-            for status, n in _value_counts(t.column("status")):
-                if status in ("accepted", "rejected"):
-                    c.add(task, status, n)
-            rejected = t.filter(pc.equal(t.column("status"), "rejected"))
-            for r, n in _value_counts(rejected.column("reason")):
-                c.reason(task, r, n)
-            for flags, n in _value_counts(t.filter(pc.equal(t.column("status"), "accepted")
-                                                   ).column("input_flags")):
-                for f in flags.split(","):
-                    c.flags.setdefault(task, {})[f] = c.flags.get(task, {}).get(f, 0) + n
-            c.tokens_in += int(pc.sum(t.column("tokens_in")).as_py() or 0)
-            c.tokens_out += int(pc.sum(t.column("tokens_out")).as_py() or 0)
+        g = storage.retry_io(partial(_generated_counts, gen_files, fs, task), "count generated")
+        for status in ("accepted", "rejected"):
+            c.add(task, status, g["status"].get(status, 0))
+        for r, n in g["reasons"].items():
+            c.reason(task, r, n)
+        for f, n in g["flags"].items():
+            c.flags.setdefault(task, {})[f] = c.flags.get(task, {}).get(f, 0) + n
+        c.tokens_in += g["tokens_in"]
+        c.tokens_out += g["tokens_out"]
         bt = c.by_task[task]
         bt["planned"] = bt.pop("planned_all", bt["accepted"] + bt["rejected"])
         bt["unchanged"] = bt["planned"] - bt["accepted"] - bt["rejected"]
@@ -587,6 +590,32 @@ def _distinct_brands(batch: pa.Table) -> pa.Table:
     return pa.table({"brand": pc.unique(batch.column("brand").combine_chunks()).cast(pa.string())})
 
 
+def _generated_counts(gen_files: list[str], fs, task: str) -> dict[str, Any]:
+    """One task's outcomes in the staged generation files, streamed a batch at a time."""
+    out: dict[str, Any] = {"status": {}, "reasons": {}, "flags": {}, "tokens_in": 0, "tokens_out": 0}
+
+    def bump(d: dict, k: str, n: int) -> None:
+        d[k] = d.get(k, 0) + n
+
+    scan = pads.dataset(gen_files, filesystem=fs).scanner(
+        columns=["status", "reason", "tokens_in", "tokens_out", "input_flags"],
+        filter=pads.field("task") == task)
+    for b in scan.to_batches():
+        t = pa.Table.from_batches([b])
+        for status, n in _value_counts(t.column("status")):
+            bump(out["status"], status, n)
+        rejected = t.filter(pc.equal(t.column("status"), "rejected"))
+        for r, n in _value_counts(rejected.column("reason")):
+            bump(out["reasons"], r, n)
+        accepted = t.filter(pc.equal(t.column("status"), "accepted"))
+        for flags, n in _value_counts(accepted.column("input_flags")):
+            for f in flags.split(","):
+                bump(out["flags"], f, n)
+        out["tokens_in"] += int(pc.sum(t.column("tokens_in")).as_py() or 0)
+        out["tokens_out"] += int(pc.sum(t.column("tokens_out")).as_py() or 0)
+    return out
+
+
 def _task_counts(work) -> dict[str, int]:
     """Items per task: the task column streamed to the driver a batch at a time (no shuffle)."""
     counts: dict[str, int] = {}
@@ -605,10 +634,11 @@ _REJECT_PROJ = {n: pads.field(n) for n in commit.REJECT_SCHEMA.names}
 _GEN_REJECT_PROJ = {**_REJECT_PROJ, "rejected_at": pads.field("generated_at")}
 
 
-def _concat(parts, schema: pa.Schema) -> pa.RecordBatchReader:
-    """Stream (dataset, filter, projection) parts as one reader of ``schema``."""
+def _concat(parts, schema: pa.Schema, fs) -> pa.RecordBatchReader:
+    """Stream (files, filter, projection) parts as one reader of ``schema``."""
     def batches():
-        for d, flt, proj in parts:
+        for files, flt, proj in parts:
+            d = pads.dataset(files, filesystem=fs)
             for b in d.scanner(columns=proj, filter=flt, batch_size=8192).to_batches():
                 if b.num_rows:
                     yield pa.RecordBatch.from_arrays(

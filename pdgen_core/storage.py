@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import pyarrow.fs as pafs
 
 from pdgen_core.settings import Settings, get_settings
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,43 @@ class S3FileSystem(pafs.S3FileSystem):
     @property
     def max_attempts(self) -> int:
         return self._pdgen_args[0]
+
+
+# S3 errors worth another try after the SDK's own retries: the classes Ray Data retries in its
+# read and write tasks (DataContext.retried_io_errors), which the driver's reads and commits get
+# through ``retry_io``. INTERNAL_FAILURE is the one the SDK never retries: a 503's XML body that
+# does not fit the buffer of a small ranged GET ends as "Failed to flush response stream".
+TRANSIENT_IO_ERRORS = ("AWS Error INTERNAL_FAILURE", "AWS Error NETWORK_CONNECTION",
+                       "AWS Error SLOW_DOWN", "AWS Error UNKNOWN (HTTP status 503)",
+                       "AWS Error SERVICE_UNAVAILABLE", "Failed to flush response stream")
+RETRY_IO_ATTEMPTS = 4
+
+
+def is_transient_io_error(exc: BaseException) -> bool:
+    seen = 0
+    while exc is not None and seen < 8:  # the message, then its causes (delta-rs wraps them)
+        if any(m in str(exc) for m in TRANSIENT_IO_ERRORS):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
+def retry_io(fn: Callable[[], T], what: str, attempts: int = RETRY_IO_ATTEMPTS,
+             backoff_s: float = 0.5) -> T:
+    """``fn()``, again (up to ``attempts`` in all, with backoff) when it fails with a transient
+    S3 error. ``fn`` must be safe to repeat: a read, or a commit that knows its own run."""
+    from pdgen_core.log import get_logger
+
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except Exception as exc:
+            if attempt == attempts or not is_transient_io_error(exc):
+                raise
+            get_logger().warning("storage.retry", what=what, attempt=attempt,
+                                          error=str(exc).splitlines()[0][:200])
+            time.sleep(backoff_s * 2 ** (attempt - 1))
+    raise AssertionError("unreachable")
 
 
 def _rebuild_s3(max_attempts: int, kw: dict[str, Any]) -> S3FileSystem:
@@ -153,8 +193,10 @@ def write_bytes(loc: Location, data: bytes) -> None:
 
 
 def read_bytes(loc: Location) -> bytes:
-    with loc.fs.open_input_stream(loc.path) as f:
-        return f.read()
+    def read() -> bytes:
+        with loc.fs.open_input_stream(loc.path) as f:
+            return f.read()
+    return retry_io(read, f"read {loc.uri}")
 
 
 def write_json(loc: Location, obj: Any) -> None:

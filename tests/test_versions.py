@@ -183,7 +183,7 @@ def test_guard_rejected_keys_are_the_guard_rejections_with_inputs(bucket, ray_lo
     write_deltalake(loc.uri, old, storage_options=storage.table_options(loc))
     t = pa.Table.from_pylist([rej("a", "guard", "fa"), rej("b", "generate", "fb"),
                               rej("c", "validate", None), rej("d", "plan", "fd")], schema=commit.REJECT_SCHEMA)
-    commit.append_rejects(loc, pa.RecordBatchReader.from_batches(t.schema, t.to_batches()), "r1")
+    commit.append_rejects(loc, lambda: pa.RecordBatchReader.from_batches(t.schema, t.to_batches()), "r1")
     got = incremental.guard_rejected_keys(loc).take_all()
     assert [(r["sku"], r["input_fingerprint"]) for r in got] == [("a", "fa")]
 

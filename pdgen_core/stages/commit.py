@@ -142,10 +142,11 @@ def merge_content(loc: storage.Location, source: Callable[[], pa.RecordBatchRead
     return open_table(loc).version()
 
 
-def append_rejects(loc: storage.Location, source: pa.RecordBatchReader, run_id: str) -> int:
+def append_rejects(loc: storage.Location, source: Callable[[], pa.RecordBatchReader], run_id: str) -> int:
+    """Append ``source()`` to the rejects table at ``loc`` as one version (once per run)."""
     done = committed_version(loc, run_id)
     if done is not None:
         return done
-    write_deltalake(loc.uri, source, mode="append", storage_options=storage.table_options(loc),
+    write_deltalake(loc.uri, source(), mode="append", storage_options=storage.table_options(loc),
                     commit_properties=_props(run_id), schema_mode="merge")
     return open_table(loc).version()
