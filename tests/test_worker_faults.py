@@ -114,9 +114,11 @@ def run_with_kills(spec: dict, run_id: str, kills: int = 1, delay_s: float = 3.0
 
 
 def test_sigkill_engine_actor_mid_run_loses_and_duplicates_nothing(ray_local, s3):
-    table, cat = write_catalog(s3, "worker-kill", 160)
+    # Enough rows, and the kill 1 s after the engine is up, that it dies with rows in flight
+    # (160 rows with a 3 s delay once finished first: the kill then found an idle actor).
+    table, cat = write_catalog(s3, "worker-kill", 400)
     out = "s3://worker-kill/out/"
-    rec, killer, wall = run_with_kills(spec_for(cat, out), "kill-1")
+    rec, killer, wall = run_with_kills(spec_for(cat, out), "kill-1", delay_s=1.0)
     assert killer.error is None, killer.error
     assert len(killer.killed) == 1, "the actor was never killed: the run ended too soon"
     assert killer.replacements >= 1, "no engine replaced the killed one: the kill was not mid-run"
