@@ -40,8 +40,40 @@ def read_table(loc: storage.Location, columns: list[str]):
     files = [_fs_path(u) for u in dt.file_uris()]
     if not files:
         return ray.data.from_arrow(dt.schema().to_arrow().empty_table().select(columns))
+    if _table_bytes(dt) <= SMALL_TABLE_BYTES:
+        # One pyarrow read here costs milliseconds; a Ray Data read costs seconds of task start-up
+        # per table, and an incremental run reads two or three tables per task.
+        return ray.data.from_arrow(storage.retry_io(
+            lambda: _read_files(files, loc.fs, columns), f"read {loc.uri}"))
     ds = ray.data.read_parquet(files, filesystem=loc.fs, columns=columns)
     return ds.map_batches(storage.plain_types, batch_format="pyarrow", zero_copy_batch=True)
+
+
+# Delta tables whose files (every column) add up to at most this are read on the driver: the key
+# columns of a few hundred thousand rows at most. Larger ones are read by Ray Data's tasks.
+SMALL_TABLE_BYTES = 32 * 2**20
+
+
+def _table_bytes(dt) -> int:
+    import pyarrow.compute as pc
+
+    sizes = pa.table(dt.get_add_actions(flatten=True)).column("size_bytes")
+    return int(pc.sum(sizes).as_py() or 0)
+
+
+def _read_files(files: list[str], fs, columns: list[str]) -> pa.Table:
+    """The files one by one, as plain types, concatenated: a Delta merge writes string_view where
+    the first write wrote string, and a file written before a column was added (schema
+    evolution) gets nulls for it, as Ray Data's reader gives."""
+    import pyarrow.parquet as pq
+
+    parts = []
+    for f in files:
+        pf = pq.ParquetFile(fs.open_input_file(f))
+        have = [c for c in columns if c in pf.schema_arrow.names]
+        t = storage.plain_types(pf.read(columns=have))
+        parts.append(pa.table({c: t.column(c) if c in have else pa.nulls(t.num_rows) for c in columns}))
+    return pa.concat_tables(parts, promote_options="permissive")
 
 
 def _fs_path(uri: str) -> str:
@@ -84,12 +116,12 @@ def staged_keys(files: list[str], fs):
     return ds.map_batches(storage.plain_types, batch_format="pyarrow", zero_copy_batch=True)
 
 
-def deleted_keys(loc: storage.Location, valid_skus):
-    """Current content rows whose sku is no longer among the catalog's valid skus."""
-    cur = read_table(loc, ["sku", "locale", "variant"])
-    if cur is None:
+def deleted_keys(current, valid_skus):
+    """(sku, locale, variant) of the current content rows (``current``, from ``current_keys``)
+    whose sku is no longer among the catalog's valid skus."""
+    if current is None:
         return None
-    return joins.anti_join(cur, valid_skus, ("sku",))
+    return joins.anti_join(current.select_columns(["sku", "locale", "variant"]), valid_skus, ("sku",))
 
 
 def read_changes(uri: str, mapping: dict[str, str] | None = None) -> pa.Table:

@@ -365,14 +365,21 @@ class Job:
         incremental run would generate. Writes nothing (the benchmark's plan cost)."""
         work = self.planned_items()
         if self.spec.mode == "incremental":
-            parts = [self._changed(work.filter(lambda r, t=t: r["task"] == t), t) for t in self.spec.tasks]
+            parts = [self._changed(work.filter(lambda r, t=t: r["task"] == t), t,
+                                   self._current(t)) for t in self.spec.tasks]
             work = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
         return work.count()
 
-    def _changed(self, part, task: str):
-        """``part`` (one task's items) without those committed, or rejected by the guardrails,
-        with the same fingerprint: what an incremental run generates."""
-        part = incremental.anti_join(part, incremental.current_keys(self.paths.content(task)))
+    def _current(self, task: str):
+        """The committed keys of ``task``'s content, read once (into the object store) for both
+        the changed and the deleted check; None before the first commit."""
+        cur = incremental.current_keys(self.paths.content(task))
+        return None if cur is None else cur.materialize()
+
+    def _changed(self, part, task: str, current):
+        """``part`` (one task's items) without those committed (``current``), or rejected by the
+        guardrails, with the same fingerprint: what an incremental run generates."""
+        part = incremental.anti_join(part, current)
         # Rejected by the guardrails for these very inputs (same model, sampling and seed):
         # generating again gives the same text and the same rejection.
         return incremental.anti_join(part, incremental.guard_rejected_keys(self.paths.rejects(task)))
@@ -424,14 +431,14 @@ class Job:
             return work
         parts = []
         for t in self.spec.tasks:
-            loc = self.paths.content(t)
-            parts.append(self._changed(work.filter(lambda r, t=t: r["task"] == t), t))
+            current = self._current(t)
+            parts.append(self._changed(work.filter(lambda r, t=t: r["task"] == t), t, current))
             if not self.changes:  # a changes feed is partial: absence is not deletion
-                self._stage_deleted(t, loc, valid_skus)
+                self._stage_deleted(t, current, valid_skus)
         return parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
 
-    def _stage_deleted(self, task: str, loc: storage.Location, valid_skus) -> None:
-        gone = incremental.deleted_keys(loc, valid_skus)
+    def _stage_deleted(self, task: str, current, valid_skus) -> None:
+        gone = incremental.deleted_keys(current, valid_skus)
         if gone is None:
             return
         out = self.paths.staging.child("deleted", task)
