@@ -327,9 +327,9 @@ class Job:
         out = {}
         for task, ref in self.spec.model.adapters.items():
             if "://" in ref or ref.startswith("/"):
-                resolve = partial(registry.resolve_adapter_uri, ref)
+                resolve = partial(registry.resolve_adapter_uri, ref, kind="lora")
             else:
-                resolve = partial(registry.resolve_adapter, self.spec.output.uri, task, ref)
+                resolve = partial(registry.resolve_adapter, self.spec.output.uri, task, ref, kind="lora")
             path, version = on_every_node(resolve)
             out[task] = (f"{task}/v{version}@{Path(path).name}", str(path))
         return out
@@ -488,19 +488,19 @@ class Job:
     def _commit(self, ctx: RunContext) -> dict[str, int | None]:
         """Counts from the staged files, then one Delta commit per table. Every step is safe to
         repeat (reads, and commits that find their own run's transaction), so a transient S3
-        error on the driver re-reads that step instead of failing the run."""
+        error on the driver re-reads that step instead of failing the run (listings retry inside
+        ``storage.list_files``)."""
         versions: dict[str, int | None] = {}
         retry = storage.retry_io
-        gen_files = [f for k in range(1, ctx.max_attempts + 1)
-                     for f in retry(partial(staged_files, self.paths.round(k)), "list staged")]
-        val_files = retry(partial(staged_files, self.paths.validate_rejects), "list staged")
-        plan_files = retry(partial(staged_files, self.paths.staging.child("plan")), "list staged")
+        gen_files = [f for k in range(1, ctx.max_attempts + 1) for f in staged_files(self.paths.round(k))]
+        val_files = staged_files(self.paths.validate_rejects)
+        plan_files = staged_files(self.paths.staging.child("plan"))
         fs = self.paths.out.fs
         for task in self.spec.tasks:
             self._count(task, gen_files, val_files, fs, plan_files)
             is_task = pads.field("task") == task
             c_loc = self.paths.content(task)
-            deleted = retry(partial(staged_files, self.paths.staging.child("deleted", task)), "list staged")
+            deleted = staged_files(self.paths.staging.child("deleted", task))
             self.counts.deleted[task] = (retry(pads.dataset(deleted, filesystem=fs).count_rows, "count deleted")
                                          if deleted else 0)
             tombstones = deleted if self.spec.on_delete == "tombstone" else []

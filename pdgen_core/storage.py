@@ -215,18 +215,22 @@ def list_files(loc: Location, suffix: str = "", hidden: bool = False) -> list[st
     """Paths (inside ``loc.fs``) of the files under ``loc``, or ``[loc.path]`` for a file.
 
     Names starting with ``_`` or ``.`` (staging, markers, Delta logs) are skipped unless ``hidden``.
+    A listing is a read: transient S3 errors repeat it (``retry_io``).
     """
-    info = loc.fs.get_file_info(loc.path)
-    if info.type == pafs.FileType.File:
-        return [loc.path]
-    if info.type == pafs.FileType.NotFound:
-        return []
-    sel = pafs.FileSelector(loc.path, recursive=True)
-    return sorted(
-        i.path for i in loc.fs.get_file_info(sel)
-        if i.type == pafs.FileType.File and i.path.endswith(suffix)
-        and (hidden or not any(part.startswith(("_", ".")) for part in i.path[len(loc.path):].split("/") if part))
-    )
+    def listing() -> list[str]:
+        info = loc.fs.get_file_info(loc.path)
+        if info.type == pafs.FileType.File:
+            return [loc.path]
+        if info.type == pafs.FileType.NotFound:
+            return []
+        sel = pafs.FileSelector(loc.path, recursive=True)
+        return sorted(
+            i.path for i in loc.fs.get_file_info(sel)
+            if i.type == pafs.FileType.File and i.path.endswith(suffix)
+            and (hidden or not any(part.startswith(("_", ".")) for part in i.path[len(loc.path):].split("/") if part))
+        )
+
+    return retry_io(listing, f"list {loc.uri}")
 
 
 def delete_tree(loc: Location) -> None:

@@ -278,6 +278,16 @@ def test_registry_versions_commit_last_and_resolve(tmp_path):
     # the same run's same checkpoint again: no new version
     assert registry.publish(out, "description", _fake_adapter(tmp_path / "c", "two"), {**card, "checkpoint": "c2"})[0] == 3
     assert [a["version"] for a in registry.list_adapters(out)] == [1, 3]
+    # a full model (from-scratch run) is a version too, but not something to load as a LoRA
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "config.json").write_text("{}")
+    (full / "model.safetensors").write_bytes(b"w")
+    assert registry.publish(out, "description", full, {"run_id": "s1", "checkpoint": "f"}, kind="full")[0] == 4
+    assert registry.resolve_adapter(out, "description", "latest")[1] == 4
+    with pytest.raises(registry.AdapterNotFound, match=r"is a full model, not a lora adapter.*model.source: .*/4"):
+        registry.resolve_adapter(out, "description", "latest", kind="lora")
+    assert registry.resolve_adapter(out, "description", "3", kind="lora")[1] == 3
 
 
 def test_registry_on_s3_claims_with_conditional_put(s3, bucket, tmp_path):
@@ -286,8 +296,10 @@ def test_registry_on_s3_claims_with_conditional_put(s3, bucket, tmp_path):
     assert registry._claim(tl, 1) and not registry._claim(tl, 1)
     v, _ = registry.publish(out, "description", _fake_adapter(tmp_path / "a", "s3"), {"run_id": "r", "checkpoint": "c"})
     assert v == 2
-    path, ver = registry.resolve_adapter_uri(f"{out}/adapters/description/2")
+    path, ver = registry.resolve_adapter_uri(f"{out}/adapters/description/2", kind="lora")
     assert ver == 2 and (path / "adapter_model.safetensors").read_bytes() == b"s3"
+    with pytest.raises(registry.AdapterNotFound, match="is a lora model, not a full adapter"):
+        registry.resolve_adapter_uri(f"{out}/adapters/description/2", kind="full")
     with pytest.raises(registry.AdapterNotFound):
         registry.resolve_adapter(out, "blurb")
     # the registry recreated under the same URI: the node cache must not serve the old files

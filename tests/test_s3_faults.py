@@ -211,6 +211,39 @@ def test_retry_io_retries_only_transient_errors_and_is_bounded():
     assert len(calls) == 1  # not transient: no retry
 
 
+def test_list_files_repeats_a_listing_that_fails_transiently(tmp_path):
+    """Every listing (the commit phase's staged files, the catalog's files) goes through
+    ``storage.list_files``, which repeats a transient failure and lets other errors through."""
+    import types
+
+    import pyarrow.fs as pafs
+
+    (tmp_path / "a.parquet").write_bytes(b"x")
+    (tmp_path / "_staging").mkdir()
+    (tmp_path / "_staging" / "b.parquet").write_bytes(b"x")
+    calls = []
+
+    class Flaky:  # a filesystem whose first two listings fail as S3's 503 SlowDown does
+        def __init__(self, error):
+            self.local, self.error = pafs.LocalFileSystem(), error
+
+        def get_file_info(self, what):
+            calls.append(what)
+            if len(calls) <= 2:
+                raise OSError(self.error)
+            return self.local.get_file_info(what)
+
+    loc = types.SimpleNamespace(fs=Flaky("AWS Error SLOW_DOWN during ListObjectsV2 operation: slow down"),
+                                path=str(tmp_path), uri=f"file://{tmp_path}")
+    assert storage.list_files(loc, ".parquet") == [str(tmp_path / "a.parquet")]
+    assert len(calls) == 4  # two failed attempts, then the folder's info and its listing
+    calls.clear()
+    loc.fs = Flaky("AWS Error ACCESS_DENIED during ListObjectsV2 operation")
+    with pytest.raises(OSError, match="ACCESS_DENIED"):
+        storage.list_files(loc)
+    assert len(calls) == 1
+
+
 @pytest.mark.e2e
 def test_transient_faults_lose_nothing(s3):
     """~10% 503 SlowDown, some resets and latency on every request: the run completes and what it

@@ -190,18 +190,28 @@ def _pick(versions: list[int], ref: str | int, where: str) -> int:
     return int(ref)
 
 
-def resolve_adapter(output_uri: str, task: str, ref: str | int = "latest") -> tuple[Path, int]:
+def _check_kind(found: str | None, want: str | None, uri: str) -> None:
+    if want and found and found != want:
+        raise AdapterNotFound(
+            f"{uri} is a {found} model, not a {want} adapter: use it as the base model "
+            f"(`model.source: {uri}`), or name a LoRA version under `model.adapters`")
+
+
+def resolve_adapter(output_uri: str, task: str, ref: str | int = "latest",
+                    kind: str | None = None) -> tuple[Path, int]:
     """A local folder holding ``task``'s adapter ``ref`` (``latest`` or a version number), and its
     version. S3 versions are downloaded once per node into the cache (keyed by the manifest's file
-    hashes) and checked against the manifest; local ones are used in place."""
+    hashes) and checked against the manifest; local ones are used in place. ``kind`` (``lora``)
+    refuses a version of another kind with a message that says how to use it."""
     from pdgen_core.models.resolve import _node_lock
 
     tl = _task_loc(output_uri, task)
     version = _pick(committed_versions(output_uri, task), ref, tl.uri)
     vloc = tl.child(str(version))
+    manifest = _manifest(tl, version)
+    _check_kind((manifest or {}).get("kind"), kind, vloc.uri)
     if not vloc.is_s3:
         return Path(vloc.path), version
-    manifest = _manifest(tl, version)
     # Keyed by content, not URI: a registry can be recreated under the same URI (a new bucket,
     # a test's in-memory S3), and a stale copy must never be served for a different adapter.
     key = hashlib.sha256(json.dumps([vloc.uri, manifest["files"]], sort_keys=True).encode()).hexdigest()[:16]
@@ -216,13 +226,13 @@ def resolve_adapter(output_uri: str, task: str, ref: str | int = "latest") -> tu
     return dest, version
 
 
-def resolve_adapter_uri(uri: str) -> tuple[Path, int]:
+def resolve_adapter_uri(uri: str, kind: str | None = None) -> tuple[Path, int]:
     """The same for a version URI such as ``s3://content/adapters/description/3``."""
     head, _, ver = uri.rstrip("/").rpartition("/")
     root, _, task = head.rpartition("/")
     if not ver.isdigit() or not root.endswith("/adapters"):
         raise AdapterNotFound(f"{uri!r} is not an adapter version URI like <output>/adapters/<task>/<n>")
-    return resolve_adapter(root[: -len("/adapters")], task, ver)
+    return resolve_adapter(root[: -len("/adapters")], task, ver, kind=kind)
 
 
 def read_card(path: Path) -> dict[str, Any]:
