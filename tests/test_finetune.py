@@ -394,8 +394,17 @@ def test_from_scratch_in_process_registers_a_full_model(tmp_path):
     assert registry.read_card(path)["kind"] == "full" and registry.read_card(path)["base_model"] is None
     from pdgen_core.finetune.evaluate import evaluate_spec
 
-    report = evaluate_spec(spec, limit=3, max_new_tokens=8)  # full models: HF generate, random init as "untuned"
+    # full models: HF generate, random init as "untuned"; --also-model adds another model's row
+    report = evaluate_spec(spec, limit=3, max_new_tokens=8, also_models=[str(path)])
     assert report["engine"] == "hf" and report["n"] == 3 and report["systems"]["template"]["n"] == 3
+    extra = f"{path} (untuned)"
+    assert list(report["systems"]) == ["fine-tuned", "untuned", extra, "template"]
+    assert report["systems"][extra]["n"] == 3 and f"| {extra} |" in report["table"]
+    # the same weights decoded the same way: the extra row scores exactly as the fine-tuned one
+    assert report["systems"][extra] == report["systems"]["fine-tuned"]
+    # generation loads a LoRA adapter by name; a full model is the base model, and saying so is the fix
+    with pytest.raises(registry.AdapterNotFound, match="model.source"):
+        registry.resolve_adapter(str(tmp_path / "reg"), "description", kind="lora")
 
 
 def test_cli_commands_register_and_report_spec_errors(tmp_path):

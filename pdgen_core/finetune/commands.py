@@ -60,6 +60,8 @@ def register(app: typer.Typer) -> None:
         no_repeat_ngram: int = typer.Option(0, "--no-repeat-ngram",
                                             help="Ban repeating any n-gram of this size, both models (hf only)."),
         split: str = typer.Option("test", help="test (report) or val (choose decoding settings on it)."),
+        also_model: Optional[list[str]] = typer.Option(
+            None, "--also-model", help="Add an untuned row for this model (pdgen-tiny, a folder, s3://); repeatable."),
         json_out: Optional[str] = typer.Option(None, "--json", help="Also write the report to this file."),
         set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a spec field."),
     ) -> None:
@@ -76,7 +78,8 @@ def register(app: typer.Typer) -> None:
         try:
             report = evaluate_spec(s, adapter=adapter, limit=limit or None, max_new_tokens=max_new_tokens,
                                    engine=engine, repetition_penalty=repetition_penalty,
-                                   no_repeat_ngram_size=no_repeat_ngram, split=split)
+                                   no_repeat_ngram_size=no_repeat_ngram, split=split,
+                                   also_models=also_model or ())
         except _input_errors() as exc:
             typer.echo(f"{spec}: {exc}", err=True)
             raise typer.Exit(INPUT_ERROR) from None

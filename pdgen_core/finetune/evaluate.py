@@ -123,6 +123,17 @@ def _hf_generate(model_dir: Path, prompts: list[str], max_tokens: int, adapter: 
     return generate(model, tok, prompts, max_tokens, stops=stops, **decode)
 
 
+def _model_folder(source: str) -> Path:
+    """``pdgen-tiny`` is the trained tiny model (as for ``model.source``); else resolve_model's."""
+    if source == "pdgen-tiny":
+        from pdgen_core.finetune.scratch import ensure_trained_tiny
+
+        return ensure_trained_tiny()
+    from pdgen_core.models.resolve import resolve_model
+
+    return resolve_model(source)
+
+
 def _random_init_like(model_dir: Path, work: Path) -> Path:
     """The from-scratch starting point: the same config and tokenizer, freshly initialised weights."""
     import torch
@@ -145,8 +156,11 @@ def format_table(report: dict[str, Any]) -> str:
 
 def evaluate_spec(spec: FinetuneSpec, adapter: str = "latest", limit: int | None = 200,
                   max_new_tokens: int = 128, engine: str = "vllm", repetition_penalty: float = 1.0,
-                  no_repeat_ngram_size: int = 0, split: str = "test") -> dict[str, Any]:
-    """Generate for the held-out rows with each system and score them; returns the report dict."""
+                  no_repeat_ngram_size: int = 0, split: str = "test",
+                  also_models: tuple[str, ...] | list[str] = ()) -> dict[str, Any]:
+    """Generate for the held-out rows with each system and score them; returns the report dict.
+    ``also_models`` (pdgen-tiny, a folder, s3://) adds a row per model, untuned, decoded the same
+    way with HF: the model generation would use without this fine-tune, beside a from-scratch one."""
     from transformers import AutoTokenizer
 
     if split not in SPLITS:
@@ -203,15 +217,19 @@ def evaluate_spec(spec: FinetuneSpec, adapter: str = "latest", limit: int | None
             gens = {"fine-tuned": _hf_generate(start, prompts, max_new_tokens, adapter=path, stops=stops,
                                                **hf_decode),
                     "untuned": _hf_generate(start, prompts, max_new_tokens, stops=stops, **hf_decode)}
+        for source in also_models:
+            gens[f"{source} (untuned)"] = _hf_generate(_model_folder(source), prompts, max_new_tokens,
+                                                       stops=stops, **hf_decode)
     gens["template"] = [template_baseline(r) for r in rows]
     refs = [p.target for p in test]
-    systems = {name: text_metrics(gens[name], refs, spec.task, rows, spec.data.currency) for name in SYSTEMS}
+    names = [n for n in SYSTEMS if n != "template"] + [n for n in gens if n not in SYSTEMS] + ["template"]
+    systems = {name: text_metrics(gens[name], refs, spec.task, rows, spec.data.currency) for name in names}
     report = {
         "task": spec.task, "data": spec.data.uri, "split": split if split == "val" or spec.data.test_fraction else "val",
         "n": len(test), "decoding": decoding,
         "adapter": {"version": version, "path": str(path), "kind": card["kind"], "run_id": card.get("run_id")},
         "engine": "hf" if card["kind"] == "full" else engine, "systems": systems,
-        "samples": [{"sku": p.sku, "reference": p.target, **{s: gens[s][i] for s in SYSTEMS}}
+        "samples": [{"sku": p.sku, "reference": p.target, **{s: gens[s][i] for s in names}}
                     for i, p in enumerate(test[:5])],
     }
     report["table"] = format_table(report)
