@@ -61,6 +61,7 @@ class RssSampler:
         self.workers = 0
         self.workers_private = 0
         self.workers_total_private = 0
+        self.worker_peak_name = ""  # the process that held workers_private
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
 
@@ -75,7 +76,9 @@ class RssSampler:
                         m = p.memory_info()
                         self.workers = max(self.workers, m.rss)
                         private = m.rss - getattr(m, "shared", 0)
-                        self.workers_private = max(self.workers_private, private)
+                        if private > self.workers_private:
+                            self.workers_private = private
+                            self.worker_peak_name = p.info["cmdline"][0][:120]
                         total += private
                 except (psutil.Error, TypeError):
                     pass
@@ -352,6 +355,7 @@ def bench_plan(sizes: list[int]) -> list[dict]:
                     "driver_rss_before_plan_mb": child["driver_rss_before_plan_mb"],
                     "worker_peak_rss_mb": rss.workers / 2**20,
                     "worker_peak_private_mb": rss.workers_private / 2**20,
+                    "worker_peak_private_process": rss.worker_peak_name,
                     "workers_total_private_peak_mb": rss.workers_total_private / 2**20})
         # Each size's figures as soon as they exist: a long run that is stopped keeps them.
         print(f"plan {n}: {json.dumps(out[-1])}", flush=True)

@@ -117,3 +117,11 @@ def test_group_all_matches_group_reviews_per_sku():
     assert out["b"] == reviews.group_reviews(t.filter(pa.array([True, False, True]))).to_pylist()[0]
     assert out["a"]["review_count"] == 1
     assert reviews.group_all(reviews.CLEANED.empty_table()).num_rows == 0
+
+
+def test_hash_join_partitions_grow_with_the_right_side():
+    from pdgen_core.joins import HASH_PARTITION_ROWS, hash_partitions
+
+    assert hash_partitions(0, 4) == 4 and hash_partitions(1_000_000, 4) == 4
+    assert hash_partitions(5_000_000, 4) == 5_000_000 // HASH_PARTITION_ROWS
+    assert hash_partitions(HASH_PARTITION_ROWS * 12 + 1, 4) == 13  # rounds up
