@@ -339,7 +339,7 @@ def bench_plan(sizes: list[int]) -> list[dict]:
         seed_s = time.monotonic() - t0
         # The plan runs in a fresh driver process joined to this Ray cluster: this process has just
         # streamed the seeded table into the Delta writer, and RSS never shrinks, so its peak would
-        # measure the seeding. The child reports its own exact peak (getrusage), before and after.
+        # measure the seeding. The child reports its own peak (VmHWM), before and after the plan.
         with tempfile.TemporaryDirectory() as d, RssSampler() as rss:
             sf, of = Path(d) / "spec.json", Path(d) / "out.json"
             sf.write_text(json.dumps(sd))
