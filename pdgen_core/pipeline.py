@@ -142,11 +142,22 @@ def sampling_for(spec: JobSpec, task: str) -> dict[str, Any]:
     """The task's sampling defaults, overridden by the fields the spec sets explicitly."""
     t = TASKS[task]
     s = spec.sampling
-    explicit = {k: getattr(s, k) for k in s.model_fields_set if k != "seed"}
+    explicit = {k: getattr(s, k) for k in s.model_fields_set if k not in ("seed", "retry")}
     base = {"temperature": s.temperature, "top_p": s.top_p, "max_tokens": s.max_tokens}
     out = {**base, **t.sampling, **explicit}
+    if out.get("repetition_penalty") == 1.0:  # off: keep the fingerprints of specs that never set it
+        del out["repetition_penalty"]
     if t.stop:
         out["stop"] = list(t.stop)
+    return out
+
+
+def retry_sampling_for(spec: JobSpec) -> dict[str, Any]:
+    """What a guard retry changes in a row's sampling besides its seed (``sampling.retry``)."""
+    r = spec.sampling.retry
+    out: dict[str, Any] = {"repetition_penalty": r.repetition_penalty}
+    if r.temperature is not None:
+        out["temperature"] = r.temperature
     return out
 
 
@@ -157,6 +168,8 @@ def build_context(spec: JobSpec, run_id: str, model_id: str, known_brands: froze
         run_id=run_id, tasks=tuple(spec.tasks), locales=tuple(spec.locales),
         currency=spec.catalog.currency, model=model_id, adapters=adapters or {},
         sampling={t: sampling_for(spec, t) for t in spec.tasks}, base_seed=spec.sampling.seed,
+        retry_sampling=retry_sampling_for(spec),
+        retry_in_hash="retry" in spec.sampling.model_fields_set,
         guardrails_version=GUARDRAIL_SET_VERSION,
         variants={t: TASKS[t].variants_for(spec) for t in spec.tasks},
         guard={"known_brands": known_brands, "banned_terms": tuple(g.banned_terms),

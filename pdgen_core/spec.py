@@ -86,11 +86,29 @@ class ModelSpec(_Strict):
     max_model_len: int = Field(default=512, ge=64, le=131072)
 
 
+class RetrySamplingSpec(_Strict):
+    """How a guard retry (attempt 2 and later) samples, over the first attempt's settings.
+
+    A new seed alone changes nothing at temperature 0: a greedy first attempt would write the same
+    rejected text again. So a retry also penalises repeated tokens (repetition is the reason most
+    rejected texts fail), and may sample hotter."""
+
+    repetition_penalty: float = Field(
+        default=1.2, gt=0.0, le=2.0,
+        description="vLLM's repetition penalty for retries (1.0 = off, >1 discourages repeats).")
+    temperature: float | None = Field(
+        default=None, ge=0.0, le=2.0, description="Temperature for retries; default: the first attempt's.")
+
+
 class SamplingSpec(_Strict):
     temperature: float = Field(default=0.7, ge=0.0, le=2.0)
     top_p: float = Field(default=0.95, gt=0.0, le=1.0)
     max_tokens: int = Field(default=160, ge=1, le=8192)
+    repetition_penalty: float = Field(default=1.0, gt=0.0, le=2.0,
+                                      description="vLLM's repetition penalty (1.0 = off).")
     seed: int = Field(default=0, ge=0, description="Base seed; each row derives its own from it.")
+    retry: RetrySamplingSpec = Field(default_factory=RetrySamplingSpec,
+                                     description="Overrides for guard retries (guardrails.max_attempts > 1).")
 
 
 class OutputSpec(_Strict):

@@ -95,6 +95,11 @@ def test_blurb_variants_and_guard_reasons(all_tasks_run):
         for r in tables(spec.output.uri, task)[1]:
             assert r["stage"] in ("guard", "generate", "plan")
     assert all(r["attempts"] >= 1 for t in ALL for r in tables(spec.output.uri, t)[0])
+    # The guard retry round ran, its requests carrying sampling.retry's repetition penalty, and
+    # vLLM took them: no reject is an engine error.
+    guard_rejects = [r for t in ALL for r in tables(spec.output.uri, t)[1] if r["stage"] == "guard"]
+    assert guard_rejects and all(r["attempts"] == 2 for r in guard_rejects)
+    assert not any(r["reason"] == "engine_error" for t in ALL for r in tables(spec.output.uri, t)[1])
 
 
 def test_review_digest_on_real_reviews(ray_local, s3):

@@ -368,11 +368,19 @@ def test_lora_train_resume_register_and_vllm_generate(ray_local, bucket, base_mo
     # `pdgen eval`'s path: one vLLM engine, the adapter through a LoRARequest, the base without it
     from pdgen_core.finetune.evaluate import evaluate_spec
 
-    report = evaluate_spec(_lora_spec(base_model, bucket, max_steps=4), limit=4, max_new_tokens=12)
+    report = evaluate_spec(_lora_spec(base_model, bucket, max_steps=4), limit=4, max_new_tokens=12,
+                           guard_retry=1.2)
     assert report["engine"] == "vllm" and report["adapter"]["version"] == 2 and report["n"] == 4
     assert set(report["systems"]) == {"fine-tuned", "untuned", "template"}
-    assert "| fine-tuned |" in report["table"]
+    assert "| fine-tuned |" in report["table"] and "guard_pass_first |" in report["table"]
     assert any(s["fine-tuned"] != s["untuned"] for s in report["samples"])  # the adapter changes the text
+    # --guard-retry: each system's rejected texts went through the engine again (the LoRA one
+    # through its request), and the first attempt's pass rate is kept beside the final one
+    for name in ("fine-tuned", "untuned"):
+        m = report["systems"][name]
+        assert m["guard_pass_first"] == pytest.approx(100.0 * (4 - m["retried"]) / 4)
+    assert report["systems"]["template"]["retried"] == 0
+    assert report["decoding"]["guard_retry"] == {"repetition_penalty": 1.2}
 
 
 @pytest.mark.e2e
@@ -402,6 +410,17 @@ def test_from_scratch_in_process_registers_a_full_model(tmp_path):
     assert report["systems"][extra]["n"] == 3 and f"| {extra} |" in report["table"]
     # the same weights decoded the same way: the extra row scores exactly as the fine-tuned one
     assert report["systems"][extra] == report["systems"]["fine-tuned"]
+    # --guard-retry: the first attempt is the run above; only its rejected texts are generated again
+    again = evaluate_spec(spec, limit=3, max_new_tokens=8, guard_retry=1.5)
+    for name in ("fine-tuned", "untuned"):
+        m, before = again["systems"][name], report["systems"][name]
+        assert m["guard_pass_first"] == pytest.approx(before["guard_pass"])
+        assert m["retried"] == round(3 * (100 - before["guard_pass"]) / 100)
+        kept = [i for i, s in enumerate(report["samples"]) if s[name] == again["samples"][i][name]]
+        assert len(kept) >= 3 - m["retried"]
+    assert again["systems"]["untuned"]["retried"] > 0  # a random init writes nothing usable
+    with pytest.raises(ValueError, match="guard_retry"):
+        evaluate_spec(spec, limit=1, max_new_tokens=4, guard_retry=0.0)
     # generation loads a LoRA adapter by name; a full model is the base model, and saying so is the fix
     with pytest.raises(registry.AdapterNotFound, match="model.source"):
         registry.resolve_adapter(str(tmp_path / "reg"), "description", kind="lora")

@@ -125,3 +125,43 @@ def test_engine_kwargs_keep_the_engine_fed_and_the_worker_in_process():
     gpu = kw(gpus_per_replica=2)
     assert "distributed_executor_backend" not in gpu and gpu["tensor_parallel_size"] == 2
 
+
+
+def test_a_guard_retry_changes_the_sampling_not_only_the_seed():
+    """At temperature 0 a new seed alone writes the same rejected text again: a retry adds
+    ``sampling.retry`` (a repetition penalty by default). Specs that never set it keep their
+    fingerprints' sampling hash; one that sets it has it in the hash."""
+    from pdgen_core.pipeline import build_context
+    from pdgen_core.stages.plan import work_items
+    from pdgen_core.stages.prompt import engine_request
+
+    def ctx(**sampling):
+        return build_context(spec_from_dict({**GOOD, "sampling": {"temperature": 0.0, **sampling}}),
+                             "r", "m", frozenset())
+
+    c = ctx()
+    item = next(iter(work_items({"sku": "A1", "title": "Linen shirt", "_reject": None}, c)))
+    first = engine_request(item, c, {})["sampling_params"]
+    second = engine_request({**item, "attempt": 2}, c, {})["sampling_params"]
+    assert first["temperature"] == 0.0 and "repetition_penalty" not in first
+    assert second["repetition_penalty"] == 1.2 and second["temperature"] == 0.0
+    assert second["seed"] != first["seed"]
+
+    hot = ctx(retry={"temperature": 0.7, "repetition_penalty": 1.0})
+    third = engine_request({**item, "attempt": 3}, hot, {})["sampling_params"]
+    assert third["temperature"] == 0.7 and third["repetition_penalty"] == 1.0
+
+    # The default retry is not in the hash (fingerprints from before it existed still match);
+    # an explicit one, or a first-attempt penalty, is.
+    base = ctx().sampling_hash("description")
+    assert ctx(repetition_penalty=1.0).sampling_hash("description") == base
+    assert ctx(retry={"repetition_penalty": 1.2}).sampling_hash("description") != base
+    assert ctx(repetition_penalty=1.1).sampling_hash("description") != base
+    assert engine_request(item, ctx(repetition_penalty=1.1), {})["sampling_params"]["repetition_penalty"] == 1.1
+
+
+def test_retry_sampling_is_checked_with_the_field_named():
+    with pytest.raises(SpecError) as e:
+        spec_from_dict({**GOOD, "sampling": {"retry": {"repetition_penalty": 0, "top_k": 3}}})
+    msg = str(e.value)
+    assert "sampling.retry.repetition_penalty" in msg and "sampling.retry.top_k" in msg

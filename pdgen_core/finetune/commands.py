@@ -62,6 +62,10 @@ def register(app: typer.Typer) -> None:
         split: str = typer.Option("test", help="test (report) or val (choose decoding settings on it)."),
         also_model: Optional[list[str]] = typer.Option(
             None, "--also-model", help="Add an untuned row for this model (pdgen-tiny, a folder, s3://); repeatable."),
+        guard_retry: Optional[float] = typer.Option(
+            None, "--guard-retry",
+            help="Score what `pdgen run` commits with guardrails.max_attempts 2: texts the guardrails reject "
+                 "are generated again with this repetition penalty (sampling.retry's default: 1.2)."),
         json_out: Optional[str] = typer.Option(None, "--json", help="Also write the report to this file."),
         set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a spec field."),
     ) -> None:
@@ -79,7 +83,7 @@ def register(app: typer.Typer) -> None:
             report = evaluate_spec(s, adapter=adapter, limit=limit or None, max_new_tokens=max_new_tokens,
                                    engine=engine, repetition_penalty=repetition_penalty,
                                    no_repeat_ngram_size=no_repeat_ngram, split=split,
-                                   also_models=also_model or ())
+                                   also_models=also_model or (), guard_retry=guard_retry)
         except _input_errors() as exc:
             typer.echo(f"{spec}: {exc}", err=True)
             raise typer.Exit(INPUT_ERROR) from None

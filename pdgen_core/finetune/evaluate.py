@@ -7,7 +7,9 @@ used for early stopping). LoRA adapters are generated with vLLM (one engine, the
 "untuned" form is the random initialisation, with HF ``generate``. Decoding is greedy for both,
 with the same optional repetition penalty (both engines) and n-gram repeat ban (HF only) for every
 model, so no system gets settings the other lacks. ``split="val"`` scores the validation split
-instead, to choose such settings without looking at the test split.
+instead, to choose such settings without looking at the test split. ``guard_retry`` adds the
+pipeline's guard retry round (rejected texts generated again with ``sampling.retry``'s repetition
+penalty) to every generated system, and keeps the first attempt's pass rate beside it.
 vLLM starts its workers with spawn: call this from under an ``if __name__ == "__main__":`` guard.
 """
 
@@ -21,7 +23,7 @@ from typing import Any
 from pdgen_core.finetune import data as D
 from pdgen_core.finetune import registry
 from pdgen_core.finetune.config import DataSpec, FinetuneSpec, ModelSpec
-from pdgen_core.finetune.metrics import text_metrics
+from pdgen_core.finetune.metrics import guard_reasons, text_metrics
 from pdgen_core.log import get_logger
 from pdgen_core.tasks import TASKS
 
@@ -79,9 +81,14 @@ def decoding_settings(max_new_tokens: int, repetition_penalty: float = 1.0, no_r
             "no_repeat_ngram_size": no_repeat_ngram_size}
 
 
-def _vllm_generate(base: Path, adapter: Path | None, rank: int, prompts: list[str], max_tokens: int,
+def _vllm_generate(base: Path, adapter: Path | None, rank: int, prompts: dict[str, list[str]], max_tokens: int,
                    max_model_len: int, stops: tuple[str, ...] = (),
                    repetition_penalty: float = 1.0) -> dict[str, list[str]]:
+    """``prompts["untuned"]`` on the base model and ``prompts["fine-tuned"]`` through the adapter's
+    LoRA request, on one engine (none is started when both lists are empty)."""
+    out: dict[str, list[str]] = {"untuned": [], "fine-tuned": []}
+    if not any(prompts.get(k) for k in out):
+        return out
     from vllm import LLM, SamplingParams
     from vllm.lora.request import LoRARequest
 
@@ -90,11 +97,12 @@ def _vllm_generate(base: Path, adapter: Path | None, rank: int, prompts: list[st
               enforce_eager=True, dtype="float32", max_model_len=max_model_len, seed=0)
     sp = SamplingParams(temperature=0.0, max_tokens=max_tokens, stop=list(stops) or None,
                         repetition_penalty=repetition_penalty)
-    out = {"untuned": [o.outputs[0].text.strip() for o in llm.generate(prompts, sp, use_tqdm=False)]}
-    if adapter is not None:
+    if prompts.get("untuned"):
+        out["untuned"] = [o.outputs[0].text.strip() for o in llm.generate(prompts["untuned"], sp, use_tqdm=False)]
+    if adapter is not None and prompts.get("fine-tuned"):
         req = LoRARequest("finetuned", 1, str(adapter))
-        out["fine-tuned"] = [o.outputs[0].text.strip() for o in llm.generate(prompts, sp, lora_request=req,
-                                                                           use_tqdm=False)]
+        out["fine-tuned"] = [o.outputs[0].text.strip() for o in llm.generate(prompts["fine-tuned"], sp,
+                                                                           lora_request=req, use_tqdm=False)]
     close_llm(llm)
     return out
 
@@ -148,6 +156,8 @@ def _random_init_like(model_dir: Path, work: Path) -> Path:
 
 def format_table(report: dict[str, Any]) -> str:
     cols = ("rougeL", "chrf", "bleu", "guard_pass")
+    if report.get("decoding", {}).get("guard_retry"):
+        cols += ("guard_pass_first",)
     lines = [f"| system | {' | '.join(cols)} |", "|---|" + "---:|" * len(cols)]
     for name, m in report["systems"].items():
         lines.append(f"| {name} | " + " | ".join(f"{m[c]:.1f}" for c in cols) + " |")
@@ -157,10 +167,15 @@ def format_table(report: dict[str, Any]) -> str:
 def evaluate_spec(spec: FinetuneSpec, adapter: str = "latest", limit: int | None = 200,
                   max_new_tokens: int = 128, engine: str = "vllm", repetition_penalty: float = 1.0,
                   no_repeat_ngram_size: int = 0, split: str = "test",
-                  also_models: tuple[str, ...] | list[str] = ()) -> dict[str, Any]:
+                  also_models: tuple[str, ...] | list[str] = (),
+                  guard_retry: float | None = None) -> dict[str, Any]:
     """Generate for the held-out rows with each system and score them; returns the report dict.
     ``also_models`` (pdgen-tiny, a folder, s3://) adds a row per model, untuned, decoded the same
-    way with HF: the model generation would use without this fine-tune, beside a from-scratch one."""
+    way with HF: the model generation would use without this fine-tune, beside a from-scratch one.
+    ``guard_retry`` (a repetition penalty) scores what ``pdgen run`` commits with
+    ``guardrails.max_attempts: 2``: every generated system's texts that the guardrails reject are
+    generated once more with that penalty (``sampling.retry``'s), and ``guard_pass_first`` keeps
+    the first attempt's pass rate."""
     from transformers import AutoTokenizer
 
     if split not in SPLITS:
@@ -183,7 +198,10 @@ def evaluate_spec(spec: FinetuneSpec, adapter: str = "latest", limit: int | None
     spec = spec.model_copy(update=update) if update else spec
     decoding = decoding_settings(max_new_tokens, repetition_penalty, no_repeat_ngram_size,
                                  "hf" if card["kind"] == "full" else engine)
-    hf_decode = {"repetition_penalty": repetition_penalty, "no_repeat_ngram_size": no_repeat_ngram_size}
+    if guard_retry is not None:
+        if not guard_retry > 0:
+            raise ValueError(f"guard_retry {guard_retry}: a repetition penalty, must be > 0 (1.0 = off)")
+        decoding["guard_retry"] = {"repetition_penalty": guard_retry}
     with tempfile.TemporaryDirectory(prefix="pdgen-eval-") as work:
         if card["kind"] == "full":
             start = _random_init_like(path, Path(work))
@@ -203,27 +221,49 @@ def evaluate_spec(spec: FinetuneSpec, adapter: str = "latest", limit: int | None
             raise ValueError(f"data.uri {spec.data.uri!r}: the held-out split is empty; raise data.test_fraction")
         prompts = [p.prompt for p in test]
         stops = tuple(getattr(TASKS[spec.task], "stop", ()))  # the generate stage's stop strings
-        if card["kind"] == "full":
-            gens = {"fine-tuned": _hf_generate(path, prompts, max_new_tokens, stops=stops, **hf_decode),
-                    "untuned": _hf_generate(start, prompts, max_new_tokens, stops=stops, **hf_decode)}
-        elif engine == "vllm":
-            from transformers import AutoConfig
-
-            max_len = min(AutoConfig.from_pretrained(start).max_position_embeddings,
-                          spec.model.max_seq_len + max_new_tokens)
-            gens = _vllm_generate(start, path, card["hyperparameters"]["lora"]["rank"], prompts, max_new_tokens,
-                                  max_len, stops, repetition_penalty)
-        else:
-            gens = {"fine-tuned": _hf_generate(start, prompts, max_new_tokens, adapter=path, stops=stops,
-                                               **hf_decode),
-                    "untuned": _hf_generate(start, prompts, max_new_tokens, stops=stops, **hf_decode)}
+        # Each generated system: (model folder, LoRA adapter or None). LoRA systems run on one vLLM
+        # engine with --engine vllm; everything else through HF generate.
+        models: dict[str, tuple[Path, Path | None]] = {
+            "fine-tuned": (path, None) if card["kind"] == "full" else (start, path), "untuned": (start, None)}
         for source in also_models:
-            gens[f"{source} (untuned)"] = _hf_generate(_model_folder(source), prompts, max_new_tokens,
-                                                       stops=stops, **hf_decode)
+            models[f"{source} (untuned)"] = (_model_folder(source), None)
+        on_vllm = card["kind"] != "full" and engine == "vllm"
+
+        def generate_all(todo: dict[str, list[str]], penalty: float) -> dict[str, list[str]]:
+            out: dict[str, list[str]] = {}
+            if on_vllm:
+                from transformers import AutoConfig
+
+                max_len = min(AutoConfig.from_pretrained(start).max_position_embeddings,
+                              spec.model.max_seq_len + max_new_tokens)
+                out = _vllm_generate(start, path, card["hyperparameters"]["lora"]["rank"], todo, max_new_tokens,
+                                     max_len, stops, penalty)
+            for name, (folder, lora) in models.items():
+                if name not in out:
+                    out[name] = _hf_generate(folder, todo[name], max_new_tokens, adapter=lora, stops=stops,
+                                             repetition_penalty=penalty,
+                                             no_repeat_ngram_size=no_repeat_ngram_size) if todo[name] else []
+            return out
+
+        gens = generate_all({name: prompts for name in models}, repetition_penalty)
+        first: dict[str, dict[str, Any]] = {}
+        if guard_retry is not None:
+            # As the pipeline's retry round: only the rejected texts are generated again.
+            failed = {name: [i for i, r in enumerate(guard_reasons(gens[name], spec.task, rows,
+                                                                   spec.data.currency)) if r]
+                      for name in models}
+            again = generate_all({name: [prompts[i] for i in idx] for name, idx in failed.items()}, guard_retry)
+            for name, idx in failed.items():
+                first[name] = {"guard_pass_first": 100.0 * (len(test) - len(idx)) / len(test), "retried": len(idx)}
+                for j, i in enumerate(idx):
+                    gens[name][i] = again[name][j]
     gens["template"] = [template_baseline(r) for r in rows]
     refs = [p.target for p in test]
     names = [n for n in SYSTEMS if n != "template"] + [n for n in gens if n not in SYSTEMS] + ["template"]
     systems = {name: text_metrics(gens[name], refs, spec.task, rows, spec.data.currency) for name in names}
+    if guard_retry is not None:  # the template is not generated: its first attempt is its only one
+        for name, m in systems.items():
+            m.update(first.get(name, {"guard_pass_first": m["guard_pass"], "retried": 0}))
     report = {
         "task": spec.task, "data": spec.data.uri, "split": split if split == "val" or spec.data.test_fraction else "val",
         "n": len(test), "decoding": decoding,

@@ -57,16 +57,24 @@ def _guardrails(task: str) -> Callable[[str, dict, str], str | None] | None:
     return check
 
 
+def guard_reasons(texts: list[str], task: str = "description", rows: list[dict] | None = None,
+                  currency: str = "USD") -> list[str | None]:
+    """Each text's guardrail failure reason, or None where it passes."""
+    check = _guardrails(task)
+    out: list[str | None] = []
+    for i, t in enumerate(texts):
+        if check is not None:
+            out.append(check(t, rows[i] if rows else {}, currency))
+        else:
+            out.append(None if simple_pass(t) else ("too_short" if len((t or "").strip()) < MIN_CHARS else "repetition"))
+    return out
+
+
 def guard_results(texts: list[str], task: str = "description", rows: list[dict] | None = None,
                   currency: str = "USD") -> tuple[float, dict[str, int]]:
     """Pass rate (0-100) of ``texts`` under the guardrails, and the count of each failure reason."""
-    check = _guardrails(task)
     reasons: dict[str, int] = {}
-    for i, t in enumerate(texts):
-        if check is not None:
-            reason = check(t, rows[i] if rows else {}, currency)
-        else:
-            reason = None if simple_pass(t) else ("too_short" if len((t or "").strip()) < MIN_CHARS else "repetition")
+    for reason in guard_reasons(texts, task, rows, currency):
         if reason:
             reasons[reason] = reasons.get(reason, 0) + 1
     return (100.0 * (len(texts) - sum(reasons.values())) / len(texts) if texts else 0.0), reasons

@@ -35,6 +35,8 @@ class RunContext:
     adapters: dict[str, str] = field(default_factory=dict)       # task -> adapter identity
     sampling: dict[str, dict[str, Any]] = field(default_factory=dict)  # task -> params (no seed)
     base_seed: int = 0
+    retry_sampling: dict[str, Any] = field(default_factory=dict)  # a guard retry's changes (not the seed)
+    retry_in_hash: bool = False                  # the spec sets sampling.retry: part of the fingerprint
     guardrails_version: str = "1"
     variants: dict[str, tuple[str, ...]] = field(default_factory=dict)  # task -> variants
     guard: dict[str, Any] = field(default_factory=dict)          # guardrail settings from the spec
@@ -42,7 +44,10 @@ class RunContext:
     min_reviews: int = 3
 
     def sampling_hash(self, task: str) -> str:
-        return fp.sampling_hash({**self.sampling[task], "base_seed": self.base_seed})
+        # The default retry settings stay out, so fingerprints made before sampling.retry existed
+        # still match; a spec that sets them explicitly has them in its fingerprints.
+        extra = {"retry": self.retry_sampling} if self.retry_in_hash else {}
+        return fp.sampling_hash({**self.sampling[task], "base_seed": self.base_seed, **extra})
 
     def task_locales(self, task: str) -> tuple[str, ...]:
         return tuple(loc for loc in self.locales if loc in TASKS[task].locales)

@@ -1,6 +1,6 @@
 """Prompt: render each work item's prompt from its task's versioned, sandboxed template and attach
-the engine request (sampling parameters with a per-row seed; the LoRA adapter when the task has
-one). Catalog values are data to the template, never template code (see ``tasks/base.py``).
+the engine request (sampling parameters with a per-row seed, and ``sampling.retry``'s changes on a
+guard retry; the LoRA adapter when the task has one). Catalog values are data to the template, never template code (see ``tasks/base.py``).
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ def engine_request(row: dict[str, Any], ctx: RunContext, adapter_names: dict[str
     fields = json.loads(row["fields_json"])
     prompt = task.render(fields, row["locale"], ctx.currency, variant=row["variant"])
     params = dict(ctx.sampling[row["task"]])
+    if int(row["attempt"]) > 1:  # a guard retry: at temperature 0 a new seed alone changes nothing
+        params.update(ctx.retry_sampling)
     params["seed"] = fp.row_seed(ctx.base_seed, row["sku"], row["task"], row["locale"],
                                  row["variant"], int(row["attempt"]))
     if task.output == "json" and task.json_schema:
