@@ -10,14 +10,24 @@ materialised into Ray's object store once and every block of the big side is joi
 against it (the broadcast join Spark picks below ``autoBroadcastJoinThreshold``). The driver holds
 only object references, never rows. Above the limit the hash join runs, as before.
 
+Anti-joins (the refresh's: committed keys against the plan) compare 128-bit digests of the key
+(BLAKE2b of its parts, 16 bytes whatever the key's length), not the key strings. Up to
+``PDGEN_BROADCAST_KEYS`` keys (default 20M) one task sorts the digests into a single array in the
+object store, and every worker searches it zero-copy: 16 bytes per committed key per node, shared,
+instead of a hash set of key strings per worker (at 5M keys the largest worker held 1.7 GB).
+Above that, Ray's hash join runs on the two digest columns. Two different keys share a digest
+with probability about n^2 / 2^129: 10^-25 at ten million keys.
+
 Key semantics match the hash join: a null key never matches, so an anti-join keeps its row.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from typing import Any, Sequence
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -68,14 +78,16 @@ def small_side(ds, limit: int | None = None):
     return mat, (mat.to_arrow_refs() if mat.count() <= limit else None)
 
 
-def _cached(kind: str, refs: list, build):
+def _cached(kind, refs: list, build, keep_empty: bool = False):
     import ray
 
     key = (kind, *(r.hex() for r in refs))
     if key in _CACHE:
         _CACHE.move_to_end(key)
         return _CACHE[key]
-    tables = [t for t in ray.get(list(refs)) if t.num_rows]
+    tables = ray.get(list(refs))
+    if not keep_empty:
+        tables = [t for t in tables if t.num_rows]
     value = build(tables)
     _CACHE[key] = value
     while len(_CACHE) > _CACHE_SIZE:
@@ -83,36 +95,99 @@ def _cached(kind: str, refs: list, build):
     return value
 
 
-def _value_set(refs: list, on: tuple[str, ...]) -> pa.Array:
-    def build(tables):
-        if not tables:
-            return pa.array([], pa.string())
-        keys = pa.chunked_array([key_strings(t, on) for t in tables], pa.string())
-        return pc.unique(pc.drop_null(keys))
-
-    return _cached(("set", on), refs, build)
+DIGEST_COLS = ("_kh", "_kl")  # a key's 128-bit digest as two uint64 columns
+_ZERO = bytes(16)
 
 
-def _drop_matching(batch: pa.Table, refs: list, on: tuple[str, ...]) -> pa.Table:
-    values = _value_set(refs, on)
-    if not len(values) or not batch.num_rows:
+def broadcast_keys() -> int:
+    from pdgen_core.settings import get_settings
+
+    return get_settings().broadcast_keys
+
+
+def key_digests(t: pa.Table, on: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each row's key digest as (high, low) uint64 arrays, and where the key is valid (no null
+    part: a null key never matches, as in the hash join)."""
+    keys = key_strings(t, on).to_pylist()
+    valid = np.fromiter((k is not None for k in keys), bool, len(keys))
+    blake = hashlib.blake2b
+    buf = b"".join(_ZERO if k is None else blake(k.encode(), digest_size=16).digest() for k in keys)
+    pairs = np.frombuffer(buf, "<u8").reshape(-1, 2) if keys else np.empty((0, 2), np.uint64)
+    return pairs[:, 0], pairs[:, 1], valid
+
+
+def _digest_table(batch: pa.Table, on: tuple[str, ...]) -> pa.Table:
+    """The valid keys of ``batch`` as digest columns (the right side of an anti-join)."""
+    hi, lo, valid = key_digests(batch, on)
+    return pa.table({DIGEST_COLS[0]: hi[valid], DIGEST_COLS[1]: lo[valid]})
+
+
+def _with_digests(batch: pa.Table, on: tuple[str, ...]) -> pa.Table:
+    hi, lo, valid = key_digests(batch, on)
+    for name, col in zip(DIGEST_COLS, (hi, lo)):
+        batch = batch.append_column(name, pa.array(col, pa.uint64(), mask=~valid))
+    return batch
+
+
+def _sorted_digests(*tables: pa.Table) -> np.ndarray:
+    """One (2, n) array of the digests sorted by (high, low): what every worker searches."""
+    parts = [t for t in tables if t.num_rows]
+    if not parts:
+        return np.empty((2, 0), np.uint64)
+    hi = np.concatenate([t.column(DIGEST_COLS[0]).to_numpy() for t in parts])
+    lo = np.concatenate([t.column(DIGEST_COLS[1]).to_numpy() for t in parts])
+    order = np.lexsort((lo, hi))
+    return np.stack([hi[order], lo[order]])
+
+
+def contains(digests: np.ndarray, hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    """Whether each (hi, lo) is in ``digests`` (sorted by ``_sorted_digests``). Equal high words
+    (about one pair in 2^64 / n) are walked until the low word matches or the run ends."""
+    shi, slo = digests[0], digests[1]
+    n, hit = len(shi), np.zeros(len(hi), bool)
+    j = np.searchsorted(shi, hi)
+    idx = np.nonzero(j < n)[0]
+    idx = idx[shi[j[idx]] == hi[idx]]
+    while len(idx):
+        found = slo[j[idx]] == lo[idx]
+        hit[idx[found]] = True
+        idx = idx[~found]
+        j[idx] += 1
+        idx = idx[j[idx] < n]
+        idx = idx[shi[j[idx]] == hi[idx]]
+    return hit
+
+
+def _drop_digest_matches(batch: pa.Table, ref, on: tuple[str, ...]) -> pa.Table:
+    if not batch.num_rows:
         return batch
-    hit = pc.fill_null(pc.is_in(key_strings(batch, on), value_set=values), False)
-    return batch.filter(pc.invert(hit))
+    digests = _cached(("digests",), [ref], lambda parts: parts[0], keep_empty=True)
+    if not digests.shape[1]:
+        return batch
+    hi, lo, valid = key_digests(batch, on)
+    return batch.filter(pa.array(~(contains(digests, hi, lo) & valid)))
 
 
 def anti_join(ds, keys, on: Sequence[str]):
     """Rows of ``ds`` whose ``on`` key is not among ``keys`` (a Dataset, or None for none)."""
+    import ray
+
     if keys is None:
         return ds
     on = tuple(on)
-    keys, refs = small_side(keys.select_columns(list(on)))
-    if refs is None:
-        return ds.join(keys, join_type="left_anti", num_partitions=_partitions(keys.count()), on=on)
-    if keys.count() == 0:
+    digests = keys.select_columns(list(on)).map_batches(
+        _digest_table, fn_kwargs={"on": on}, batch_format="pyarrow", batch_size=8192).materialize()
+    n = digests.count()
+    if n == 0:
         return ds
-    return ds.map_batches(_drop_matching, fn_kwargs={"refs": refs, "on": on},
-                          batch_format="pyarrow", batch_size=None, zero_copy_batch=True)
+    if n > broadcast_keys():
+        joined = ds.map_batches(_with_digests, fn_kwargs={"on": on}, batch_format="pyarrow", batch_size=8192)
+        return joined.join(digests, join_type="left_anti", num_partitions=_partitions(n),
+                           on=DIGEST_COLS).drop_columns(list(DIGEST_COLS))
+    # One task sorts every digest into one array in the object store; workers map it zero-copy.
+    ref = ray.remote(_sorted_digests).options(num_cpus=0).remote(*digests.to_arrow_refs())
+    return ds.map_batches(_drop_digest_matches, fn_kwargs={"ref": ref, "on": on},
+                          batch_format="pyarrow", batch_size=8192)
 
 
 def _lookup(batch: pa.Table, refs: list, on: str, schema: pa.Schema) -> pa.Table:

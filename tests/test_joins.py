@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -17,6 +18,7 @@ KEY = ("sku", "locale", "variant", "input_fingerprint")
 def path(request, monkeypatch):
     """Run each test on both paths: a limit of 0 forces Ray's hash join."""
     monkeypatch.setenv("PDGEN_BROADCAST_JOIN_ROWS", "1000000" if request.param == "broadcast" else "0")
+    monkeypatch.setenv("PDGEN_BROADCAST_KEYS", "1000000" if request.param == "broadcast" else "0")
     return request.param
 
 
@@ -125,3 +127,26 @@ def test_hash_join_partitions_grow_with_the_right_side():
     assert hash_partitions(0, 4) == 4 and hash_partitions(1_000_000, 4) == 4
     assert hash_partitions(5_000_000, 4) == 5_000_000 // HASH_PARTITION_ROWS
     assert hash_partitions(HASH_PARTITION_ROWS * 12 + 1, 4) == 13  # rounds up
+
+
+def test_contains_walks_equal_high_words():
+    """Digests that share their high word (rare: about n / 2^64) are told apart by the low word."""
+    table = pa.table({"_kh": pa.array([5, 5, 5, 1, 9], pa.uint64()), "_kl": pa.array([3, 1, 2, 7, 0], pa.uint64())})
+    digests = joins._sorted_digests(table, pa.table({"_kh": pa.array([], pa.uint64()),
+                                                     "_kl": pa.array([], pa.uint64())}))
+    assert digests[0].tolist() == [1, 5, 5, 5, 9] and digests[1].tolist() == [7, 1, 2, 3, 0]
+    hi = np.array([5, 5, 5, 5, 1, 1, 9, 0, 10], np.uint64)
+    lo = np.array([1, 2, 3, 4, 7, 8, 0, 0, 0], np.uint64)
+    assert joins.contains(digests, hi, lo).tolist() == [True, True, True, False, True, False, True, False, False]
+    assert not joins.contains(joins._sorted_digests(), hi, lo).any()
+
+
+def test_key_digests_are_stable_distinct_and_null_aware():
+    t = pa.table({"sku": ["a", "a", "ab", None, "a"], "locale": ["b", "b", "", "en", "b\x1fc"]})
+    hi, lo, valid = joins.key_digests(t, ("sku", "locale"))
+    assert valid.tolist() == [True, True, True, False, True]
+    pairs = list(zip(hi.tolist(), lo.tolist()))
+    assert pairs[0] == pairs[1] and len({pairs[0], pairs[2], pairs[4]}) == 3
+    again = joins.key_digests(t.slice(0, 1), ("sku", "locale"))
+    assert (again[0][0], again[1][0]) == pairs[0]  # the same key, the same digest, in any batch
+    assert [len(x) for x in joins.key_digests(t.slice(0, 0), ("sku",))] == [0, 0, 0]
