@@ -122,6 +122,17 @@ def test_engine_kwargs_keep_the_engine_fed_and_the_worker_in_process():
     assert kw(batch_size=256, max_concurrent_batches=4)["max_num_seqs"] == 256
     assert kw(batch_size=8, max_concurrent_batches=1)["max_num_seqs"] == 16
     assert kw()["distributed_executor_backend"] == "uni" and kw()["enable_chunked_prefill"] is False
+
+    def pending(**res):
+        return generate.max_pending_requests(spec_from_dict({
+            "name": "x", "catalog": {"uri": "s3://b/c/"}, "tasks": ["description"],
+            "output": {"uri": "s3://b/o/"}, "resources": res}))
+
+    # twice what the engine runs, so requests wait when a wave of sequences finishes; never more
+    # than the rows in flight, never fewer than the engine runs
+    assert pending(batch_size=256, max_concurrent_batches=4) == 512
+    assert pending() == 256                                   # 64 x 4 rows in flight
+    assert pending(batch_size=8, max_concurrent_batches=1) == 16
     gpu = kw(gpus_per_replica=2)
     assert "distributed_executor_backend" not in gpu and gpu["tensor_parallel_size"] == 2
 

@@ -22,6 +22,20 @@ class EngineError(RuntimeError):
     """The vLLM engine could not start or died; the job fails with this message."""
 
 
+def max_num_seqs(spec: JobSpec) -> int:
+    res = spec.resources
+    return max(16, min(256, res.batch_size * res.max_concurrent_batches // 2))
+
+
+def max_pending_requests(spec: JobSpec) -> int:
+    """Requests the actor lets into the engine at once: twice what it runs, so that the scheduler
+    always has requests waiting when sequences finish (as plain ``LLM.generate``, which queues
+    every prompt up front, does). Ray's default, 1.1x, left the engine refilling its batch from
+    the actor's event loop each time a wave of sequences finished together."""
+    res = spec.resources
+    return max(max_num_seqs(spec), min(2 * max_num_seqs(spec), res.batch_size * res.max_concurrent_batches))
+
+
 def engine_kwargs(spec: JobSpec, enable_lora: bool) -> dict[str, Any]:
     res = spec.resources
     kw: dict[str, Any] = {
@@ -32,7 +46,7 @@ def engine_kwargs(spec: JobSpec, enable_lora: bool) -> dict[str, Any]:
         # flight as the engine runs, so that while one batch drains the next is already queued.
         # (Measured, make bench: batches of 256 two at a time left the engine half fed between
         # batches, 0.45 of plain vLLM's rate; four at a time matched it.)
-        "max_num_seqs": max(16, min(256, res.batch_size * res.max_concurrent_batches // 2)),
+        "max_num_seqs": max_num_seqs(spec),
     }
     if res.gpus_per_replica == 0:
         # vLLM's CPU backend: eager mode, fp32 for tiny models, and a bounded share of host memory
@@ -75,6 +89,7 @@ def processor_config(spec: JobSpec, model_path: Path, enable_lora: bool = False)
         batch_size=res.batch_size,
         concurrency=res.replicas,
         max_concurrent_batches=res.max_concurrent_batches,
+        max_pending_requests=max_pending_requests(spec),
         placement_group_config={"bundles": bundles, "strategy": "PACK"},
         # Prompts are rendered by our own templates; the engine tokenizes and detokenizes.
         chat_template_stage=False,
