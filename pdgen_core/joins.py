@@ -105,14 +105,19 @@ def broadcast_keys() -> int:
     return get_settings().broadcast_keys
 
 
+DIGEST_CHUNK = 8192  # rows turned into Python strings at a time, whatever the block's size
+
+
 def key_digests(t: pa.Table, on: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each row's key digest as (high, low) uint64 arrays, and where the key is valid (no null
     part: a null key never matches, as in the hash join)."""
-    keys = key_strings(t, on).to_pylist()
-    valid = np.fromiter((k is not None for k in keys), bool, len(keys))
     blake = hashlib.blake2b
-    buf = b"".join(_ZERO if k is None else blake(k.encode(), digest_size=16).digest() for k in keys)
-    pairs = np.frombuffer(buf, "<u8").reshape(-1, 2) if keys else np.empty((0, 2), np.uint64)
+    bufs, valid = [], np.zeros(t.num_rows, bool)
+    for start in range(0, t.num_rows, DIGEST_CHUNK):
+        keys = key_strings(t.slice(start, DIGEST_CHUNK), on).to_pylist()
+        valid[start:start + len(keys)] = [k is not None for k in keys]
+        bufs.append(b"".join(_ZERO if k is None else blake(k.encode(), digest_size=16).digest() for k in keys))
+    pairs = np.frombuffer(b"".join(bufs), "<u8").reshape(-1, 2) if t.num_rows else np.empty((0, 2), np.uint64)
     return pairs[:, 0], pairs[:, 1], valid
 
 
@@ -175,8 +180,12 @@ def anti_join(ds, keys, on: Sequence[str]):
     if keys is None:
         return ds
     on = tuple(on)
+    # Whole blocks (batch_size=None; key_digests works through them 8,192 rows at a time): the
+    # map fuses into the read task, so a Delta merge's string_view block is cast
+    # (storage.plain_types) before it is serialized. With batch_size=8192 the read ran as a task
+    # of its own and Ray failed to pickle its string_view output.
     digests = keys.select_columns(list(on)).map_batches(
-        _digest_table, fn_kwargs={"on": on}, batch_format="pyarrow", batch_size=8192).materialize()
+        _digest_table, fn_kwargs={"on": on}, batch_format="pyarrow", batch_size=None).materialize()
     n = digests.count()
     if n == 0:
         return ds

@@ -141,9 +141,12 @@ def test_contains_walks_equal_high_words():
     assert not joins.contains(joins._sorted_digests(), hi, lo).any()
 
 
-def test_key_digests_are_stable_distinct_and_null_aware():
+def test_key_digests_are_stable_distinct_and_null_aware(monkeypatch):
     t = pa.table({"sku": ["a", "a", "ab", None, "a"], "locale": ["b", "b", "", "en", "b\x1fc"]})
     hi, lo, valid = joins.key_digests(t, ("sku", "locale"))
+    monkeypatch.setattr(joins, "DIGEST_CHUNK", 2)  # a block worked through in chunks: the same
+    chunked = joins.key_digests(t, ("sku", "locale"))
+    assert [x.tolist() for x in chunked] == [hi.tolist(), lo.tolist(), valid.tolist()]
     assert valid.tolist() == [True, True, True, False, True]
     pairs = list(zip(hi.tolist(), lo.tolist()))
     assert pairs[0] == pairs[1] and len({pairs[0], pairs[2], pairs[4]}) == 3
