@@ -32,8 +32,8 @@ def max_pending_requests(spec: JobSpec) -> int:
     always has requests waiting when sequences finish (as plain ``LLM.generate``, which queues
     every prompt up front, does). Ray's default, 1.1x, left the engine refilling its batch from
     the actor's event loop each time a wave of sequences finished together."""
-    res = spec.resources
-    return max(max_num_seqs(spec), min(2 * max_num_seqs(spec), res.batch_size * res.max_concurrent_batches))
+    res, running = spec.resources, max_num_seqs(spec)
+    return max(running, min(2 * running, res.batch_size * res.max_concurrent_batches))
 
 
 def engine_kwargs(spec: JobSpec, enable_lora: bool) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """Prompt: render each work item's prompt from its task's versioned, sandboxed template and attach
 the engine request (sampling parameters with a per-row seed, and ``sampling.retry``'s changes on a
-guard retry; the LoRA adapter when the task has one). Catalog values are data to the template, never template code (see ``tasks/base.py``).
+guard retry; the LoRA adapter when the task has one). Catalog values are data to the template,
+never template code (see ``tasks/base.py``).
 """
 
 from __future__ import annotations
