@@ -44,7 +44,7 @@ ALL_SECTIONS = frozenset({"pipeline", "incremental", "plan", "start"})
 def spec_dict(catalog: str, out: str, max_tokens: int, mode: str = "full", batch: int = 256) -> dict:
     return {
         "name": "bench", "catalog": {"uri": catalog, "columns": COLUMNS, "currency": "USD"},
-        "tasks": ["description"], "output": {"uri": out}, "mode": mode,
+        "tasks": ["description"], "model": {"source": "pdgen-tiny"}, "output": {"uri": out}, "mode": mode,
         "sampling": {"max_tokens": max_tokens, "temperature": 0.8},
         "guardrails": {"min_chars": 1, "max_attempts": 1},
         "resources": {"batch_size": batch, "max_concurrent_batches": 4},

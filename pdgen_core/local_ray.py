@@ -192,6 +192,8 @@ def generate_spec() -> dict:
         d.pop(key, None)
     d.update(name="local-ray", catalog={**d["catalog"], "uri": CATALOG}, tasks=["description"],
              output={"uri": OUTPUT}, mode="incremental",
+             # The toy model keeps this round trip of the Jobs API quick; the demo runs the real one.
+             model={"source": "pdgen-tiny", "max_model_len": 512},
              sampling={**d.get("sampling", {}), "max_tokens": 32},
              guardrails={"min_chars": 1, "max_attempts": 1})
     spec_from_dict(d, "local-ray generate spec")  # a broken spec fails here, not in a job

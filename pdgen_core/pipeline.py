@@ -26,7 +26,8 @@ from pdgen_core import incremental, joins, storage
 from pdgen_core.guardrails import GUARDRAIL_SET_VERSION
 from pdgen_core.log import get_logger
 from pdgen_core.progress import Progress
-from pdgen_core.models.resolve import ensure_on_all_nodes, model_identity, resolve_model
+from pdgen_core.models import chat
+from pdgen_core.models.resolve import LANGUAGES, ModelError, ensure_on_all_nodes, model_identity, resolve_model
 from pdgen_core.spec import JobSpec
 from pdgen_core.stages import commit, generate, read, validate
 from pdgen_core.stages.guard import GEN_SCHEMA, guard_batch
@@ -53,12 +54,23 @@ def check_context(spec: JobSpec, model_path: Path) -> None:
 
     cfg = json.loads((model_path / "config.json").read_text())
     limit = cfg.get("max_position_embeddings")
-    if limit and spec.model.max_model_len > limit:
+    if limit and spec.model.max_model_len and spec.model.max_model_len > limit:
         from pdgen_core.models.resolve import ModelError
 
         raise ModelError(
             f"model.max_model_len ({spec.model.max_model_len}) is larger than the model's context "
             f"({limit} positions in {model_path / 'config.json'}); set model.max_model_len <= {limit}")
+
+
+def check_languages(spec: JobSpec) -> None:
+    """A registered model that writes only some languages refuses the others before any work."""
+    langs = LANGUAGES.get(spec.model.source)
+    bad = [loc for loc in spec.locales if langs and loc not in langs]
+    if bad:
+        raise ModelError(
+            f"locales {bad}: model.source {spec.model.source!r} writes only {list(langs)}; remove "
+            f"them from `locales`, or run them in a job of their own with a model that writes them "
+            "(pdgen-tiny is trained on Chinese catalog text)")
 
 
 def new_run_id() -> str:
@@ -138,16 +150,19 @@ def shuffle_partitions() -> int:
     return max(2, min(200, int(ray.cluster_resources().get("CPU", 2)) * 2))
 
 
-def sampling_for(spec: JobSpec, task: str) -> dict[str, Any]:
-    """The task's sampling defaults, overridden by the fields the spec sets explicitly."""
+def sampling_for(spec: JobSpec, task: str, prompt_format: str = "completion") -> dict[str, Any]:
+    """The task's sampling defaults for the prompt format, overridden by the fields the spec sets
+    explicitly. A chat model stops at its own end-of-turn token (its generation config); the
+    completion templates' section marker (``###``) is a stop only there."""
     t = TASKS[task]
     s = spec.sampling
     explicit = {k: getattr(s, k) for k in s.model_fields_set if k not in ("seed", "retry")}
     base = {"temperature": s.temperature, "top_p": s.top_p, "max_tokens": s.max_tokens}
-    out = {**base, **t.sampling, **explicit}
+    defaults = t.chat_sampling if prompt_format == "chat" else t.sampling
+    out = {**base, **defaults, **explicit}
     if out.get("repetition_penalty") == 1.0:  # off: keep the fingerprints of specs that never set it
         del out["repetition_penalty"]
-    if t.stop:
+    if t.stop and prompt_format != "chat":
         out["stop"] = list(t.stop)
     return out
 
@@ -162,12 +177,17 @@ def retry_sampling_for(spec: JobSpec) -> dict[str, Any]:
 
 
 def build_context(spec: JobSpec, run_id: str, model_id: str, known_brands: frozenset[str],
-                  adapters: dict[str, str] | None = None) -> RunContext:
+                  adapters: dict[str, str] | None = None, model_path: Path | None = None) -> RunContext:
     g = spec.guardrails
+    fmt = chat.prompt_format(spec.model.prompt_format, model_path) if model_path else "completion"
+    tpl = chat.chat_template(model_path) if fmt == "chat" else ""
     return RunContext(
         run_id=run_id, tasks=tuple(spec.tasks), locales=tuple(spec.locales),
         currency=spec.catalog.currency, model=model_id, adapters=adapters or {},
-        sampling={t: sampling_for(spec, t) for t in spec.tasks}, base_seed=spec.sampling.seed,
+        prompt_format=fmt, model_path=str(model_path or ""),
+        templates={t: TASKS[t].template_for(fmt, tpl) for t in spec.tasks},
+        eos_ids=chat.eos_token_ids(model_path) if model_path else (),
+        sampling={t: sampling_for(spec, t, fmt) for t in spec.tasks}, base_seed=spec.sampling.seed,
         retry_sampling=retry_sampling_for(spec),
         retry_in_hash="retry" in spec.sampling.model_fields_set,
         guardrails_version=GUARDRAIL_SET_VERSION,
@@ -261,6 +281,11 @@ class Job:
         probe.fs.delete_file(probe.path)
         model_path = resolve_model(self.spec.model.source)
         check_context(self.spec, model_path)
+        check_languages(self.spec)
+        try:
+            chat.prompt_format(self.spec.model.prompt_format, model_path)
+        except ValueError as exc:
+            raise ModelError(str(exc)) from None
         return plan, model_path
 
     def run(self) -> dict[str, Any]:
@@ -289,7 +314,8 @@ class Job:
         adapters = self._adapters()
         clean = self._clean(plan_cols)
         ctx = build_context(self.spec, self.run_id, model_id, self._known_brands(clean, plan_cols),
-                            adapters={t: ident for t, (ident, _) in adapters.items()})
+                            adapters={t: ident for t, (ident, _) in adapters.items()},
+                            model_path=model_path)
         self.adapter_paths = {t: path for t, (_, path) in adapters.items()}
         self._stage_validation_rejects(clean)
         valid = clean.filter(lambda r: r["_reject"] is None)
@@ -368,7 +394,7 @@ class Job:
         plan_cols, model_path = self.preflight()
         init_ray()
         ctx = build_context(self.spec, self.run_id, model_identity(model_path, self.spec.model.revision),
-                            frozenset())
+                            frozenset(), model_path=model_path)
         valid = self._clean(plan_cols).filter(lambda r: r["_reject"] is None)
         return self._with_reviews(valid).map_batches(plan_batch, fn_kwargs={"ctx": ctx},
                                                      batch_format="pyarrow", batch_size=UDF_BATCH_ROWS)
@@ -650,8 +676,11 @@ def _value_counts(col: pa.ChunkedArray) -> list[tuple[str, int]]:
     return [(v["values"].as_py(), v["counts"].as_py()) for v in vc if v["values"].as_py() is not None]
 
 
-_REJECT_PROJ = {n: pads.field(n) for n in commit.REJECT_SCHEMA.names}
-_GEN_REJECT_PROJ = {**_REJECT_PROJ, "rejected_at": pads.field("generated_at")}
+# Rows rejected before generation have no finish_reason column: null.
+_REJECT_PROJ = {n: pads.field(n) for n in commit.REJECT_SCHEMA.names if n != "finish_reason"} | {
+    "finish_reason": pads.scalar(None)}
+_GEN_REJECT_PROJ = {**_REJECT_PROJ, "rejected_at": pads.field("generated_at"),
+                    "finish_reason": pads.field("finish_reason")}
 
 
 def _concat(parts, schema: pa.Schema, fs) -> pa.RecordBatchReader:

@@ -78,12 +78,23 @@ class ReviewsSpec(_Strict):
 
 class ModelSpec(_Strict):
     source: Uri = Field(
-        default="pdgen-tiny",
-        description="HF folder, s3:// prefix holding one, or a registered name (pdgen-tiny).",
+        default="smollm2-135m-instruct",
+        description="HF folder, s3:// prefix holding one, a .gguf file (local or s3://), or a "
+        "registered name: smollm2-135m-instruct (a real instruct model, English) or pdgen-tiny "
+        "(the project's own toy model, for fast tests).",
+    )
+    prompt_format: Literal["auto", "chat", "completion"] = Field(
+        default="auto",
+        description="chat: each task's system instruction, examples and facts as messages, through "
+        "the model's own chat template; completion: the task's plain text template (what pdgen-tiny "
+        "was trained on); auto: chat when the tokenizer has a chat template.",
     )
     revision: str | None = Field(default=None, description="Recorded in lineage and fingerprints.")
     adapters: dict[str, Uri] = Field(default_factory=dict, description="task -> adapter uri.")
-    max_model_len: int = Field(default=512, ge=64, le=131072)
+    max_model_len: int | None = Field(
+        default=None, ge=64, le=131072,
+        description="Context length the engine serves (prompt + output tokens); default: the "
+        "model's own context, at most 2048.")
 
 
 class RetrySamplingSpec(_Strict):

@@ -14,7 +14,7 @@ runner = CliRunner()
 
 def write_spec(tmp_path, catalog, **over):
     d = {"name": "cli", "catalog": {"uri": str(catalog), "columns": {"sku": "id", "title": "name"}},
-         "output": {"uri": str(tmp_path / "out")}}
+         "model": {"source": "pdgen-tiny"}, "output": {"uri": str(tmp_path / "out")}}
     d.update(over)
     p = tmp_path / "job.yaml"
     p.write_text(yaml.safe_dump(d))
@@ -82,7 +82,7 @@ def test_storage_failure_after_work_began_names_the_resume_command(tmp_path, mon
     cat = tmp_path / "cat.parquet"
     pq.write_table(pa.table({"sku": ["a"], "title": ["T"], "price": [1.0]}), cat)
     spec.write_text(yaml.safe_dump({"name": "x", "catalog": {"uri": str(cat)}, "tasks": ["description"],
-                                    "output": {"uri": str(tmp_path / "out")}}))
+                                    "model": {"source": "pdgen-tiny"}, "output": {"uri": str(tmp_path / "out")}}))
 
     def began(self):
         self._began = True

@@ -31,7 +31,7 @@ def spec_for(catalog_uri: str, output_uri: str, **over) -> dict:
                                                     "category": "category", "color": "color"},
                     "currency": "USD"},
         "tasks": ["description"],
-        "output": {"uri": output_uri},
+        "model": {"source": "pdgen-tiny"}, "output": {"uri": output_uri},
         "mode": "full",
         "sampling": {"max_tokens": 48, "temperature": 0.8},
         "guardrails": {"min_chars": 1, "max_attempts": 1},
@@ -144,7 +144,7 @@ def test_myntra_500_rows(ray_local, s3):
                     "columns": {"sku": "product_id", "title": "product_name", "brand": "brand",
                                 "price": "price_inr", "color": "primary_color", "gender": "gender"},
                     "currency": "INR"},
-        "tasks": ["description"], "mode": "full", "output": {"uri": "s3://e2e-myntra/out/"},
+        "tasks": ["description"], "mode": "full", "model": {"source": "pdgen-tiny"}, "output": {"uri": "s3://e2e-myntra/out/"},
         "sampling": {"max_tokens": 32}, "guardrails": {"min_chars": 1, "max_attempts": 1},
         "resources": {"batch_size": 128},
     })

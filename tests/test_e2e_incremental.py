@@ -41,7 +41,7 @@ def spec_dict(bucket: str, **over) -> dict:
                                                              "rating": "rating"}},
         "tasks": ["description", "blurb", "review_digest"],
         "output": {"uri": f"{bucket}/out/"}, "mode": "incremental",
-        "model": {"max_model_len": 1024},
+        "model": {"source": "pdgen-tiny", "max_model_len": 1024},
         "sampling": {"max_tokens": 16}, "guardrails": {"min_chars": 1, "max_attempts": 1},
         "resources": {"batch_size": 64},
     }

@@ -46,7 +46,7 @@ def all_tasks_run(ray_local, s3):
         "reviews": {"uri": "s3://e2e-tasks/reviews/", "columns": {"sku": "product_id", "text": "review_text"}},
         "tasks": ALL, "locales": ["en", "zh"], "segments": ["budget", "gift"],
         "output": {"uri": "s3://e2e-tasks/out/"}, "mode": "full",
-        "model": {"max_model_len": 1024},
+        "model": {"source": "pdgen-tiny", "max_model_len": 1024},
         "sampling": {"max_tokens": 40}, "guardrails": {"min_chars": 1, "max_attempts": 2},
         "resources": {"batch_size": 64},
     })
@@ -122,7 +122,7 @@ def test_review_digest_on_real_reviews(ray_local, s3):
         "reviews": {"uri": "s3://e2e-realrev/reviews/",
                     "columns": {"sku": "clothing_id", "text": "review_text", "rating": "rating"}},
         "tasks": ["review_digest"], "output": {"uri": "s3://e2e-realrev/out/"}, "mode": "full",
-        "model": {"max_model_len": 1024}, "sampling": {"max_tokens": 32},
+        "model": {"source": "pdgen-tiny", "max_model_len": 1024}, "sampling": {"max_tokens": 32},
         "guardrails": {"min_chars": 1, "max_attempts": 1},
     })
     rec = run_job(spec)
@@ -150,7 +150,7 @@ def test_zh_locale_on_real_chinese_reviews(ray_local, s3):
         "name": "zh", "catalog": {"uri": "s3://e2e-zh/catalog/", "currency": "CNY"},
         "reviews": {"uri": "s3://e2e-zh/reviews/", "columns": {"sku": "category_en", "text": "review_text"}},
         "tasks": ["description", "review_digest"], "locales": ["zh"], "output": {"uri": "s3://e2e-zh/out/"},
-        "mode": "full", "model": {"max_model_len": 1024}, "sampling": {"max_tokens": 24},
+        "mode": "full", "model": {"source": "pdgen-tiny", "max_model_len": 1024}, "sampling": {"max_tokens": 24},
         "guardrails": {"min_chars": 1, "max_attempts": 1},
     })
     rec = run_job(spec)

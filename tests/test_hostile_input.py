@@ -114,7 +114,7 @@ def _write(tmp_path, name: str, table: pa.Table) -> str:
 
 
 def _spec(catalog_uri: str, out: str, **columns) -> dict:
-    return {"name": "hostile", "tasks": ["description"], "output": {"uri": out}, "mode": "full",
+    return {"name": "hostile", "tasks": ["description"], "model": {"source": "pdgen-tiny"}, "output": {"uri": out}, "mode": "full",
             "catalog": {"uri": catalog_uri, "columns": {**SOURCE_COLUMNS, **columns}}}
 
 

@@ -29,7 +29,7 @@ def spec_for(catalog_uri: str, output_uri: str, **over) -> dict:
     d = {
         "name": "s3-faults",
         "catalog": {"uri": catalog_uri, "columns": COLUMNS, "currency": "USD"},
-        "tasks": ["description"], "output": {"uri": output_uri}, "mode": "full",
+        "tasks": ["description"], "model": {"source": "pdgen-tiny"}, "output": {"uri": output_uri}, "mode": "full",
         "sampling": {"max_tokens": 16, "temperature": 0.8},
         "guardrails": {"min_chars": 1, "max_attempts": 1},
         "resources": {"batch_size": 8},

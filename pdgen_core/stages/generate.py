@@ -8,6 +8,7 @@ dead engine raises ``EngineError``.
 
 from __future__ import annotations
 
+import json
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -36,10 +37,31 @@ def max_pending_requests(spec: JobSpec) -> int:
     return max(running, min(2 * running, res.batch_size * res.max_concurrent_batches))
 
 
-def engine_kwargs(spec: JobSpec, enable_lora: bool) -> dict[str, Any]:
+DEFAULT_CONTEXT = 2048
+
+
+def context_length(spec: JobSpec, model_path: Path | None = None) -> int:
+    """``model.max_model_len``, else the model's own context (``max_position_embeddings``), at
+    most ``DEFAULT_CONTEXT``: a 30-layer model's KV cache costs 46 KB per token on the CPU."""
+    if spec.model.max_model_len:
+        return spec.model.max_model_len
+    cfg = json.loads((model_path / "config.json").read_text()) if model_path else {}
+    return min(DEFAULT_CONTEXT, int(cfg.get("max_position_embeddings") or DEFAULT_CONTEXT))
+
+
+def cpu_memory_fraction(model_path: Path | None) -> float:
+    """vLLM's CPU KV-cache share of the NUMA node's memory when the spec sets none. 0.1 is enough
+    for pdgen-tiny; SmolLM2-135M (538 MB of fp32 weights) refuses to start with it ("less than
+    requested memory for kv"), so models over 100 MB of weights get 0.3."""
+    weights = sum(f.stat().st_size for f in model_path.glob("*.safetensors")) if model_path else 0
+    return 0.3 if weights > (100 << 20) else 0.1
+
+
+def engine_kwargs(spec: JobSpec, enable_lora: bool, model_path: Path | None = None) -> dict[str, Any]:
     res = spec.resources
+    max_len = context_length(spec, model_path)
     kw: dict[str, Any] = {
-        "max_model_len": spec.model.max_model_len,
+        "max_model_len": max_len,
         "enable_prefix_caching": True,
         # Sequences the engine runs at once. ray.data.llm admits about 1.1x this many requests and
         # holds batch_size x max_concurrent_batches rows in the actor: keep twice as many rows in
@@ -51,12 +73,13 @@ def engine_kwargs(spec: JobSpec, enable_lora: bool) -> dict[str, Any]:
     if res.gpus_per_replica == 0:
         # vLLM's CPU backend: eager mode, fp32 for tiny models, and a bounded share of host memory
         # (the default 0.92 of a NUMA node fails when other processes hold memory).
-        kw.update(enforce_eager=True, dtype="float32", gpu_memory_utilization=res.memory_fraction or 0.1)
+        kw.update(enforce_eager=True, dtype="float32",
+                  gpu_memory_utilization=res.memory_fraction or cpu_memory_fraction(model_path))
         # Chunked prefill discards the token sampled for a partial prompt and rewinds the request's
         # generator, which CPU generators refuse ("CPU Generator does not use offset") when a
         # request carries a seed, as ours all do. Whole-prompt prefills avoid that path.
         kw.update(enable_chunked_prefill=False,
-                  max_num_batched_tokens=max(spec.model.max_model_len, 8192))
+                  max_num_batched_tokens=max(max_len, 8192))
         # The worker runs inside the engine-core process (vLLM's default on the CPU is a third
         # process that spins on a shared-memory queue): one process fewer to start (about 7 s of
         # engine start here) and no spinning beside Ray's own work. vLLM keeps the multiprocess
@@ -85,7 +108,7 @@ def processor_config(spec: JobSpec, model_path: Path, enable_lora: bool = False)
         bundles = [{"CPU": res.cpus_per_replica}]
     return vLLMEngineProcessorConfig(
         model_source=str(model_path),
-        engine_kwargs=engine_kwargs(spec, enable_lora),
+        engine_kwargs=engine_kwargs(spec, enable_lora, model_path),
         batch_size=res.batch_size,
         concurrency=res.replicas,
         max_concurrent_batches=res.max_concurrent_batches,

@@ -15,6 +15,8 @@ import pyarrow as pa
 
 from pdgen_core import metrics
 from pdgen_core.guardrails import GuardContext, run_checks
+from pdgen_core.guardrails.truncation import trim_to_sentence
+from pdgen_core.models.chat import strip_thinking
 from pdgen_core.stages.plan import WORK_SCHEMA, RunContext
 from pdgen_core.stages.validate import strip_invisible
 from pdgen_core.tasks import TASKS
@@ -24,12 +26,29 @@ GEN_SCHEMA = pa.schema(list(WORK_SCHEMA) + [
     ("sampling_hash", pa.string()), ("run_id", pa.string()),
     ("generated_at", pa.timestamp("us", tz="UTC")), ("tokens_in", pa.int64()),
     ("tokens_out", pa.int64()), ("attempts", pa.int32()),
+    ("finish_reason", pa.string()),
     ("status", pa.string()), ("stage", pa.string()), ("reason", pa.string()), ("detail", pa.string()),
 ])
-_ENGINE_COLS = ("generated_text", "num_input_tokens", "num_generated_tokens", "__inference_error__")
+_ENGINE_COLS = ("generated_text", "generated_tokens", "num_input_tokens", "num_generated_tokens",
+                "__inference_error__")
 
 
-def guard_context(row: dict[str, Any], ctx: RunContext) -> GuardContext:
+def finish_reason(row: dict[str, Any], ctx: RunContext) -> str:
+    """``length`` when the engine stopped at the request's ``max_tokens`` rather than at an
+    end-of-turn token or a stop string, else ``stop``. Ray's vLLM stage keeps the generated token
+    ids but not vLLM's own finish reason, so it is read from them: the count reached the limit
+    and the last token is not one that ends a turn."""
+    params = dict(ctx.sampling.get(row["task"], {}))
+    if int(row.get("attempt") or 1) > 1:
+        params.update(ctx.retry_sampling)
+    limit = params.get("max_tokens")
+    n = int(row.get("num_generated_tokens") or 0)
+    toks = row.get("generated_tokens")
+    last = toks[-1] if toks is not None and len(toks) else None
+    return "length" if limit and n >= limit and last not in ctx.eos_ids else "stop"
+
+
+def guard_context(row: dict[str, Any], ctx: RunContext, finish: str = "stop") -> GuardContext:
     g = ctx.guard
     fields = json.loads(row.get("fields_json") or "{}")
     inputs = tuple(str(v) for v in fields.values() if isinstance(v, str) and v)
@@ -37,18 +56,20 @@ def guard_context(row: dict[str, Any], ctx: RunContext) -> GuardContext:
         locale=row["locale"], title=row.get("title"), brand=row.get("brand"), price=row.get("price"),
         currency=ctx.currency, known_brands=g.get("known_brands", frozenset()),
         banned_terms=tuple(g.get("banned_terms", ())), url_allowlist=tuple(g.get("url_allowlist", ())),
-        input_texts=inputs, system_prompt=TASKS[row["task"]].template_source(row["locale"]),
+        input_texts=inputs,
+        system_prompt=TASKS[row["task"]].template_source(row["locale"], ctx.prompt_format),
         min_chars=g.get("min_chars", 20), max_chars=g.get("max_chars", 2000),
+        fields=fields, finish_reason=finish,
     )
 
 
-def check(task, text: str, row: dict[str, Any], ctx: RunContext) -> str | None:
+def check(task, text: str, row: dict[str, Any], ctx: RunContext, finish: str = "stop") -> str | None:
     """The first reason to refuse ``text``: output form (JSON tasks first, so broken JSON reads
     ``invalid_json``), then the task's guardrails, then its own checks and fact grounding."""
     if task.output == "json" and task.parse is not None:
         if reason := task.parse(text):
-            return reason
-    if reason := run_checks(task.guardrails, task.guard_text(text), guard_context(row, ctx)):
+            return "truncated" if finish == "length" and reason == "invalid_json" else reason
+    if reason := run_checks(task.guardrails, task.guard_text(text), guard_context(row, ctx, finish)):
         return reason
     if task.output != "json" and task.parse is not None:
         if reason := task.parse(text):
@@ -61,20 +82,29 @@ def check(task, text: str, row: dict[str, Any], ctx: RunContext) -> str | None:
 def judge(row: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     """One engine output row -> one GEN_SCHEMA row."""
     task = TASKS[row["task"]]
-    text = strip_invisible(row.get("generated_text") or "").strip()
+    text = strip_thinking(strip_invisible(row.get("generated_text") or "")).strip()
+    finish = finish_reason(row, ctx)
+    trimmed = False
+    if finish == "length" and task.output != "json":
+        # A text cut mid-sentence: keep its complete sentences when they are enough to pass
+        # (the length check then judges what is left); JSON cut short fails to parse anyway.
+        kept = trim_to_sentence(text, row["locale"])
+        trimmed = kept is not None and kept != text
+        text = kept if kept is not None else text
     out = {k: row.get(k) for k in WORK_SCHEMA.names}
     out.update(
         text=text, label=task.label.get(row["locale"]), model=ctx.model, adapter=ctx.adapters.get(row["task"], ""),
         sampling_hash=ctx.sampling_hash(row["task"]), run_id=ctx.run_id,
         generated_at=dt.datetime.now(dt.timezone.utc), tokens_in=int(row.get("num_input_tokens") or 0),
         tokens_out=int(row.get("num_generated_tokens") or 0), attempts=int(row["attempt"]),
+        finish_reason="length_trimmed" if trimmed else finish,
         status="accepted", stage=None, reason=None, detail=None,
     )
     err = row.get("__inference_error__") or ""
     if err:
         out.update(status="rejected", stage="generate", reason="engine_error", detail=err[:500])
         return out
-    reason = check(task, text, row, ctx)
+    reason = check(task, text, row, ctx, "stop" if trimmed else finish)
     if reason:
         last = int(row["attempt"]) >= ctx.max_attempts
         out.update(status="rejected" if last else "retry", stage="guard", reason=reason,

@@ -42,6 +42,13 @@ class RunContext:
     guard: dict[str, Any] = field(default_factory=dict)          # guardrail settings from the spec
     max_attempts: int = 2
     min_reviews: int = 3
+    prompt_format: str = "completion"            # chat | completion (resolved from model.prompt_format)
+    model_path: str = ""                         # the node-cache folder: its tokenizer renders chat prompts
+    templates: dict[str, str] = field(default_factory=dict)     # task -> template id (lineage)
+    eos_ids: tuple[int, ...] = ()                # tokens that end a turn (finish_reason "stop")
+
+    def template(self, task: str) -> str:
+        return self.templates.get(task) or TASKS[task].template_id
 
     def sampling_hash(self, task: str) -> str:
         # The default retry settings stay out, so fingerprints made before sampling.retry existed
@@ -69,11 +76,11 @@ def work_items(row: dict[str, Any], ctx: RunContext) -> list[dict[str, Any]]:
                     "title": row.get("title"), "brand": row.get("brand"), "price": row.get("price"),
                     "fields_json": json.dumps(fields, ensure_ascii=False, sort_keys=True),
                     "input_fingerprint": fp.input_fingerprint(
-                        fields, template=task.template_id, locale=locale, variant=variant,
+                        fields, template=ctx.template(name), locale=locale, variant=variant,
                         currency=ctx.currency, model=ctx.model, adapter=ctx.adapters.get(name, ""),
                         sampling=ctx.sampling_hash(name), guardrails=ctx.guardrails_version,
                     ),
-                    "template": task.template_id,
+                    "template": ctx.template(name),
                     "attempt": 1,
                     "input_flags": row.get("input_flags"),
                     "skip_reason": skip,

@@ -1,6 +1,7 @@
 """Prompt: render each work item's prompt from its task's versioned, sandboxed template and attach
-the engine request (sampling parameters with a per-row seed, and ``sampling.retry``'s changes on a
-guard retry; the LoRA adapter when the task has one). Catalog values are data to the template,
+the engine request: a chat model's messages through its own chat template, or the completion
+template's text; sampling parameters with a per-row seed, and ``sampling.retry``'s changes on a
+guard retry; the LoRA adapter when the task has one. Catalog values are data to the template,
 never template code (see ``tasks/base.py``).
 """
 
@@ -10,6 +11,7 @@ import json
 from typing import Any
 
 from pdgen_core import fingerprint as fp
+from pdgen_core.models import chat
 from pdgen_core.stages.plan import RunContext
 from pdgen_core.tasks import TASKS
 
@@ -18,7 +20,11 @@ def engine_request(row: dict[str, Any], ctx: RunContext, adapter_names: dict[str
     """Add ``prompt``, ``sampling_params`` (and ``model`` for LoRA) to one work item."""
     task = TASKS[row["task"]]
     fields = json.loads(row["fields_json"])
-    prompt = task.render(fields, row["locale"], ctx.currency, variant=row["variant"])
+    if ctx.prompt_format == "chat":
+        messages = task.messages(fields, row["locale"], ctx.currency, variant=row["variant"])
+        prompt = chat.render(ctx.model_path, messages)
+    else:
+        prompt = task.render(fields, row["locale"], ctx.currency, variant=row["variant"])
     params = dict(ctx.sampling[row["task"]])
     if int(row["attempt"]) > 1:  # a guard retry: at temperature 0 a new seed alone changes nothing
         params.update(ctx.retry_sampling)

@@ -1,6 +1,19 @@
 """What a task is: templates per locale with a version, the fields it reads, its output form,
 sampling defaults, its guardrail set and its own output checks. Adding a task is one small module
-plus one template per locale (``templates/<task>.<locale>.j2``).
+plus, per locale, a completion template (``templates/<task>.<locale>.j2``) and a chat prompt
+(``templates/<task>.<locale>.chat.yaml``).
+
+Two prompt formats (``model.prompt_format``):
+
+- ``completion``: one plain text ("### Product ... ### Description") that the model continues;
+  what ``pdgen-tiny`` and the adapters trained on it know.
+- ``chat``: for instruct models. The chat YAML holds a system instruction, a user-message
+  template and worked examples (each a row of facts and the answer a catalog editor would
+  publish). ``messages`` renders them as system, (user, assistant) per example, then the row's
+  user message; the model's own chat template turns them into the prompt (``stages/prompt.py``).
+  A 135M-parameter model given only an instruction wrote 300-token brand histories ("Bvlgari is a
+  French perfumer ... balsamic vinegar"); two worked examples made it write one grounded sentence
+  and stop (16 Myntra rows, 2026-12-01).
 
 Templates render in a sandboxed Jinja environment. Catalog values go in as data through the
 ``q`` filter (whitespace-collapsed, length-capped, quoted); they are never evaluated as template
@@ -20,6 +33,7 @@ Each returns ``None`` (pass) or a snake_case reason.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -27,6 +41,7 @@ from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any, Callable, Literal
 
+import yaml
 from jinja2 import StrictUndefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -46,6 +61,16 @@ def _q(value: Any, cap: int = VALUE_CAP) -> str:
     if len(s) > cap:
         s = s[: cap - 1] + "…"
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _plain(value: Any, cap: int = VALUE_CAP) -> str:
+    """A catalog value as chat prompt data: one line, capped, unquoted (a small chat model copies
+    quotes into its answer). One line is what keeps it data: a value cannot start a line of its
+    own that would read as an instruction."""
+    if value is None:
+        return ""
+    s = " ".join(str(value).split())
+    return s if len(s) <= cap else s[: cap - 1] + "…"
 
 
 def _price(value: Any, currency: str) -> str:
@@ -80,12 +105,32 @@ def _reviews(value: Any, limit: int, budget: int, cap: int) -> list[dict]:
 
 
 _ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
-_ENV.filters.update(q=_q, price=_price, n=_n, reviews=_reviews)
+_ENV.filters.update(q=_q, plain=_plain, price=_price, n=_n, reviews=_reviews)
 
 
 @lru_cache(maxsize=None)
 def _source(name: str, locale: str) -> str:
     return (TEMPLATES / f"{name}.{locale}.j2").read_text(encoding="utf-8")
+
+
+@lru_cache(maxsize=None)
+def _chat_source(name: str, locale: str) -> str:
+    return (TEMPLATES / f"{name}.{locale}.chat.yaml").read_text(encoding="utf-8")
+
+
+@lru_cache(maxsize=None)
+def _chat(name: str, locale: str) -> dict[str, Any]:
+    """The parsed chat prompt: ``system``, ``user`` (a template), ``examples``; checked here so
+    that a broken file fails when the task is first used, naming the file."""
+    path = TEMPLATES / f"{name}.{locale}.chat.yaml"
+    doc = yaml.safe_load(_chat_source(name, locale))
+    if not isinstance(doc, dict) or not {"system", "user"} <= set(doc) or set(doc) - {"system", "user", "examples"}:
+        raise ValueError(f"{path}: expected the keys system, user and (optionally) examples")
+    for i, ex in enumerate(doc.get("examples") or ()):
+        if not isinstance(ex, dict) or not {"row", "output"} <= set(ex) or set(ex) - {"row", "output", "variant"}:
+            raise ValueError(f"{path}: examples[{i}] needs `row` and `output` (and optionally `variant`)")
+    return {"system": str(doc["system"]).strip(), "user": _ENV.from_string(doc["user"]),
+            "examples": tuple(doc.get("examples") or ())}
 
 
 def json_strings(value: Any) -> list[str]:
@@ -115,6 +160,7 @@ class Task:
     ground: Ground | None = None                # fact check: (text, fields) -> None | reason
     variants: Callable[[Any], tuple[str, ...]] | None = None  # spec -> variant names
     label: dict[str, str] = field(default_factory=dict)  # locale -> how the output is presented
+    chat_sampling: dict = field(default_factory=dict)  # sampling defaults of the chat format
 
     @property
     def template_id(self) -> str:
@@ -135,9 +181,44 @@ class Task:
         except (ValueError, RecursionError):
             return text
 
-    def template_source(self, locale: str) -> str:
-        """The template text: guardrails look for it echoed in outputs."""
-        return _source(self.name, locale)
+    def template_source(self, locale: str, prompt_format: str = "completion") -> str:
+        """The template text of a format: guardrails look for it echoed in outputs."""
+        return _chat_source(self.name, locale) if prompt_format == "chat" else _source(self.name, locale)
+
+    def template_for(self, prompt_format: str, chat_template: str = "") -> str:
+        """The template id recorded in lineage and fingerprints. The completion format keeps
+        ``<task>/v<version>`` (content committed before the chat format stays current); the chat
+        format adds a hash of this task's chat prompts and of the model's chat template, so a
+        change to either regenerates."""
+        if prompt_format != "chat":
+            return self.template_id
+        h = hashlib.sha256(chat_template.encode())
+        for loc in self.locales:
+            h.update(_chat_source(self.name, loc).encode())
+        return f"{self.template_id}/chat-{h.hexdigest()[:12]}"
+
+    def messages(self, row: dict[str, Any], locale: str, currency: str = "USD",
+                 variant: str = "") -> list[dict[str, str]]:
+        """The chat prompt for one cleaned row: the system instruction, each worked example as a
+        user and an assistant turn, then the row's facts as the last user turn. Examples render
+        through the same user template as the row, so they show the model exactly its input."""
+        if locale not in self.locales:
+            raise KeyError(f"task {self.name!r} has no {locale!r} template; it has {list(self.locales)}")
+        chat = _chat(self.name, locale)
+
+        def user(data: dict[str, Any], var: str) -> str:
+            facts = {f: data.get(f) for f in self.fields}
+            return chat["user"].render(row=facts, currency=currency, variant=var).strip()
+
+        out = [{"role": "system", "content": chat["system"]}]
+        for ex in chat["examples"]:
+            answer = ex["output"]
+            if not isinstance(answer, str):  # a JSON task's example answer, written as YAML
+                answer = json.dumps(answer, ensure_ascii=False)
+            out += [{"role": "user", "content": user(ex["row"], ex.get("variant") or variant)},
+                    {"role": "assistant", "content": answer.strip()}]
+        out.append({"role": "user", "content": user(row, variant)})
+        return out
 
     def __getstate__(self) -> dict[str, Any]:
         # Compiled templates are generated code that does not pickle; a copy recompiles them.

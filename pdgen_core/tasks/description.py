@@ -13,5 +13,6 @@ TASK = Task(
     name="description",
     version="1",
     fields=("title", "brand", "price", "category", "color", "material", "gender", "attributes"),
-    guardrails=("length", "repetition", "language", "pii", "injection"),
+    chat_sampling={"temperature": 0.2, "top_p": 0.9, "repetition_penalty": 1.05, "max_tokens": 96},
+    guardrails=("truncated", "length", "repetition", "language", "pii", "injection"),
 )
