@@ -114,6 +114,8 @@ class Counts:
     flags: dict[str, dict[str, int]] = field(default_factory=dict)
     deleted: dict[str, int] = field(default_factory=dict)
     resumed: int = 0
+    first_attempt: dict[str, int] = field(default_factory=dict)  # task -> accepted on the first attempt
+    retries: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)  # task -> reason -> retried/passed
 
     def add(self, task: str, key: str, n: int = 1) -> None:
         self.by_task.setdefault(task, {"planned": 0, "unchanged": 0, "accepted": 0, "rejected": 0})
@@ -190,13 +192,27 @@ def build_context(spec: JobSpec, run_id: str, model_id: str, known_brands: froze
         sampling={t: sampling_for(spec, t, fmt) for t in spec.tasks}, base_seed=spec.sampling.seed,
         retry_sampling=retry_sampling_for(spec),
         retry_in_hash="retry" in spec.sampling.model_fields_set,
-        guardrails_version=GUARDRAIL_SET_VERSION,
+        guardrails_version=guardrails_version(spec),
         variants={t: TASKS[t].variants_for(spec) for t in spec.tasks},
         guard={"known_brands": known_brands, "banned_terms": tuple(g.banned_terms),
                "min_chars": g.min_chars, "max_chars": g.max_chars},
         max_attempts=g.max_attempts,
         min_reviews=spec.reviews.min_reviews if spec.reviews else 3,
     )
+
+
+def guardrails_version(spec: JobSpec) -> str:
+    """What the fingerprints know of the guard: the check set's version and the retry rules'
+    (``GUARDRAIL_SET_VERSION``, ``prompt.RETRY_RULES_VERSION``), plus the spec's guardrail
+    settings that differ from their defaults. Loosening ``max_chars`` re-generates what it
+    rejected; a new banned term re-checks what was accepted. Settings left at their defaults stay
+    out, so that fingerprints made before the settings were hashed remain valid."""
+    from pdgen_core import fingerprint as fp
+    from pdgen_core.stages.prompt import RETRY_RULES_VERSION
+
+    version = f"{GUARDRAIL_SET_VERSION}.r{RETRY_RULES_VERSION}"
+    custom = spec.guardrails.model_dump(mode="json", exclude_defaults=True)
+    return f"{version}+{fp.digest(custom)[:12]}" if custom else version
 
 
 def wanted_fields(spec: JobSpec) -> set[str]:
@@ -236,9 +252,11 @@ def _skip_rows(batch: pa.Table, run_id: str) -> pa.Table:
 
 
 def _next_attempt(batch: pa.Table) -> pa.Table:
-    rows = batch.select(WORK_SCHEMA.names).to_pylist()
-    for r in rows:
+    reasons = batch.column("reason").to_pylist()
+    rows = batch.select([n for n in WORK_SCHEMA.names if n != "retry_reason"]).to_pylist()
+    for r, reason in zip(rows, reasons):
         r["attempt"] = int(r["attempt"]) + 1
+        r["retry_reason"] = reason
     return pa.Table.from_pylist(rows, schema=WORK_SCHEMA)
 
 
@@ -595,6 +613,9 @@ class Job:
         g = storage.retry_io(partial(_generated_counts, gen_files, fs, task), "count generated")
         for status in ("accepted", "rejected"):
             c.add(task, status, g["status"].get(status, 0))
+        c.first_attempt[task] = c.first_attempt.get(task, 0) + g["first_attempt"]
+        if g["retried"]:
+            c.retries[task] = g["retried"]
         for r, n in g["reasons"].items():
             c.reason(task, r, n)
         for f, n in g["flags"].items():
@@ -622,6 +643,9 @@ class Job:
                 "unchanged": sum(v["unchanged"] for v in c.by_task.values()),
                 "by_task": c.by_task, "rejects_by_reason": c.reasons, "input_flags": c.flags,
                 "deleted": c.deleted, "on_delete": self.spec.on_delete, "resumed": c.resumed,
+                # Guard outcomes by attempt: accepted at once, and per reason of a rejected
+                # attempt how many items were retried and how many of those then passed.
+                "accepted_first_attempt": c.first_attempt, "retries_by_reason": c.retries,
             },
             "tokens": {"in": c.tokens_in, "out": c.tokens_out},
             "timing": {"wall_s": wall, "generate_s": gen_s,
@@ -638,16 +662,30 @@ def _distinct_brands(batch: pa.Table) -> pa.Table:
 
 def _generated_counts(gen_files: list[str], fs, task: str) -> dict[str, Any]:
     """One task's outcomes in the staged generation files, streamed a batch at a time."""
-    out: dict[str, Any] = {"status": {}, "reasons": {}, "flags": {}, "tokens_in": 0, "tokens_out": 0}
+    out: dict[str, Any] = {"status": {}, "reasons": {}, "flags": {}, "tokens_in": 0, "tokens_out": 0,
+                           "first_attempt": 0, "retried": {}}
 
     def bump(d: dict, k: str, n: int) -> None:
         d[k] = d.get(k, 0) + n
 
-    scan = pads.dataset(gen_files, filesystem=fs).scanner(
-        columns=["status", "reason", "tokens_in", "tokens_out", "input_flags"],
+    ds = pads.dataset(gen_files, filesystem=fs)
+    has_reason = "retry_reason" in ds.schema.names  # staged by an earlier version (a resume)
+    scan = ds.scanner(
+        columns=["status", "reason", "tokens_in", "tokens_out", "input_flags", "attempts"]
+        + (["retry_reason"] if has_reason else []),
         filter=pads.field("task") == task)
     for b in scan.to_batches():
         t = pa.Table.from_batches([b])
+        final = t.filter(pc.not_equal(t.column("status"), "retry"))
+        first = pc.equal(final.column("attempts"), 1)
+        out["first_attempt"] += int(pc.sum(pc.and_(first, pc.equal(final.column("status"), "accepted")))
+                                    .as_py() or 0)
+        if has_reason:  # per reason of the rejected attempt: retried items, and those that passed
+            again = final.filter(pc.invert(first))
+            for status, reason in zip(again.column("status").to_pylist(), again.column("retry_reason").to_pylist()):
+                r = out["retried"].setdefault(reason or "unknown", {"retried": 0, "passed": 0})
+                r["retried"] += 1
+                r["passed"] += status == "accepted"
         for status, n in _value_counts(t.column("status")):
             bump(out["status"], status, n)
         rejected = t.filter(pc.equal(t.column("status"), "rejected"))

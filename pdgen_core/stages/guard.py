@@ -18,6 +18,7 @@ from pdgen_core.guardrails import GuardContext, run_checks
 from pdgen_core.guardrails.truncation import trim_to_sentence
 from pdgen_core.models.chat import strip_thinking
 from pdgen_core.stages.plan import WORK_SCHEMA, RunContext
+from pdgen_core.stages.prompt import request_sampling
 from pdgen_core.stages.validate import strip_invisible
 from pdgen_core.tasks import TASKS
 
@@ -38,10 +39,7 @@ def finish_reason(row: dict[str, Any], ctx: RunContext) -> str:
     end-of-turn token or a stop string, else ``stop``. Ray's vLLM stage keeps the generated token
     ids but not vLLM's own finish reason, so it is read from them: the count reached the limit
     and the last token is not one that ends a turn."""
-    params = dict(ctx.sampling.get(row["task"], {}))
-    if int(row.get("attempt") or 1) > 1:
-        params.update(ctx.retry_sampling)
-    limit = params.get("max_tokens")
+    limit = request_sampling(row, ctx).get("max_tokens")
     n = int(row.get("num_generated_tokens") or 0)
     toks = row.get("generated_tokens")
     last = toks[-1] if toks is not None and len(toks) else None

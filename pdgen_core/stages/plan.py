@@ -22,6 +22,8 @@ WORK_SCHEMA = pa.schema([
     ("title", pa.string()), ("brand", pa.string()), ("price", pa.float64()),
     ("fields_json", pa.string()), ("input_fingerprint", pa.string()), ("template", pa.string()),
     ("attempt", pa.int32()), ("input_flags", pa.string()), ("skip_reason", pa.string()),
+    # Why the previous attempt was rejected (null on the first): a retry changes what caused it.
+    ("retry_reason", pa.string()),
 ])
 
 

@@ -16,6 +16,54 @@ from pdgen_core.stages.plan import RunContext
 from pdgen_core.tasks import TASKS
 
 
+# What a guard retry changes, by the reason the previous attempt was rejected. A new seed alone
+# changes nothing at temperature 0, and one penalty for every reason did harm: SmolLM2 retried at
+# repetition_penalty 1.2 wrote FAQ answers like "ParXMB" and "BIG BOSSES" where its first attempts
+# were plain (40 Myntra rows, 2026-12-01). So the penalty (``sampling.retry``) goes only to texts
+# that repeated themselves, or whose reason is unknown.
+LONGER = frozenset({"truncated"})
+SHORTER = frozenset({"too_long", "post_too_long", "too_many_sentences", "headline_too_long",
+                     "body_too_long", "headline_truncated", "body_truncated", "faq_too_long",
+                     "too_many_hashtags"})
+INVENTED = frozenset({"ungrounded_number", "ungrounded_name", "attribute_mismatch", "other_brand",
+                      "brand_missing", "price_mismatch", "meta_text", "prompt_echo",
+                      "ungrounded_answer", "ungrounded_question", "first_person_review",
+                      "wrong_language", "invalid_json", "schema_mismatch", "empty_field",
+                      "faq_count", "duplicate_question", "too_short", "empty", "banned_term",
+                      "pii_email", "pii_phone", "pii_url", "injection_echo"})
+RETRY_RULES_VERSION = "1"   # bump with any rule change: retries are part of what an output is
+
+
+def request_sampling(row: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
+    """The sampling parameters of one request, without its seed. Attempt 1: the task's. A retry:
+    those, changed for the reason the last attempt failed, then ``sampling.retry``'s explicit
+    settings on top:
+
+    - ``truncated``: half as many tokens again (1.5x ``max_tokens``);
+    - too long (text, headline, sentences, hashtags): at most 0.1 temperature, and for a
+      headline or body cut at its length limit the same;
+    - an invented fact, assistant talk, a form error: a fresh draw at temperature 0.5 (a cooler
+      retry rewrote the same invention; the first attempt's facts are in the prompt either way);
+    - repetition, or a reason it does not know: ``sampling.retry`` (repetition_penalty 1.2).
+    """
+    params = dict(ctx.sampling[row["task"]])
+    if int(row.get("attempt") or 1) <= 1:
+        return params
+    reason = row.get("retry_reason")
+    if reason in LONGER:
+        params["max_tokens"] = int(params.get("max_tokens", 64) * 1.5)
+    elif reason in SHORTER:
+        params["temperature"] = min(params.get("temperature", 0.0), 0.1)
+    elif reason in INVENTED:
+        params["temperature"] = 0.5
+    else:
+        params.update(ctx.retry_sampling)
+        return params
+    if ctx.retry_in_hash:  # the spec set sampling.retry: its settings hold for every retry
+        params.update(ctx.retry_sampling)
+    return params
+
+
 def engine_request(row: dict[str, Any], ctx: RunContext, adapter_names: dict[str, str]) -> dict[str, Any]:
     """Add ``prompt``, ``sampling_params`` (and ``model`` for LoRA) to one work item."""
     task = TASKS[row["task"]]
@@ -25,9 +73,7 @@ def engine_request(row: dict[str, Any], ctx: RunContext, adapter_names: dict[str
         prompt = chat.render(ctx.model_path, messages)
     else:
         prompt = task.render(fields, row["locale"], ctx.currency, variant=row["variant"])
-    params = dict(ctx.sampling[row["task"]])
-    if int(row["attempt"]) > 1:  # a guard retry: at temperature 0 a new seed alone changes nothing
-        params.update(ctx.retry_sampling)
+    params = request_sampling(row, ctx)
     params["seed"] = fp.row_seed(ctx.base_seed, row["sku"], row["task"], row["locale"],
                                  row["variant"], int(row["attempt"]))
     if task.output == "json" and task.json_schema:
