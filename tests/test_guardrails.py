@@ -441,8 +441,10 @@ def test_language(text, locale, expected):
 
 
 def test_all_on_a_grounded_output_and_on_a_bad_one():
+    # "all" includes the facts checks: the row states what the text says (navy, recycled polyester).
     ctx = GuardContext(brand="Northwind", known_brands=frozenset({"Northwind", "Contoso"}), price=49.0,
-                       banned_terms=("guaranteed",), system_prompt=TEMPLATE)
+                       banned_terms=("guaranteed",), system_prompt=TEMPLATE,
+                       title="Northwind Navy Packable Jacket", fields={"material": "recycled polyester"})
     good = NORMAL_EN + " Yours for $49.00."
     assert run_checks(["all"], good, ctx) is None
     assert run_checks(["all"], good.replace("$49.00", "$39.00"), ctx) == "price_mismatch"

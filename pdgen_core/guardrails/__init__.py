@@ -2,11 +2,38 @@
 snake_case reason; ``run_checks`` returns the first reason in the order asked for.
 
 Tasks name groups (``length``, ``repetition``, ``price``, ``brand``, ``banned``, ``pii``,
-``injection``, ``language``) or single members (``pii.url``, ``brand.other``, ...)::
+``injection``, ``language``, ``facts``, ...) or single members (``pii.url``, ``brand.other``,
+``names``, ...)::
 
     from pdgen_core.guardrails import GuardContext, run_checks
     ctx = GuardContext(locale="zh", brand="李宁", price=299, currency="CNY")
     reason = run_checks(task.guardrails, text, ctx)
+
+The reasons, one module each (set version 2 added the second block, from what SmolLM2-135M-
+Instruct gets wrong on real rows; ``tests/corpus/smollm2_labelled.jsonl`` holds labelled examples):
+
+=====================  ==============  ===================================================
+reason                 check           what it catches
+=====================  ==============  ===================================================
+empty/too_short/long   length          blank, stub or overlong text
+truncated              truncated       cut at max_tokens with no complete sentence left
+wrong_language         language        text not in the locale's script
+repetition             repetition      a token looping, or mostly repeated n-grams
+injection_echo         injection       instruction-like text, or 10 template tokens echoed
+pii_email/phone/url    pii             contact details, links outside the allowlist
+price_mismatch         price           a price that is not the row's, in its currency
+other_brand            brand.other     another catalog brand named
+brand_missing          brand.missing   the row's brand not named
+banned_term            banned          a term of the spec's banned list
+meta_text              meta            refusals and assistant talk ("Sure! Here is...")
+prompt_echo            echo            prompt labels, lines or instruction ("Title:")
+degenerate             degenerate      glued words ("navyA", "MeetThis"), short loops
+ungrounded_number      numbers         a number (with its unit) the row does not state
+ungrounded_name        names           a person, place, retailer, brand or model not in
+                                       the row ("Ahlya Sterling", "Amazon", "French")
+attribute_mismatch     attributes      a colour, material, gender or product type the row
+                                       contradicts or does not give ("red" for black)
+=====================  ==============  ===================================================
 
 An unknown name raises ``KeyError`` (a broken task definition, not a bad row). Bump
 ``GUARDRAIL_SET_VERSION`` whenever any check changes what it accepts: it is part of every content
@@ -17,17 +44,23 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from pdgen_core.guardrails.attributes import check_attribute_mismatch
 from pdgen_core.guardrails.context import Check, GuardContext
+from pdgen_core.guardrails.degenerate import check_degenerate
+from pdgen_core.guardrails.echo import check_prompt_echo
 from pdgen_core.guardrails.injection import check_injection
 from pdgen_core.guardrails.language import check_language
 from pdgen_core.guardrails.length import check_length
+from pdgen_core.guardrails.meta import check_meta_text
+from pdgen_core.guardrails.names import check_ungrounded_name
+from pdgen_core.guardrails.numbers import check_ungrounded_number
 from pdgen_core.guardrails.pii import check_email, check_phone, check_url
 from pdgen_core.guardrails.price import check_price
 from pdgen_core.guardrails.repetition import check_repetition
 from pdgen_core.guardrails.terms import check_banned, check_brand_missing, check_other_brand
 from pdgen_core.guardrails.truncation import check_truncated
 
-GUARDRAIL_SET_VERSION = "1"
+GUARDRAIL_SET_VERSION = "2"
 
 MEMBERS: dict[str, Check] = {
     "truncated": check_truncated,
@@ -42,12 +75,19 @@ MEMBERS: dict[str, Check] = {
     "pii.url": check_url,
     "injection": check_injection,
     "language": check_language,
+    "meta": check_meta_text,
+    "echo": check_prompt_echo,
+    "degenerate": check_degenerate,
+    "numbers": check_ungrounded_number,
+    "names": check_ungrounded_name,
+    "attributes": check_attribute_mismatch,
 }
 # Every reason a check can return, for counting and for the rejects table's documentation.
 REASONS = frozenset({
     "empty", "too_short", "too_long", "repetition", "price_mismatch", "other_brand", "brand_missing",
     "banned_term", "pii_email", "pii_phone", "pii_url", "injection_echo", "wrong_language",
-    "truncated",
+    "truncated", "meta_text", "prompt_echo", "degenerate", "ungrounded_number", "ungrounded_name",
+    "attribute_mismatch",
 })
 
 
@@ -61,7 +101,11 @@ def _group(names: tuple[str, ...]) -> Check:
 GROUPS: dict[str, tuple[str, ...]] = {
     "brand": ("brand.other", "brand.missing"),
     "pii": ("pii.email", "pii.phone", "pii.url"),
-    "all": ("truncated", "length", "language", "repetition", "injection", "pii", "price", "brand", "banned"),
+    # What the row states: numbers, names, attributes (each needs ``GuardContext.fields``).
+    "facts": ("numbers", "names", "attributes"),
+    # Form first (what a reader sees at once), then leaks, then facts.
+    "all": ("truncated", "length", "language", "meta", "echo", "degenerate", "repetition", "injection",
+            "pii", "price", "brand", "banned", "facts"),
 }
 CHECKS: dict[str, Check] = {**MEMBERS, **{name: _group(members) for name, members in GROUPS.items()}}
 

@@ -4,6 +4,9 @@ an engine without structured output, or a truncated string, is a reject with its
 
 from __future__ import annotations
 
+import re
+
+from pdgen_core.guardrails.words import is_word
 from pdgen_core.tasks.base import Task
 from pdgen_core.tasks.checks import GroundNumbers, load_object
 
@@ -20,9 +23,26 @@ SCHEMA = {
 }
 
 
+def cut_at_limit(value: str, limit: int, sentence: bool) -> bool:
+    """Whether guided decoding cut ``value`` at its ``maxLength``: it fills the limit and ends
+    inside a word ("Avengers EndeG", "Strang'") or, for a ``sentence`` field, without a full
+    stop ("... featuring a custom-made"). Judged on English only: a value ending in another
+    script passes."""
+    if len(value) < limit:
+        return False
+    tail = value.rstrip()
+    if not tail or not tail[-1].isascii():   # a Chinese body has no spaces to cut inside of
+        return False
+    if sentence and not tail.endswith((".", "!", "?")):
+        return True
+    m = re.search(r"[A-Za-z]+$", tail)
+    return not tail[-1:].isalnum() and tail[-1:] not in ".!?)\"" or bool(m and not is_word(m.group().lower()))
+
+
 def parse(text: str) -> str | None:
     """``invalid_json``; ``schema_mismatch`` (not an object, keys other than exactly headline and
-    body, a value not a string); ``empty_field``; ``headline_too_long``; ``body_too_long``."""
+    body, a value not a string); ``empty_field``; ``headline_too_long``; ``body_too_long``;
+    ``truncated`` (a field cut at its limit by guided decoding, see ``cut_at_limit``)."""
     obj, reason = load_object(text)
     if reason:
         return reason
@@ -34,6 +54,8 @@ def parse(text: str) -> str | None:
         return "headline_too_long"
     if len(obj["body"]) > BODY_MAX:
         return "body_too_long"
+    if cut_at_limit(obj["headline"], HEADLINE_MAX, False) or cut_at_limit(obj["body"], BODY_MAX, True):
+        return "truncated"
     return None
 
 
@@ -47,7 +69,8 @@ TASK = Task(
     sampling={"temperature": 0.8, "max_tokens": 96},
     # The chat format (instruct models): cooler, with a light repetition penalty.
     chat_sampling={"temperature": 0.3, "top_p": 0.9, "repetition_penalty": 1.05, "max_tokens": 80},
-    guardrails=("truncated", "length", "repetition", "price", "brand.other", "banned", "pii", "injection", "language"),
+    guardrails=("truncated", "length", "language", "meta", "echo", "degenerate", "repetition", "injection", "pii",
+                "price", "brand.other", "banned", "names", "attributes"),
     stop=(),
     parse=parse,
     ground=GroundNumbers(json_output=True),

@@ -33,7 +33,8 @@ TASK = Task(
     sampling={"temperature": 0.8, "max_tokens": 60},
     # The chat format (instruct models): cooler, with a light repetition penalty.
     chat_sampling={"temperature": 0.3, "top_p": 0.9, "repetition_penalty": 1.05, "max_tokens": 48},
-    guardrails=("truncated", "length", "repetition", "price", "brand", "banned", "pii", "injection", "language"),
+    guardrails=("truncated", "length", "language", "meta", "echo", "degenerate", "repetition", "injection", "pii",
+                "price", "brand", "banned", "names", "attributes"),
     parse=parse,
     ground=GroundNumbers(),
     variants=segments,

@@ -34,7 +34,8 @@ TASK = Task(
     sampling={"temperature": 0.3, "max_tokens": 160},
     # The chat format (instruct models): cooler, with a light repetition penalty.
     chat_sampling={"temperature": 0.2, "top_p": 0.9, "repetition_penalty": 1.05, "max_tokens": 128},
-    guardrails=("truncated", "length", "repetition", "pii", "injection", "language"),
+    guardrails=("truncated", "length", "language", "meta", "echo", "degenerate", "repetition", "injection", "pii",
+                "banned", "names", "attributes"),
     needs_reviews=True,
     parse=parse,
     ground=GroundNumbers(extra=(5,)),  # "4.5 of 5": the rating scale is not in the row

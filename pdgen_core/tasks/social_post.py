@@ -32,7 +32,8 @@ TASK = Task(
     sampling={"temperature": 0.9, "max_tokens": 96},
     # The chat format (instruct models): cooler, with a light repetition penalty.
     chat_sampling={"temperature": 0.4, "top_p": 0.9, "repetition_penalty": 1.05, "max_tokens": 80},
-    guardrails=("truncated", "length", "repetition", "price", "brand.other", "banned", "pii", "injection", "language"),
+    guardrails=("truncated", "length", "language", "meta", "echo", "degenerate", "repetition", "injection", "pii",
+                "price", "brand.other", "banned", "names", "attributes"),
     parse=parse,
     ground=GroundNumbers(),
 )

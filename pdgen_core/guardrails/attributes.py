@@ -1,0 +1,166 @@
+"""Attributes that contradict the row, or that it does not give: ``attribute_mismatch``.
+
+SmolLM2 recolours, re-materials and re-genders products: "a leather oxford with a bright red
+finish" (tan brown oxfords), "a red regular fit shorts" (black & grey), "a stretchable canvas top"
+(cropped jeans), "a red beige ... bag" (a bra), "for men" (a Women row), "plush toys made of
+gold". A page that calls copper steel is the failure that got AI listings pulled. So, for the
+four small vocabularies below, a word in the text must be grounded in the facts (any field:
+title, colour, material, gender, category, attributes):
+
+- colour: the word, or a word it may stand for (``SHADES``: "blue" for navy), is in the facts;
+- material: the word, or one of its forms ("wood" for wooden), is in the facts;
+- gender: checked only when the facts state one; the text's audience words must fit it
+  ("men" for a Women row fails; "kids" for Boys passes);
+- product type: checked only when the title names a type; every type the text names must be of
+  a kind the facts name ("sneakers" for casual shoes passes, "bag" for a bra fails, "toy" for
+  boxers fails);
+- claim: a feature a shopper relies on ("handmade", "waterproof", "organic", "luxury") is in
+  the facts.
+
+Words in the facts are fine however they are used. The vocabularies are kept small and explicit
+on purpose: a word that is not in them is never judged here.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pdgen_core.guardrails._text import normalise
+from pdgen_core.guardrails.context import GuardContext
+from pdgen_core.guardrails.facts import fact_tokens
+
+COLOURS = frozenset("""
+red blue navy black white grey gray green yellow pink purple orange brown beige tan maroon olive
+cream gold golden silver teal turquoise khaki burgundy mustard peach lavender magenta charcoal
+rust coral mauve violet indigo nude fuchsia lime aqua copper bronze ivory
+""".split())
+# A colour word the text uses -> facts words that ground it besides itself.
+SHADES = {
+    "blue": {"navy", "teal", "turquoise", "indigo", "aqua"}, "grey": {"gray", "charcoal"},
+    "gray": {"grey", "charcoal"}, "gold": {"golden"}, "golden": {"gold"},
+    "red": {"maroon", "burgundy"}, "purple": {"violet", "lavender", "mauve"},
+    "pink": {"fuchsia", "magenta", "peach"}, "green": {"olive", "teal", "lime"},
+    "brown": {"tan", "khaki", "coffee"}, "white": {"ivory", "cream"},
+}
+MATERIALS = frozenset("""
+cotton leather silk wool woollen linen denim polyester nylon steel stainless copper brass aluminium
+aluminum wood wooden bamboo plastic glass ceramic rubber canvas suede velvet satin chiffon rayon
+viscose metal iron porcelain fleece cashmere jute mesh spandex lycra acrylic resin marble
+silicone georgette crepe chambray corduroy titanium plush
+""".split())
+FORMS = {"wood": {"wooden"}, "wooden": {"wood"}, "wool": {"woollen", "woolen"}, "woollen": {"wool"},
+         "aluminium": {"aluminum"}, "aluminum": {"aluminium"}, "steel": {"stainless"},
+         "stainless": {"steel"}, "spandex": {"lycra", "elastane"}, "lycra": {"spandex", "elastane"}}
+# Claims of make, quality or certification; "luxury" is how SmolLM2 describes a ₹599 kurta.
+CLAIMS = frozenset("""
+handmade handcrafted hand-made hand-crafted handwoven hand-woven waterproof water-resistant
+water-repellent organic sustainable eco-friendly vegan recycled antimicrobial hypoallergenic
+licensed certified award-winning bestseller bestselling luxury luxurious wireless rechargeable
+sustainability eco
+""".split())
+# Audience words -> the genders they fit.
+_ADULT_M, _ADULT_W = {"men", "unisex"}, {"women", "unisex"}
+AUDIENCE = {
+    "men": _ADULT_M, "man": _ADULT_M, "mens": _ADULT_M, "male": _ADULT_M, "gentlemen": _ADULT_M,
+    "him": _ADULT_M | {"boys"}, "women": _ADULT_W, "woman": _ADULT_W, "womens": _ADULT_W,
+    "ladies": _ADULT_W, "lady": _ADULT_W, "female": _ADULT_W, "her": _ADULT_W | {"girls"},
+    "boys": {"boys", "unisex kids"}, "boy": {"boys", "unisex kids"},
+    "girls": {"girls", "unisex kids"}, "girl": {"girls", "unisex kids"},
+}
+GENDERS = {"men": "men", "women": "women", "boys": "boys", "girls": "girls", "unisex": "unisex",
+           "unisex kids": "unisex kids", "male": "men", "female": "women"}
+# Product type words -> kind. "top" only as a noun after an article or adjective (not "on the
+# top"): see _type_words.
+TYPES = {
+    **dict.fromkeys("bag bags backpack backpacks handbag handbags clutch tote wallet wallets trolley "
+                    "luggage suitcase duffle duffel sling".split(), "bag"),
+    **dict.fromkeys("shirt shirts tshirt tee tees top tops blouse kurta kurtas kurti kurtis tunic "
+                    "sweater sweatshirt hoodie jacket jackets coat cardigan polo".split(), "top"),
+    **dict.fromkeys("jeans trousers trouser pants leggings joggers chinos jeggings palazzos pyjamas".split(),
+                    "bottom"),
+    "shorts": "shorts", "skirt": "skirt", "skirts": "skirt",
+    **dict.fromkeys("dress dresses gown saree sari lehenga jumpsuit".split(), "dress"),
+    "suit": "suit", "blazer": "suit",
+    **dict.fromkeys("shoes shoe sneaker sandal heel boot oxford loafer slipper flats "
+                    "flipflops derbys brogues moccasins flatforms pumps ballerinas".split(), "footwear"),
+    **dict.fromkeys("bra briefs boxer panties lingerie trunk camisole".split(), "innerwear"),
+    **dict.fromkeys("perfume fragrance deodorant cologne lipstick".split(), "beauty"),
+    **dict.fromkeys("sunglasses eyewear watch belt cap hat scarf socks earrings necklace bracelet "
+                    "accessory accessories jewellery jewelry".split(), "accessory"),
+    **dict.fromkeys("toy toys game games puzzle doll dolls plush teddy".split(), "toy"),
+    **dict.fromkeys("curtain curtains towel towels mug mugs cup cups bedsheet pillow cushion rug runner".split(), "home"),
+    **dict.fromkeys("snack snacks food".split(), "food"),
+}
+# Kinds that one garment may be called by: a kurta is sold as a top and a tunic dress as either.
+# (A set such as "kurta with trousers" names both kinds in its title.)
+# (kind the facts name, kind the text uses): a blazer may be called a jacket, a shirt not a suit.
+_COMPATIBLE = {("top", "dress"), ("dress", "top"), ("suit", "top")}
+_WORD = re.compile(r"[a-z]+(?:-[a-z]+)?")
+_HASHTAG = re.compile(r"#(\w+)")
+_CAMEL = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
+_TOP_NOUN = re.compile(r"\b(?:a|this|the|stylish|casual|crop|cropped|printed|solid|tank|knit)\s+tops?\b(?!-)")
+# "suit" as a garment ("a white suit", "black suit made by"), not the verb ("suits any occasion").
+_SUIT_NOUN = re.compile(r"\b(?:a|an|this|the|[a-z]+(?:ed|ish|y)|black|white|grey|gray|blue|red|green|navy|men'?s)"
+                        r"\s+suits?\b(?!\s+(?:you|your|all|any|every|most|many|the|her|him|them))")
+
+
+def _split_hashtags(text: str) -> str:
+    """"#WhiteToys #TennisBalls" -> "White Toys Tennis Balls": a hashtag's words are claims too."""
+    return _HASHTAG.sub(lambda m: " " + " ".join(_CAMEL.findall(m.group(1))) + " ", text)
+
+
+def _words(text: str) -> list[str]:
+    text = _split_hashtags(normalise(text)).casefold().replace("'s", "s")
+    return [w.replace("'", "") for w in _WORD.findall(text)]
+
+
+def kind(word: str) -> str | None:
+    """The product kind of a type word, singular or plural ("boxer", "boxers")."""
+    word = word.replace("-", "")   # "t-shirt", "flip-flops"
+    return TYPES.get(word) or (TYPES.get(word[:-1]) if word.endswith("s") else None)
+
+
+def _type_words(text: str) -> list[str]:
+    low = _split_hashtags(normalise(text)).casefold()
+    words = [w for w in _words(low) if kind(w) and w not in ("top", "tops")]
+    words += ["suit"] if _SUIT_NOUN.search(low) else []
+    return words + (["top"] if _TOP_NOUN.search(low) and "on the top" not in low else [])
+
+
+def _fact_words(ctx: GuardContext) -> set[str]:
+    return set(fact_tokens(ctx)) | {w.replace("-", "") for w in fact_tokens(ctx)}
+
+
+def _row_gender(ctx: GuardContext, facts: set[str]) -> str | None:
+    g = str(ctx.fields.get("gender") or "").strip().casefold()
+    if g in GENDERS:
+        return GENDERS[g]
+    in_title = [GENDERS[w] for w in ("men", "women", "boys", "girls", "unisex") if w in facts]
+    return in_title[0] if len(in_title) == 1 else None
+
+
+def find_mismatches(text: str, ctx: GuardContext) -> list[str]:
+    """The attribute words of ``text`` that the row's facts contradict or do not give."""
+    facts = _fact_words(ctx)
+    words = _words(text)
+    bad = [w for w in words if w in COLOURS and w not in facts and not SHADES.get(w, set()) & facts]
+    bad += [w for w in words if w in MATERIALS and w not in facts and not FORMS.get(w, set()) & facts]
+    low = _split_hashtags(normalise(text)).casefold()
+    bad += [c for c in CLAIMS if c not in facts and c.replace("-", "") not in facts
+            and re.search(rf"(?<![a-z-]){re.escape(c)}(?![a-z-])", low)]
+    gender = _row_gender(ctx, facts)
+    if gender:
+        bad += [w for w in words if w in AUDIENCE and w not in facts and gender not in AUDIENCE[w]]
+    # The kind of product is what its title says: a category path is too broad ("Toys & Games"
+    # holds board-game T-shirts and party headbands).
+    kinds = {k for k in map(kind, _words(ctx.title or str(ctx.fields.get("title") or ""))) if k}
+    if kinds:
+        bad += [w for w in _type_words(text) if w not in facts and kind(w) not in kinds
+                and not any((k, kind(w)) in _COMPATIBLE for k in kinds)]
+    return bad
+
+
+def check_attribute_mismatch(text: str, ctx: GuardContext) -> str | None:
+    """``attribute_mismatch`` when the text gives a colour, material, gender or product type
+    that the row contradicts or does not give."""
+    return "attribute_mismatch" if find_mismatches(text, ctx) else None

@@ -1,0 +1,106 @@
+"""Word salad that slips past ``repetition``: ``degenerate``.
+
+The untrained ``pdgen-tiny`` wrote "A lightweight navyMeetMeet the Blue Yonder sneakers: classic,
+crafted from bambooA sturdy navy..." and "Meet canvasThisAMeet canvas canvas canvas canvas": its
+sentences run into each other without a space, and a loop of four copies survives ``repetition``
+when the fifth is glued to the next word. Two signs, both after splitting glued words apart:
+
+- a glued word: a lower-case run of two or more letters followed by a capital ("navyA",
+  "MeetThis", "bambooA"); a word the row's facts contain passes ("PlayStation", "AccessHer"),
+  and so do "Mc"/"Mac" names, one-letter prefixes ("McDonald", "iPhone", "eBay") and hashtags
+  ("#SummerStyle": ``ungrounded_name`` reads their words);
+- a loop: one to three words said three times in a row within a clause ("canvas canvas
+  canvas");
+- a hashtag used twice, or a word said twice in a row ("khaki khaki", "men's men's"), or a two-word phrase said three
+  times in one short text, or once every 20 words of a long one ("a toy for kids, a great idea
+  for kids ... for kids");
+- a non-word: a lower-case word of four letters or more that is neither English
+  (``words.is_word``) nor a word of the facts ("bracakelet", "wavens", "unsuspension").
+
+Tuned on the 12,491 human Myntra descriptions (``tests/test_guardrails_real.py``): they contain
+scraping defects of the same shape ("TSA lockOne handle"), which are real defects, and few else.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+from pdgen_core.guardrails._text import normalise
+from pdgen_core.guardrails.context import GuardContext
+from pdgen_core.guardrails.facts import WORD, fact_tokens
+from pdgen_core.guardrails.words import is_word
+
+PHRASE_REPEATS = 3  # a two-word phrase said this often in one text is a loop...
+PHRASE_SPACING = 20  # ...and at least once every this many words
+# Words that English doubles on purpose ("pom pom", "ylang ylang", "win win").
+_DOUBLE_OK = frozenset("that had very so bye knock ha ho no is pom ylang win tom cha choo hush aye wow "
+                       "yum bling".split())
+_STOP = frozenset("a an and the of for with in on at by to from or is it its this that as be are you your "
+                  "s".split())
+LOOP = 3            # this many copies in a row of a one- to three-word unit is a loop
+MAX_UNIT = 3
+_GLUE = re.compile(r"[a-z]{2,}[A-Z]")
+_NAME_PREFIX = re.compile(r"(?:Mac|Mc)[A-Z]")
+_HASHTAG = re.compile(r"#[^\s#]+")
+_LOWER = re.compile(r"(?<![0-9A-Za-z])[a-z]{4,}(?![0-9A-Za-z])")
+_CLAUSE = re.compile(r"[.,;:!?()\n]+")
+_PARTS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+|[^\W\d_A-Za-z]+")
+
+
+def glued_words(text: str, ctx: GuardContext) -> list[str]:
+    """Words that are two words run together, and not a word of the row's facts."""
+    facts = fact_tokens(ctx)
+    out = []
+    for w in WORD.findall(_HASHTAG.sub(" ", normalise(text))):
+        if _GLUE.search(w) and w.casefold() not in facts and not _NAME_PREFIX.match(w):
+            out.append(w)
+    return out
+
+
+def loops(text: str) -> list[str]:
+    """Units of one to three words repeated ``LOOP`` times in a row within one clause (so
+    "love it, love it, love it" is not a loop), glued words split."""
+    tags = [t.casefold() for t in _HASHTAG.findall(normalise(text))]
+    found = [t for i, t in enumerate(tags) if t in tags[:i]]   # "#LavieSales #LavieSales"
+    for clause in _CLAUSE.split(_HASHTAG.sub(".", normalise(text))):
+        found += _loops([p.casefold() for w in WORD.findall(clause) for p in _PARTS.findall(w)])
+    return found
+
+
+def _loops(toks: list[str]) -> list[str]:
+    found = [f"{a} {a}" for a, b in zip(toks, toks[1:])
+             if a == b and len(a) >= 3 and a.isalpha() and a not in _DOUBLE_OK]
+    # "men's men's": a possessive said twice.
+    found += [f"{a}'s {a}'s" for a, s1, b, s2 in zip(toks, toks[1:], toks[2:], toks[3:])
+              if a == b and s1 == s2 == "s"]
+    for n in range(1, MAX_UNIT + 1):
+        for i in range(len(toks) - n * LOOP + 1):
+            unit = toks[i:i + n]
+            if all(toks[i + k * n: i + (k + 1) * n] == unit for k in range(1, LOOP)):
+                found.append(" ".join(unit))
+    return found
+
+
+def repeated_phrases(text: str) -> list[str]:
+    """Two-word phrases said ``PHRASE_REPEATS`` times or more in the text, one of them a content
+    word ("for kids, ... for kids, ... for kids", "bullhorn speaker" four times)."""
+    toks = [w.casefold() for w in WORD.findall(_HASHTAG.sub(" ", normalise(text)))]
+    counts = Counter(zip(toks, toks[1:]))
+    # In a long text a phrase may come back ("lip gloss" in a 300-word lip gloss page): it must
+    # also come back often, once every PHRASE_SPACING words.
+    least = max(PHRASE_REPEATS, len(toks) / PHRASE_SPACING)
+    return [" ".join(g) for g, n in counts.items()
+            if n >= least and not (g[0] in _STOP and g[1] in _STOP) and all(w.isalpha() for w in g)]
+
+
+def non_words(text: str, ctx: GuardContext) -> list[str]:
+    """Lower-case words that are not English and not words of the row's facts."""
+    facts = fact_tokens(ctx)
+    return [w for w in _LOWER.findall(normalise(text)) if w not in facts and not is_word(w)]
+
+
+def check_degenerate(text: str, ctx: GuardContext) -> str | None:
+    """``degenerate`` when words are glued together, a short unit loops or a word is not one."""
+    bad = glued_words(text, ctx) or loops(text) or repeated_phrases(text) or non_words(text, ctx)
+    return "degenerate" if bad else None
