@@ -293,13 +293,13 @@ class Job:
 
     # -- preflight: everything that can stop the job before any work -----------------------------
     def preflight(self) -> tuple[dict[str, str], Path]:
+        check_languages(self.spec)
         plan = read.column_plan(self.spec.catalog, wanted_fields(self.spec))
         probe = self.paths.out.child("_staging", ".write-probe")
         storage.write_bytes(probe, b"ok")  # wrong credentials or a missing bucket fail here
         probe.fs.delete_file(probe.path)
         model_path = resolve_model(self.spec.model.source)
         check_context(self.spec, model_path)
-        check_languages(self.spec)
         try:
             chat.prompt_format(self.spec.model.prompt_format, model_path)
         except ValueError as exc:

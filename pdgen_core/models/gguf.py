@@ -91,7 +91,9 @@ def dequantize(gguf_path: Path, dest: Path) -> Path:
         tok = AutoTokenizer.from_pretrained(folder, gguf_file=name)
     except Exception as exc:  # transformers raises ValueError/KeyError/OSError for unusable files
         raise GGUFError(f"{gguf_path}: not a GGUF model transformers can read "
-                        f"({type(exc).__name__}: {str(exc)[:300]})") from None
+                        f"({type(exc).__name__}: {str(exc)[:300]}); the file may be truncated or not "
+                        "a GGUF: copy or export it again, or point model.source at another .gguf file, "
+                        "an HF folder or a registered name") from None
     tmp = dest.with_name(dest.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
