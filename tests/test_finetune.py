@@ -125,6 +125,108 @@ def test_loss_is_masked_to_the_answer_plus_eos():
     assert batch["labels"][1, 2:].eq(-100).all() and batch["attention_mask"][1].tolist()[:3] == [1, 1, 0]
 
 
+GLUED = [
+    {"sku": "g1", "title": "Safari Black Trolley Bag", "brand": "Safari",
+     "description": "Black trolley bag, secured with a TSA lockOne handle on the top, one handle on "
+                    "the side. Warranty: 5 yearsWarranty provided by brand"},
+    {"sku": "g2", "title": "Manyavar Men Blue Bandhgala Suit", "brand": "Manyavar",
+     "description": "Blue self-design bandhgala suitBlue self-design blazer, has a mandarin collar"},
+    {"sku": "g3", "title": "Aurelia Women Kurta", "brand": "Aurelia",
+     "description": "Green kurta, has a round neck, a zarqonFlimbo hem and one lock with years of use"},
+    {"sku": "g4", "title": "Apple iPhone Cover", "brand": "Apple",
+     "description": "A clear iPhone cover with a raised lip. A blue suit lock, warranty for years"},
+]
+
+
+def test_repair_glued_splits_word_joins_and_drops_the_rest():
+    vocab = D.vocabulary(GLUED)
+    assert {"lock", "one", "suit", "blue", "years", "warranty"} <= vocab and "lockone" not in vocab
+    text, joins, left = D.repair_glued(GLUED[0]["description"], vocab)
+    assert "TSA lock. One handle" in text and "5 years. Warranty provided" in text and joins == 2 and not left
+    assert D.repair_glued("Black.Blue, e.g.Cotton", vocab)[0] == "Black. Blue, e.g.Cotton"
+    assert D.repair_glued("a zarqonFlimbo hem", vocab) == ("a zarqonFlimbo hem", 0, ["zarqonFlimbo"])
+
+    pairs, counts = D.build_pairs(GLUED, currency="INR", min_chars=20, repair=True)
+    assert [p.sku for p in pairs] == ["g1", "g2", "g4"]           # a name from the title stays glued
+    assert counts == {"glued_words": 1, "repaired_pairs": 2, "repaired_joins": 3}
+    assert pairs[1].target.startswith("Blue self-design bandhgala suit. Blue self-design blazer")
+    assert pairs[1].source == GLUED[1]["description"]              # the split key: the catalog's text
+    plain, _ = D.build_pairs(GLUED, currency="INR", min_chars=20)
+    assert D._groups(pairs) == D._groups([p for p in plain if p.sku != "g3"])  # repair moves nothing
+
+
+def test_name_brand_after_the_first_clause():
+    assert D.name_brand("Blue checked casual shirt, has a spread collar", "Parx") == \
+        "Blue checked casual shirt from Parx, has a spread collar"
+    assert D.name_brand("Pink, blue and white printed kurta. Straight hem", "Anouk") == \
+        "Pink, blue and white printed kurta from Anouk. Straight hem"
+    assert D.name_brand("A Parx shirt in blue", "parx") == "A Parx shirt in blue"   # named already
+    assert D.name_brand("Short one", "X") == "Short one" and D.name_brand("Any text", None) == "Any text"
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    """SmolLM2-135M-Instruct from the installed wheel, dequantized once into the test cache."""
+    from pdgen_core.models.gguf import SMOLLM2_NAME
+    from pdgen_core.models.resolve import ModelError, resolve_model
+
+    try:
+        return resolve_model(SMOLLM2_NAME)
+    except ModelError as exc:
+        pytest.skip(f"SmolLM2 is not available here: {exc}")
+
+
+def test_chat_pairs_are_the_generation_prompt_and_end_the_turn(smollm2):
+    from transformers import AutoTokenizer
+
+    from pdgen_core.finetune.train import pairs_for
+    from pdgen_core.models.chat import render
+    from pdgen_core.tasks import TASKS
+
+    spec = spec_from_dict(_spec(data={"uri": "synth://10", "min_chars": 20, "repair_glued": True},
+                                model={"source": "smollm2-135m-instruct", "prompt_format": "chat"}))
+    pairs, _ = pairs_for(spec, GLUED, smollm2)
+    full = TASKS["description"].messages(GLUED[0], "en", "USD")
+    assert len(full) > 2  # the task has worked examples; the adapter's prompt leaves them out
+    assert pairs[0].prompt == render(str(smollm2), [full[0], full[-1]])
+    assert pairs[0].prompt.endswith("<|im_start|>assistant\n")
+    tok = AutoTokenizer.from_pretrained(smollm2)
+    ids, labels = D.encode_pair(tok, pairs[0].prompt, pairs[0].target, 512)
+    answer = [i for i, lab in zip(ids, labels) if lab != -100]
+    assert tok.decode(answer) == pairs[0].target + "<|im_end|>"   # the loss covers the answer and its end
+    assert "lock. One handle" in pairs[0].target                  # the repaired reference
+    with_examples = spec.model_copy(update={"model": spec.model.model_copy(update={"few_shot": True})})
+    assert pairs_for(with_examples, GLUED, smollm2)[0][0].prompt == render(str(smollm2), full)
+
+
+def test_worker_base_path_never_trains_a_model(tmp_path):
+    from pdgen_core.finetune.loop import worker_base_path
+    from pdgen_core.models.resolve import ModelError
+
+    (tmp_path / "config.json").write_text("{}")
+    spec = spec_from_dict(_spec())  # model.source: pdgen-tiny
+    assert worker_base_path(spec, str(tmp_path)) == tmp_path
+    with pytest.raises(ModelError, match="driver's node"):
+        worker_base_path(spec, str(tmp_path / "elsewhere"))
+
+
+def test_answer_loss_matches_the_full_logits_loss():
+    import torch
+
+    from pdgen_core.finetune.loop import answer_loss
+    from pdgen_core.models.tiny import llama_config
+    from transformers import LlamaForCausalLM
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(llama_config(300, hidden=64, layers=1, heads=1, max_positions=64)).eval()
+    batch = D.collate([(list(range(3, 13)), [-100] * 6 + list(range(9, 13))),
+                       (list(range(20, 27)), [-100] * 3 + list(range(23, 27)))], 0)
+    total, n = answer_loss(model, batch)
+    with torch.no_grad():
+        ref = model(**batch).loss
+    assert n.item() == 8 and torch.allclose(total / n, ref, atol=1e-5)
+
+
 def test_clean_text_collapses_nbsp_newlines_and_leading_spaces():
     assert D.clean_text(" Black") == "Black"
     assert D.clean_text("a\u00a0b\n c  ") == "a b c"
@@ -134,7 +236,8 @@ def test_clean_text_collapses_nbsp_newlines_and_leading_spaces():
 # ---------------------------------------------------------------- metrics
 
 def test_text_metrics_on_known_strings():
-    same = M.text_metrics(["the blue shirt has a collar"], ["the blue shirt has a collar"])
+    row = {"title": "Acme Blue Cotton Shirt", "brand": "Acme", "color": "Blue"}  # the facts the guard checks
+    same = M.text_metrics(["the blue shirt has a collar"], ["the blue shirt has a collar"], rows=[row])
     assert same["bleu"] == pytest.approx(100.0) and same["rougeL"] == pytest.approx(100.0)
     assert same["chrf"] == pytest.approx(100.0) and same["guard_pass"] == 100.0
     half = M.text_metrics(["blue shirt"], ["blue shirt with a collar"])
@@ -145,10 +248,18 @@ def test_text_metrics_on_known_strings():
 
 
 def test_guard_pass_rate_flags_short_and_degenerate_text():
-    texts = ["A blue cotton shirt with a spread collar and long sleeves.", "", "too short",
+    texts = ["A blue cotton shirt from Acme with a spread collar and long sleeves.", "", "too short",
              "shirt shirt shirt shirt shirt shirt shirt shirt"]
-    rate, reasons = M.guard_results(texts)
+    row = {"title": "Acme Blue Cotton Shirt", "brand": "Acme", "color": "Blue", "material": "Cotton"}
+    rate, reasons = M.guard_results(texts, rows=[row] * 4)
     assert rate == 25.0 and sum(reasons.values()) == 3
+    # judged as the guard stage does: a text cut at the token limit keeps its whole sentences
+    cut = ["A blue cotton shirt from Acme with a spread collar. It has long sle", "A blue cotton shirt from Acme with"]
+    assert M.guard_reasons(cut, rows=[row] * 2, finish=["length", "length"]) == [None, "truncated"]
+    # grounding_fail: of the texts every other check accepts, the share a grounding check refuses
+    m = M.text_metrics(["A blue cotton shirt from Acme.", "A blue cotton shirt from Nike and Acme."],
+                       ["x", "x"], rows=[row] * 2, known_brands=frozenset({"Acme", "Nike"}))
+    assert m["guard_pass"] == 50.0 and m["grounding_fail"] == 50.0 and m["guard_fail_reasons"] == {"other_brand": 1}
     assert M.is_degenerate("nice nice nice nice") and not M.is_degenerate("a b c d e f g h")
 
 
@@ -338,7 +449,7 @@ def _lora_spec(base_model: Path, bucket: str, **train) -> FinetuneSpec:
 @pytest.mark.e2e
 def test_lora_train_resume_register_and_vllm_generate(ray_local, bucket, base_model):
     from pdgen_core import storage
-    from pdgen_core.finetune.train import run_finetune
+    from pdgen_core.finetune.run import run_finetune
 
     first = run_finetune(_lora_spec(base_model, bucket, max_steps=2))
     assert first["metrics"]["step"] == 2 and first["metrics"]["stop_reason"] == "max_steps"
@@ -385,7 +496,7 @@ def test_lora_train_resume_register_and_vllm_generate(ray_local, bucket, base_mo
 
 @pytest.mark.e2e
 def test_from_scratch_in_process_registers_a_full_model(tmp_path):
-    from pdgen_core.finetune.train import run_finetune
+    from pdgen_core.finetune.run import run_finetune
 
     spec = spec_from_dict({
         "name": "e2e-scratch", "data": {"uri": "synth://300", "min_chars": 20, "val_fraction": 0.1},
@@ -457,3 +568,41 @@ def test_cli_eval_rejects_a_bad_split_or_engine_as_input_errors(tmp_path):
     assert res.exit_code == 2 and "split 'train'" in res.output
     res = CliRunner().invoke(app, ["eval", str(good), "--engine", "tgi"])
     assert res.exit_code == 2 and "engine 'tgi'" in res.output
+
+
+@pytest.mark.e2e
+def test_smollm2_lora_steps_lower_the_loss_and_vllm_serves_the_adapter(ray_local, smollm2, tmp_path):
+    """A few LoRA steps on the real SmolLM2 through Ray Train (chat pairs, short sequences, rank 2),
+    registered with its card, then generated by vLLM's CPU LoRA path: the loss goes down and the
+    adapter changes what the model writes."""
+    from pdgen_core.finetune.evaluate import evaluate_spec
+
+    spec = spec_from_dict({
+        "name": "e2e-smollm2", "data": {"uri": "synth://60", "min_chars": 20, "max_chars": 160,
+                                        "val_fraction": 0.2, "test_fraction": 0.1, "repair_glued": True},
+        "model": {"source": "smollm2-135m-instruct", "prompt_format": "chat", "max_seq_len": 192},
+        "lora": {"rank": 2, "alpha": 4, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]},
+        "optim": {"lr": 1e-2, "warmup_steps": 0, "schedule": "constant", "weight_decay": 0.0},
+        "train": {"epochs": 100, "max_steps": 6, "batch_size": 4, "eval_every_steps": 2, "eval_pairs": 4,
+                  "eval_samples": 0},
+        "resources": {"num_workers": 1, "cpus_per_worker": 1},
+        "storage_path": str(tmp_path / "ray"), "output": {"uri": str(tmp_path / "reg")},
+    })
+    out = run_finetune(spec)
+    path, version = registry.resolve_adapter(str(tmp_path / "reg"), "description")
+    card = registry.read_card(path)
+    assert version == out["version"] == 1 and card["kind"] == "lora"
+    assert card["base_model"]["identity"].startswith("SmolLM2-135M-Instruct.Q4_1@gguf-sha256:")
+    assert card["prompt"]["format"] == "chat" and card["prompt"]["few_shot"] is False
+    assert card["data"]["pairs"]["train"] > 0 and "repaired" in card["data"]
+    from pdgen_core import storage
+
+    latest = max(storage.list_files(storage.resolve(str(tmp_path / "ray" / "e2e-smollm2")), "pdgen_state.json"))
+    state = json.loads(Path(latest).read_text())  # every evaluation so far is in the latest state
+    losses = [h["val_loss"] for h in state["history"]]
+    assert [h["step"] for h in state["history"]] == [2, 4, 6] and losses[-1] < losses[0]
+
+    report = evaluate_spec(spec, limit=2, max_new_tokens=12)
+    assert report["engine"] == "vllm" and report["n"] == 2
+    assert {"fine-tuned", "untuned", "untuned (few-shot)", "template"} == set(report["systems"])
+    assert any(s["fine-tuned"] != s["untuned"] for s in report["samples"])  # the adapter changes the text

@@ -15,7 +15,7 @@ from pdgen_core.finetune.registry import list_adapters, resolve_adapter, resolve
 
 
 def run_finetune(spec, register: bool = True):
-    from pdgen_core.finetune.train import run_finetune as _run
+    from pdgen_core.finetune.run import run_finetune as _run
 
     return _run(spec, register=register)
 

@@ -41,6 +41,16 @@ class DataSpec(_Strict):
     val_fraction: float = Field(default=0.05, gt=0.0, lt=0.5, description="Share of text groups for validation.")
     test_fraction: float = Field(default=0.05, ge=0.0, lt=0.5, description="Share held out for `pdgen eval`.")
     split_salt: str = Field(default="pdgen-split-v1", description="Changing it reshuffles the split.")
+    repair_glued: bool = Field(default=False, description="Split scraped glued words in reference texts "
+                               "(\"lockOne\" -> \"lock. One\") and drop a text that keeps a glued "
+                               "non-word; counted on the card (data.repaired, data.dropped.glued_words).")
+    name_brand: bool = Field(default=False, description="Train and validate on reference texts that name "
+                             "the row's brand (\" from <brand>\" after the first clause): catalog copy "
+                             "rarely does, and the guardrails refuse a description without it.")
+    reference_guard: bool = Field(default=False, description="Train and validate only on reference texts "
+                                  "that pass the task's guardrails against their own row (a reference "
+                                  "naming a warranty or a fabric the facts lack teaches invention); the "
+                                  "test split keeps every pair. Drops are counted as reference_<reason>.")
 
     @field_validator("columns")
     @classmethod
@@ -72,6 +82,14 @@ class ModelSpec(_Strict):
     from_scratch: bool = Field(default=False, description="Train a tiny Llama and its tokenizer from scratch.")
     tiny: TinySpec = Field(default_factory=TinySpec)
     max_seq_len: int = Field(default=384, ge=32, le=8192, description="Prompt + answer tokens; longer pairs are dropped.")
+    prompt_format: Literal["auto", "chat", "completion"] = Field(
+        default="completion", description="The prompt the pairs are built with, as the job spec's "
+        "model.prompt_format: chat renders the task's messages through the base model's chat template "
+        "(auto: chat when it has one); completion the task's plain template.")
+    few_shot: bool = Field(default=False, description="Chat prompts only: keep the task's worked examples. "
+                           "Off, the prompt is the system instruction and the row's facts (an adapter "
+                           "learns the form; the examples triple every prompt): generation must render "
+                           "the same for an adapter task, as its card's `prompt` says.")
 
 
 class LoraSpec(_Strict):
@@ -117,6 +135,8 @@ class TrainSpec(_Strict):
                                          "every N steps; always at each epoch end.")
     eval_samples: int = Field(default=32, ge=0, le=4096, description="Validation pairs generated for "
                               "BLEU/chrF/ROUGE-L/guardrails per evaluation.")
+    eval_pairs: int | None = Field(default=None, ge=1, description="Validation pairs whose loss each "
+                                   "evaluation scores (the same first N every time); None: all of them.")
     max_new_tokens: int = Field(default=128, ge=1, le=4096)
     early_stopping: EarlyStopSpec = Field(default_factory=EarlyStopSpec)
     keep_checkpoints: int = Field(default=2, ge=1, description="Best checkpoints kept (plus the latest).")
@@ -169,6 +189,9 @@ class FinetuneSpec(_Strict):
         if not self.model.from_scratch and not self.model.source:
             raise ValueError("model.source is empty: name a base model (pdgen-tiny, a folder, s3://) "
                              "or set model.from_scratch: true")
+        if self.model.from_scratch and self.model.prompt_format == "chat":
+            raise ValueError("model.prompt_format chat needs a base model with a chat template; a "
+                             "from-scratch model has none: use completion")
         if self.data.min_chars >= self.data.max_chars:
             raise ValueError(f"data.min_chars ({self.data.min_chars}) must be below data.max_chars "
                              f"({self.data.max_chars})")

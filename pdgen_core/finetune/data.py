@@ -1,11 +1,16 @@
 """Fine-tune pairs from a catalog: (the task's generation prompt -> the catalog's own description).
 
-The prompt is ``TASKS[task].render(row, locale, currency)``, the very prompt generation sends, so
-training and generation agree. The answer is the cleaned reference text followed by the
-tokenizer's eos; the loss is masked to the answer tokens.
+The prompt is the very prompt generation sends, so training and generation agree: the completion
+template (``TASKS[task].render``) or, for a chat model, the task's messages through the model's
+chat template (``chat_prompt``). The answer is the cleaned reference text followed by the
+tokenizer's eos (``<|im_end|>`` for a chat model: the end of the assistant's turn); the loss is
+masked to the answer tokens.
 
-Rows are dropped with a counted reason (no description, too short, too long, duplicate text), never
-silently. The train/val/test split hashes a *group* key: products that share a normalised title or
+Reference texts are repaired before training (``repair_glued``): scraped catalogs glue list items
+together ("a TSA lockOne handle", "bandhgala suitBlue self-design"); where both halves are words
+of the catalog's own vocabulary the join becomes a sentence break, and a text that keeps a glued
+pair of non-words is dropped. Rows are dropped with a counted reason (no description, too short,
+too long, duplicate text, glued words), never silently. The train/val/test split hashes a *group* key: products that share a normalised title or
 a normalised description fall into one group (union-find), so near-duplicates (the same product
 under another id, size variants) never straddle the split.
 """
@@ -16,7 +21,7 @@ import hashlib
 import re
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from pdgen_core.spec import CANONICAL_COLUMNS
 
@@ -32,6 +37,7 @@ class Pair:
     title: str = ""
     brand: str | None = None      # kept for the guardrail checks of generated samples
     price: float | None = None
+    source: str = ""              # the reference as the catalog has it (before repair): the split key
 
 
 def clean_text(value: Any) -> str | None:
@@ -101,12 +107,95 @@ def load_rows(uri: str, columns: dict[str, str], limit: int | None = None) -> li
     return rows_from_table(table, columns)
 
 
+# A lowercase letter run into a capitalised word: "lockOne", "suitBlue", "BatteryDial", "hemA".
+_GLUE = re.compile(r"(?<![A-Za-z])([A-Za-z]*[a-z])([A-Z][a-z]*)(?=[^A-Za-z]|$)")
+# A sentence end run into the next one: "cotton.Machine wash" (not "e.g.Cotton": both sides words).
+_GLUE_PUNCT = re.compile(r"(?<![A-Za-z])([A-Za-z]*[a-z])([.;:])([A-Z][a-z]*)(?=[^A-Za-z]|$)")
+_WORD = re.compile(r"(?<![A-Za-z])[A-Za-z]+(?![A-Za-z])")
+VOCAB_MIN_COUNT = 2   # a word seen at least twice on its own in the catalog is a word
+
+
+def vocabulary(rows: Iterable[dict[str, Any]], min_count: int = VOCAB_MIN_COUNT) -> frozenset[str]:
+    """Lower-cased words standing alone (not glued to another) in the catalog's own titles and
+    descriptions at least ``min_count`` times: the word list ``repair_glued`` checks halves against,
+    built offline from the data itself (the catalog's own terms, "footbed", "kurta", are in it)."""
+    counts: Counter = Counter()
+    for row in rows:
+        for col in ("title", "description"):
+            for w in _WORD.findall(row.get(col) or ""):
+                if w == w.lower() or w[1:] == w[1:].lower():  # "kurta", "Kurta"; not "lockOne"
+                    counts[w.lower()] += 1
+    return frozenset(w for w, n in counts.items() if n >= min_count)
+
+
+def repair_glued(text: str, vocab: frozenset[str]) -> tuple[str, int, list[str]]:
+    """``text`` with glued words split, the number of joins repaired, and the glued tokens left.
+
+    A join is repaired when both halves are words of ``vocab``: scraped list items become
+    sentences ("lockOne handle" -> "lock. One handle", "cotton.Machine" -> "cotton. Machine").
+    A join whose halves are not both words ("iPhone", "McQueen") is left and reported."""
+    n = 0
+
+    def fix(m: re.Match) -> str:
+        nonlocal n
+        left, right = m.group(1), m.group(m.lastindex)
+        if len(left) >= 2 and left.lower() in vocab and right.lower() in vocab:
+            n += 1
+            return f"{left}. {right}"
+        return m.group(0)
+
+    out = _GLUE_PUNCT.sub(fix, _GLUE.sub(fix, text))
+    left = [m.group(0) for m in _GLUE.finditer(out)]
+    return out, n, left
+
+
+_CLAUSE_END = re.compile(r"[.,;](?=\s|$)|$")
+
+
+def name_brand(text: str, brand: str | None) -> str:
+    """``text`` naming ``brand``: " from <brand>" after its first clause of four words or more
+    ("Blue checked casual shirt from Parx, has a spread collar"). Catalog copy sits beside the
+    brand on the page and rarely names it; generated copy stands alone, and the guardrails refuse
+    a description that leaves the brand out (``brand_missing``)."""
+    if not brand or brand.lower() in text.lower():
+        return text
+    for m in _CLAUSE_END.finditer(text):
+        if len(text[: m.start()].split()) >= 4:
+            return f"{text[: m.start()]} from {brand}{text[m.start():]}"
+    return text
+
+
+def chat_prompt(model_path: str, task: str, row: dict[str, Any], locale: str, currency: str,
+                few_shot: bool) -> str:
+    """The chat prompt generation sends for ``row``: the task's messages through the model's chat
+    template, ending with the assistant's turn. ``few_shot=False`` keeps the system instruction
+    and the row's own user turn and drops the worked examples: an adapter has learnt the answer's
+    form, and the examples would triple every prompt (see the fine-tune YAML)."""
+    from pdgen_core.models.chat import render
+    from pdgen_core.tasks import TASKS
+
+    messages = TASKS[task].messages(row, locale, currency)
+    if not few_shot:
+        messages = [messages[0], messages[-1]]
+    return render(str(model_path), messages)
+
+
 def build_pairs(rows: Iterable[dict[str, Any]], task: str = "description", locale: str = "en",
-                currency: str = "USD", min_chars: int = 40, max_chars: int = 1200) -> tuple[list[Pair], Counter]:
-    """(prompt, reference) pairs; the second value counts every dropped row by reason."""
+                currency: str = "USD", min_chars: int = 40, max_chars: int = 1200,
+                prompt: Callable[[dict[str, Any]], str] | None = None,
+                repair: bool = False) -> tuple[list[Pair], Counter]:
+    """(prompt, reference) pairs; the second value counts every dropped row by reason, and, under
+    ``repaired_pairs`` / ``repaired_joins``, the references ``repair`` mended (not drops).
+
+    ``prompt(row)`` renders the prompt (default: the task's completion template). With ``repair``,
+    glued words are split (``repair_glued``) and a reference that keeps a glued non-word is
+    dropped as ``glued_words``. Dedup and the split key use the catalog's own text, so repairing
+    never moves a product across the train/val/test split."""
     from pdgen_core.tasks import TASKS
 
     t = TASKS[task]
+    rows = list(rows)
+    vocab = vocabulary(rows) if repair else frozenset()
     pairs, dropped, seen = [], Counter(), set()
     for i, row in enumerate(rows):
         target = row.get("description")
@@ -124,9 +213,23 @@ def build_pairs(rows: Iterable[dict[str, Any]], task: str = "description", local
             dropped["duplicate_text"] += 1
             continue
         seen.add(key)
-        pairs.append(Pair(str(row.get("sku") or i), t.render(row, locale, currency), target, row["title"],
-                          row.get("brand"), row.get("price")))
+        source = target
+        if repair:
+            target, joins, left = repair_glued(target, vocab)
+            names = " ".join(str(row.get(c) or "") for c in ("title", "brand"))
+            if [w for w in left if w not in names]:  # a glued name from the title is no artifact
+                dropped["glued_words"] += 1
+                continue
+            if joins:
+                dropped["repaired_pairs"] += 1
+                dropped["repaired_joins"] += joins
+        text = prompt(row) if prompt else t.render(row, locale, currency)
+        pairs.append(Pair(str(row.get("sku") or i), text, target, row["title"],
+                          row.get("brand"), row.get("price"), source))
     return pairs, dropped
+
+
+REPAIR_COUNTS = ("repaired_pairs", "repaired_joins")
 
 
 def _groups(pairs: list[Pair]) -> list[str]:
@@ -141,7 +244,7 @@ def _groups(pairs: list[Pair]) -> list[str]:
 
     first: dict[str, int] = {}
     for i, p in enumerate(pairs):
-        for key in (("t", normalise(p.title)), ("d", normalise(p.target))):
+        for key in (("t", normalise(p.title)), ("d", normalise(p.source or p.target))):
             if key[1] and key in first:
                 a, b = find(i), find(first[key])
                 if a != b:
@@ -151,7 +254,7 @@ def _groups(pairs: list[Pair]) -> list[str]:
     rep: dict[int, str] = {}
     for i, p in enumerate(pairs):
         r = find(i)
-        k = normalise(p.target)
+        k = normalise(p.source or p.target)
         rep[r] = min(rep.get(r, k), k)
     return [rep[find(i)] for i in range(len(pairs))]
 

@@ -10,6 +10,13 @@ model, so no system gets settings the other lacks. ``split="val"`` scores the va
 instead, to choose such settings without looking at the test split. ``guard_retry`` adds the
 pipeline's guard retry round (rejected texts generated again with ``sampling.retry``'s repetition
 penalty) to every generated system, and keeps the first attempt's pass rate beside it.
+
+A chat-format adapter trained without the task's worked examples (``model.few_shot: false``) is
+scored on that prompt; "untuned" is the base model on the same prompt (zero-shot chat) and
+"untuned (few-shot)" the base model on the prompt generation sends it without an adapter (the
+examples included). Texts are judged as the guard stage judges them: a text vLLM cut at
+``max_new_tokens`` is trimmed to its whole sentences or refused as ``truncated``, and
+``grounding_fail`` is the share of otherwise-accepted texts a grounding check refuses.
 vLLM starts its workers with spawn: call this from under an ``if __name__ == "__main__":`` guard.
 """
 
@@ -49,15 +56,19 @@ def template_baseline(row: dict[str, Any]) -> str:
     return text + "."
 
 
-def held_out(spec: FinetuneSpec, tok, limit: int | None, split: str = "test") -> tuple[list[D.Pair], list[dict]]:
+def held_out(spec: FinetuneSpec, tok, limit: int | None, split: str = "test",
+             base_path: Path | None = None) -> tuple[list[D.Pair], list[dict]]:
     """The test split (the validation split if the spec sets no test share, or ``split="val"``),
-    as pairs and rows."""
+    as pairs and rows: built as ``pdgen finetune`` built them (prompts in the spec's format on
+    ``base_path``, references repaired as the spec says; the test split is never filtered)."""
+    from pdgen_core.finetune.train import pairs_for
+
     if split not in SPLITS:
         raise ValueError(f"split {split!r}: choose one of {', '.join(SPLITS)}")
     d = spec.data
     rows = D.load_rows(d.uri, d.columns, d.limit)
     by_sku = {str(r.get("sku") or i): r for i, r in enumerate(rows)}
-    pairs, _ = D.build_pairs(rows, spec.task, spec.locale, d.currency, d.min_chars, d.max_chars)
+    pairs, _ = pairs_for(spec, rows, base_path)
     splits = D.split_pairs(pairs, d.val_fraction, d.test_fraction, d.split_salt)
     test = (splits["test"] if split == "test" else []) or splits["val"]
     test = [p for p in test if D.encode_pair(tok, p.prompt, p.target, spec.model.max_seq_len)]
@@ -81,13 +92,13 @@ def decoding_settings(max_new_tokens: int, repetition_penalty: float = 1.0, no_r
             "no_repeat_ngram_size": no_repeat_ngram_size}
 
 
-def _vllm_generate(base: Path, adapter: Path | None, rank: int, prompts: dict[str, list[str]], max_tokens: int,
-                   max_model_len: int, stops: tuple[str, ...] = (),
-                   repetition_penalty: float = 1.0) -> dict[str, list[str]]:
-    """``prompts["untuned"]`` on the base model and ``prompts["fine-tuned"]`` through the adapter's
-    LoRA request, on one engine (none is started when both lists are empty)."""
-    out: dict[str, list[str]] = {"untuned": [], "fine-tuned": []}
-    if not any(prompts.get(k) for k in out):
+def _vllm_generate(base: Path, adapter: Path | None, rank: int, jobs: dict[str, tuple[list[str], bool]],
+                   max_tokens: int, max_model_len: int, stops: tuple[str, ...] = (),
+                   repetition_penalty: float = 1.0) -> dict[str, tuple[list[str], list[str]]]:
+    """Each job's prompts on one engine: ``(prompts, through_adapter)`` -> ``(texts, finish
+    reasons)``; the adapter's jobs through its LoRA request (no engine starts when none has prompts)."""
+    out: dict[str, tuple[list[str], list[str]]] = {name: ([], []) for name in jobs}
+    if not any(p for p, _ in jobs.values()):
         return out
     from vllm import LLM, SamplingParams
     from vllm.lora.request import LoRARequest
@@ -97,12 +108,12 @@ def _vllm_generate(base: Path, adapter: Path | None, rank: int, prompts: dict[st
               enforce_eager=True, dtype="float32", max_model_len=max_model_len, seed=0)
     sp = SamplingParams(temperature=0.0, max_tokens=max_tokens, stop=list(stops) or None,
                         repetition_penalty=repetition_penalty)
-    if prompts.get("untuned"):
-        out["untuned"] = [o.outputs[0].text.strip() for o in llm.generate(prompts["untuned"], sp, use_tqdm=False)]
-    if adapter is not None and prompts.get("fine-tuned"):
-        req = LoRARequest("finetuned", 1, str(adapter))
-        out["fine-tuned"] = [o.outputs[0].text.strip() for o in llm.generate(prompts["fine-tuned"], sp,
-                                                                           lora_request=req, use_tqdm=False)]
+    req = LoRARequest("finetuned", 1, str(adapter)) if adapter is not None else None
+    for name, (prompts, lora) in jobs.items():
+        if prompts:
+            res = llm.generate(prompts, sp, lora_request=req if lora else None, use_tqdm=False)
+            out[name] = ([o.outputs[0].text.strip() for o in res],
+                         ["length" if o.outputs[0].finish_reason == "length" else "stop" for o in res])
     close_llm(llm)
     return out
 
@@ -154,8 +165,24 @@ def _random_init_like(model_dir: Path, work: Path) -> Path:
     return work
 
 
+def catalog_brands(spec: FinetuneSpec) -> frozenset[str]:
+    """Every brand in the catalog: the guardrails' "no other brand named" list, as ``pdgen run``'s."""
+    d = spec.data
+    return frozenset(r["brand"] for r in D.load_rows(d.uri, d.columns, d.limit) if r.get("brand"))
+
+
+def _prompts_for_model(spec: FinetuneSpec, folder: Path, rows: list[dict]) -> tuple[list[str], str]:
+    """An extra model's prompts as generation would send them: its chat template with the task's
+    examples when it has one, else the completion template."""
+    from pdgen_core.models.chat import chat_template
+
+    if chat_template(folder):
+        return [D.chat_prompt(str(folder), spec.task, r, spec.locale, spec.data.currency, True) for r in rows], "chat"
+    return [TASKS[spec.task].render(r, spec.locale, spec.data.currency) for r in rows], "completion"
+
+
 def format_table(report: dict[str, Any]) -> str:
-    cols = ("rougeL", "chrf", "bleu", "guard_pass")
+    cols = ("rougeL", "chrf", "bleu", "guard_pass", "grounding_fail")
     if report.get("decoding", {}).get("guard_retry"):
         cols += ("guard_pass_first",)
     lines = [f"| system | {' | '.join(cols)} |", "|---|" + "---:|" * len(cols)]
@@ -207,7 +234,7 @@ def evaluate_spec(spec: FinetuneSpec, adapter: str = "latest", limit: int | None
             start = _random_init_like(path, Path(work))
             tok = AutoTokenizer.from_pretrained(path)
         else:
-            from pdgen_core.finetune.train import base_model_path
+            from pdgen_core.finetune.run import base_model_path
 
             from pdgen_core.models.resolve import model_identity
 
@@ -216,58 +243,87 @@ def evaluate_spec(spec: FinetuneSpec, adapter: str = "latest", limit: int | None
             if card.get("base_model") and card["base_model"]["identity"] != model_identity(start):
                 log.warning("base_model_changed", trained_on=card["base_model"]["identity"],
                             now=model_identity(start), fix="retrain the adapter on the current base model")
-        test, rows = held_out(spec, tok, limit, split)
+        base_for_prompts = None if card["kind"] == "full" else start
+        test, rows = held_out(spec, tok, limit, split, base_for_prompts)
         if not test:
             raise ValueError(f"data.uri {spec.data.uri!r}: the held-out split is empty; raise data.test_fraction")
-        prompts = [p.prompt for p in test]
+        from pdgen_core.finetune.train import prompt_format
+
+        fmt = prompt_format(spec, base_for_prompts)
+        brands = catalog_brands(spec)
         stops = tuple(getattr(TASKS[spec.task], "stop", ()))  # the generate stage's stop strings
-        # Each generated system: (model folder, LoRA adapter or None). LoRA systems run on one vLLM
-        # engine with --engine vllm; everything else through HF generate.
+        # Each generated system: (model folder, LoRA adapter or None) and its prompts. LoRA systems
+        # run on one vLLM engine with --engine vllm; everything else through HF generate.
         models: dict[str, tuple[Path, Path | None]] = {
             "fine-tuned": (path, None) if card["kind"] == "full" else (start, path), "untuned": (start, None)}
+        prompts: dict[str, list[str]] = {name: [p.prompt for p in test] for name in models}
+        formats = {name: fmt for name in models}
+        if fmt == "chat" and not spec.model.few_shot:
+            # The base model as generation prompts it without an adapter: with the task's examples.
+            models["untuned (few-shot)"] = (start, None)
+            prompts["untuned (few-shot)"] = [D.chat_prompt(str(start), spec.task, r, spec.locale,
+                                                           spec.data.currency, True) for r in rows]
+            formats["untuned (few-shot)"] = "chat"
         for source in also_models:
-            models[f"{source} (untuned)"] = (_model_folder(source), None)
+            name = f"{source} (untuned)"
+            models[name] = (_model_folder(source), None)
+            prompts[name], formats[name] = _prompts_for_model(spec, models[name][0], rows)
         on_vllm = card["kind"] != "full" and engine == "vllm"
+        on_base = {n for n, (folder, _) in models.items() if folder == start} if on_vllm else set()
 
-        def generate_all(todo: dict[str, list[str]], penalty: float) -> dict[str, list[str]]:
-            out: dict[str, list[str]] = {}
+        def generate_all(todo: dict[str, list[str]], penalty: float) -> dict[str, tuple[list[str], list[str]]]:
+            out: dict[str, tuple[list[str], list[str]]] = {}
             if on_vllm:
                 from transformers import AutoConfig
 
                 max_len = min(AutoConfig.from_pretrained(start).max_position_embeddings,
                               spec.model.max_seq_len + max_new_tokens)
-                out = _vllm_generate(start, path, card["hyperparameters"]["lora"]["rank"], todo, max_new_tokens,
-                                     max_len, stops, penalty)
+                out = _vllm_generate(start, path, card["hyperparameters"]["lora"]["rank"],
+                                     {n: (todo[n], models[n][1] is not None) for n in on_base},
+                                     max_new_tokens, max_len, stops, penalty)
             for name, (folder, lora) in models.items():
-                if name not in out:
-                    out[name] = _hf_generate(folder, todo[name], max_new_tokens, adapter=lora, stops=stops,
-                                             repetition_penalty=penalty,
-                                             no_repeat_ngram_size=no_repeat_ngram_size) if todo[name] else []
+                if name not in out:  # HF generate: no finish reason (texts count as stopped)
+                    texts = _hf_generate(folder, todo[name], max_new_tokens, adapter=lora, stops=stops,
+                                         repetition_penalty=penalty,
+                                         no_repeat_ngram_size=no_repeat_ngram_size) if todo[name] else []
+                    out[name] = (texts, ["stop"] * len(texts))
             return out
 
-        gens = generate_all({name: prompts for name in models}, repetition_penalty)
+        def judge(name: str, finish: list[str]) -> dict[str, Any]:
+            """How the guard stage would judge this system's texts (``text_metrics``' ``guard``)."""
+            return {"finish": finish, "prompt_format": formats.get(name, "completion"), "known_brands": brands}
+
+        done = generate_all(prompts, repetition_penalty)
+        gens = {n: t for n, (t, _) in done.items()}
+        finishes = {n: f for n, (_, f) in done.items()}
         first: dict[str, dict[str, Any]] = {}
         if guard_retry is not None:
             # As the pipeline's retry round: only the rejected texts are generated again.
-            failed = {name: [i for i, r in enumerate(guard_reasons(gens[name], spec.task, rows,
-                                                                   spec.data.currency)) if r]
+            failed = {name: [i for i, r in enumerate(guard_reasons(gens[name], spec.task, rows, spec.data.currency,
+                                                                   **judge(name, finishes[name]))) if r]
                       for name in models}
-            again = generate_all({name: [prompts[i] for i in idx] for name, idx in failed.items()}, guard_retry)
+            again = generate_all({name: [prompts[name][i] for i in idx] for name, idx in failed.items()}, guard_retry)
             for name, idx in failed.items():
                 first[name] = {"guard_pass_first": 100.0 * (len(test) - len(idx)) / len(test), "retried": len(idx)}
                 for j, i in enumerate(idx):
-                    gens[name][i] = again[name][j]
+                    gens[name][i], finishes[name][i] = again[name][0][j], again[name][1][j]
     gens["template"] = [template_baseline(r) for r in rows]
+    finishes["template"] = ["stop"] * len(rows)
     refs = [p.target for p in test]
     names = [n for n in SYSTEMS if n != "template"] + [n for n in gens if n not in SYSTEMS] + ["template"]
-    systems = {name: text_metrics(gens[name], refs, spec.task, rows, spec.data.currency) for name in names}
+    formats["template"] = "completion"
+    systems = {name: text_metrics(gens[name], refs, spec.task, rows, spec.data.currency,
+                                  **judge(name, finishes[name])) for name in names}
+    for name in names:
+        systems[name]["truncated"] = 100.0 * finishes[name].count("length") / max(1, len(finishes[name]))
     if guard_retry is not None:  # the template is not generated: its first attempt is its only one
         for name, m in systems.items():
             m.update(first.get(name, {"guard_pass_first": m["guard_pass"], "retried": 0}))
     report = {
         "task": spec.task, "data": spec.data.uri, "split": split if split == "val" or spec.data.test_fraction else "val",
         "n": len(test), "decoding": decoding,
-        "adapter": {"version": version, "path": str(path), "kind": card["kind"], "run_id": card.get("run_id")},
+        "adapter": {"version": version, "path": str(path), "kind": card["kind"], "run_id": card.get("run_id"),
+                    "prompt": card.get("prompt"), "base_model": card.get("base_model")},
         "engine": "hf" if card["kind"] == "full" else engine, "systems": systems,
         "samples": [{"sku": p.sku, "reference": p.target, **{s: gens[s][i] for s in names}}
                     for i, p in enumerate(test[:5])],

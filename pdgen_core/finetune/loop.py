@@ -46,7 +46,23 @@ class LoopState:
     history: list[dict] = field(default_factory=list)
 
 
-def load_tokenizer(spec: FinetuneSpec, tokenizer_json: str | None):
+def worker_base_path(spec: FinetuneSpec, base_path: str | None) -> Path:
+    """The base model folder on this worker's node: the driver's ``base_path`` when this node has
+    it, else ``model.source`` resolved into this node's cache (once per node, under its lock).
+    ``pdgen-tiny`` is trained by the driver only: a worker never trains a model by accident."""
+    if base_path and (Path(base_path) / "config.json").is_file():
+        return Path(base_path)
+    if spec.model.source == "pdgen-tiny":
+        from pdgen_core.models.resolve import ModelError
+
+        raise ModelError(f"pdgen-tiny was trained on the driver's node ({base_path}); this worker's node "
+                         "lacks it: upload the folder to s3:// and name that prefix as model.source")
+    from pdgen_core.models.resolve import resolve_model
+
+    return resolve_model(spec.model.source)
+
+
+def load_tokenizer(spec: FinetuneSpec, tokenizer_json: str | None, base_path: Path | None = None):
     """The tokenizer: from the base model folder, or the from-scratch one built by the driver."""
     if spec.model.from_scratch:
         from tokenizers import Tokenizer
@@ -58,15 +74,13 @@ def load_tokenizer(spec: FinetuneSpec, tokenizer_json: str | None):
         )
     from transformers import AutoTokenizer
 
-    from pdgen_core.finetune.train import base_model_path
-
-    tok = AutoTokenizer.from_pretrained(base_model_path(spec))
+    tok = AutoTokenizer.from_pretrained(base_path)
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     return tok
 
 
-def build_model(spec: FinetuneSpec, tok, ckpt_dir: Path | None):
+def build_model(spec: FinetuneSpec, tok, ckpt_dir: Path | None, base_path: Path | None = None):
     """The trainable model, fresh or from a checkpoint folder."""
     import torch
     from transformers import AutoModelForCausalLM, LlamaForCausalLM
@@ -82,9 +96,7 @@ def build_model(spec: FinetuneSpec, tok, ckpt_dir: Path | None):
         return LlamaForCausalLM(cfg)
     from peft import LoraConfig, PeftModel, get_peft_model
 
-    from pdgen_core.finetune.train import base_model_path
-
-    base = AutoModelForCausalLM.from_pretrained(base_model_path(spec), dtype=torch.float32)
+    base = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
     if ckpt_dir is not None:
         return PeftModel.from_pretrained(base, ckpt_dir, is_trainable=True)
     lo = spec.lora
@@ -153,6 +165,25 @@ def generate(model, tok, prompts: list[str], max_new_tokens: int, batch_size: in
     return out
 
 
+def answer_loss(model, batch: dict[str, Any]):
+    """Summed cross-entropy over the answer tokens and their count. The output layer runs only
+    from the earliest answer position of the batch on (``logits_to_keep``): with SmolLM2's
+    49,152-word vocabulary it is the costliest matrix per token, and prompt positions carry no loss."""
+    import torch
+
+    labels = batch["labels"]
+    answer = labels != -100
+    width = labels.size(1)
+    first = int(answer.float().argmax(dim=1).min().item()) if answer.any() else width - 1
+    keep = width - max(0, first - 1)
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                   logits_to_keep=keep).logits.float()
+    target = labels[:, width - keep + 1:]
+    total = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)), target.reshape(-1),
+                                              ignore_index=-100, reduction="sum")
+    return total, (target != -100).sum()
+
+
 def _autocast(device):
     import contextlib
 
@@ -175,11 +206,8 @@ def evaluate(model, tok, val_enc, val_pairs: list[Pair], spec: FinetuneSpec, ran
         for i in range(0, len(shard), spec.train.batch_size):
             b = {k: v.to(device) for k, v in collate(shard[i : i + spec.train.batch_size], tok.pad_token_id).items()}
             with _autocast(device):
-                logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits.float()
-            lp = torch.nn.functional.cross_entropy(
-                logits[:, :-1].reshape(-1, logits.size(-1)), b["labels"][:, 1:].reshape(-1),
-                ignore_index=-100, reduction="sum")
-            sums += torch.tensor([lp.item(), (b["labels"][:, 1:] != -100).sum().item()], dtype=torch.float64)
+                lp, n = answer_loss(model, b)
+            sums += torch.tensor([lp.item(), n.item()], dtype=torch.float64)
     if world > 1 and dist.is_initialized():
         dist.all_reduce(sums)
     val_loss = (sums[0] / sums[1].clamp(min=1)).item()
@@ -225,11 +253,13 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     torch.manual_seed(spec.seed)
     torch.set_num_threads(max(1, int(spec.resources.cpus_per_worker)))
-    tok = load_tokenizer(spec, config.get("tokenizer_json"))
+    base_path = None if spec.model.from_scratch else worker_base_path(spec, config.get("base_path"))
+    tok = load_tokenizer(spec, config.get("tokenizer_json"), base_path)
     train_pairs = [Pair(**p) for p in config["train"]]
     val_pairs = [Pair(**p) for p in config["val"]]
     train_enc, _ = encode_pairs(tok, train_pairs, spec.model.max_seq_len)
     val_enc, _ = encode_pairs(tok, val_pairs, spec.model.max_seq_len)
+    val_enc = val_enc[: spec.train.eval_pairs]
     if not val_enc:
         raise ValueError(f"every validation pair is longer than model.max_seq_len={spec.model.max_seq_len} "
                          "tokens; raise it or lower data.max_chars")
@@ -240,7 +270,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
     try:
         if ckpt_dir is not None:
             state = LoopState(**json.loads((ckpt_dir / STATE_FILE).read_text()))
-        model = build_model(spec, tok, ckpt_dir)
+        model = build_model(spec, tok, ckpt_dir, base_path)
         device = ray.train.torch.get_device()
         model = ray.train.torch.prepare_model(model)  # moves to the device; DDP when world > 1
         opt = make_optimizer(model, spec)
@@ -321,7 +351,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
             for grp in opt.param_groups:
                 grp["lr"] = spec.optim.lr * lr_factor(spec, state.step, total, elapsed)
             with _autocast(device):
-                loss = model(**x).loss
+                loss_sum, n_tokens = answer_loss(model, x)
+                loss = loss_sum / n_tokens.clamp(min=1)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, spec.optim.grad_clip)

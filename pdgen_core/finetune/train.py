@@ -1,11 +1,14 @@
-"""The fine-tune job's driver: data -> Ray Train ``TorchTrainer`` -> best checkpoint -> registry.
+"""Training through Ray Train: data -> ``TorchTrainer`` -> the best checkpoint, and its card.
 
-``run_finetune(spec)`` is what ``pdgen finetune SPEC`` and ``ray_jobs/finetune.py`` call. Ray Train
+``prepare`` builds the pairs, ``fit`` trains (``run.run_finetune`` drives both and registers). The
+base model folder is resolved by the caller and passed in (``base_path``): the workers get the
+path, never the job of resolving ``pdgen-tiny`` (which trains it), so imports run one way:
+``run`` -> ``train`` -> ``loop``; ``scratch`` (the tiny model) -> ``train``. Ray Train
 writes checkpoints to ``spec.storage_path`` (``s3://`` through pdgen's S3 filesystem, or a local
 folder) under ``RunConfig(name=spec.name)``; running the same name again resumes from the latest
 checkpoint (Ray Train V2 reloads the run's checkpoint manager snapshot from storage and the loop
 reads ``ray.train.get_checkpoint()``; ``TorchTrainer.restore`` is deprecated in V2). A run that had
-already finished returns at once and registers nothing new.
+already finished returns at once.
 
 ``resources.num_workers: 0`` runs the same loop in this process (Ray Train's local mode, no Ray
 cluster); ``ensure_trained_tiny`` uses it.
@@ -37,6 +40,7 @@ class Prepared:
     tokenizer_json: str | None = None
     fingerprint: str = ""
     counts: dict[str, int] = field(default_factory=dict)
+    repaired: dict[str, int] = field(default_factory=dict)   # references mended (pairs, joins)
 
 
 @dataclass
@@ -53,25 +57,65 @@ class FitOutcome:
             shutil.rmtree(p, ignore_errors=True)
 
 
-def base_model_path(spec: FinetuneSpec) -> Path:
-    """The base model folder; ``pdgen-tiny`` means the trained tiny model (trained on first use)."""
-    from pdgen_core.models.resolve import resolve_model
+def prompt_format(spec: FinetuneSpec, base_path: Path | None) -> str:
+    """``chat`` or ``completion``: the spec's ``model.prompt_format`` on this base model."""
+    if spec.model.from_scratch or base_path is None:
+        return "completion"
+    from pdgen_core.models.chat import prompt_format as resolve_format
 
-    if spec.model.source == "pdgen-tiny":
-        from pdgen_core.finetune.scratch import ensure_trained_tiny
-
-        return ensure_trained_tiny()
-    return resolve_model(spec.model.source)
+    return resolve_format(spec.model.prompt_format, base_path)
 
 
-def prepare(spec: FinetuneSpec, rows: list[dict] | None = None) -> Prepared:
-    """Load the catalog (unless ``rows`` is given), build pairs, split, and for from-scratch runs
-    train the tokenizer on the training split (deterministic, so a resumed run gets the same one)."""
+def pairs_for(spec: FinetuneSpec, rows: list[dict], base_path: Path | None) -> tuple[list[D.Pair], dict]:
+    """The spec's pairs from ``rows`` with the prompt generation sends, and the drop counts."""
+    d = spec.data
+    prompt = None
+    if prompt_format(spec, base_path) == "chat":
+        def prompt(row: dict) -> str:
+            return D.chat_prompt(str(base_path), spec.task, row, spec.locale, d.currency, spec.model.few_shot)
+    return D.build_pairs(rows, spec.task, spec.locale, d.currency, d.min_chars, d.max_chars,
+                         prompt=prompt, repair=d.repair_glued)
+
+
+def clean_for_training(spec: FinetuneSpec, pairs: list[D.Pair], rows: list[dict],
+                       dropped: dict[str, int], fmt: str = "completion") -> list[D.Pair]:
+    """Train/val pairs as the spec cleans them: the brand named (``data.name_brand``), and only
+    references the task's guardrails accept against their own row (``data.reference_guard``)."""
+    import dataclasses
+
+    from pdgen_core.finetune import metrics as M
+
+    d = spec.data
+    if d.name_brand:
+        pairs = [dataclasses.replace(p, target=D.name_brand(p.target, p.brand)) for p in pairs]
+    if not d.reference_guard:
+        return pairs
+    by_sku = {str(r.get("sku") or i): r for i, r in enumerate(rows)}
+    brands = frozenset(r["brand"] for r in rows if r.get("brand"))
+    reasons = M.guard_reasons([p.target for p in pairs], spec.task, [by_sku.get(p.sku, {}) for p in pairs],
+                              d.currency, prompt_format=fmt, known_brands=brands)
+    kept = []
+    for p, r in zip(pairs, reasons):
+        if r:
+            dropped[f"reference_{r}"] = dropped.get(f"reference_{r}", 0) + 1
+        else:
+            kept.append(p)
+    return kept
+
+
+def prepare(spec: FinetuneSpec, rows: list[dict] | None = None, base_path: Path | None = None) -> Prepared:
+    """Load the catalog (unless ``rows`` is given), build pairs, split, clean the train and
+    validation pairs, and for from-scratch runs train the tokenizer on the training split
+    (deterministic, so a resumed run gets the same one). The test split is left as built."""
     d = spec.data
     if rows is None:
         rows = D.load_rows(d.uri, d.columns, d.limit)
-    pairs, dropped = D.build_pairs(rows, spec.task, spec.locale, d.currency, d.min_chars, d.max_chars)
+    pairs, counts = pairs_for(spec, rows, base_path)
+    repaired = {k: counts.pop(k) for k in D.REPAIR_COUNTS if k in counts}
+    dropped = dict(counts)
     splits = D.split_pairs(pairs, d.val_fraction, d.test_fraction, d.split_salt)
+    for k in ("train", "val"):
+        splits[k] = clean_for_training(spec, splits[k], rows, dropped, prompt_format(spec, base_path))
     if not splits["train"] or not splits["val"]:
         raise ValueError(f"data.uri {d.uri!r}: {len(pairs)} usable pairs gave {len(splits['train'])} train "
                          f"and {len(splits['val'])} validation; add rows or raise data.val_fraction")
@@ -81,8 +125,8 @@ def prepare(spec: FinetuneSpec, rows: list[dict] | None = None) -> Prepared:
 
         texts = [t for p in splits["train"] for t in (p.prompt, p.target)]
         tok_json = train_tokenizer(texts, spec.model.tiny.vocab_size).backend_tokenizer.to_str()
-    return Prepared(splits, dict(dropped), tok_json, D.fingerprint(splits["train"]),
-                    {k: len(v) for k, v in splits.items()})
+    return Prepared(splits, dropped, tok_json, D.fingerprint(splits["train"]),
+                    {k: len(v) for k, v in splits.items()}, repaired)
 
 
 def _run_config(spec: FinetuneSpec):
@@ -115,8 +159,10 @@ def _best_local(root: Path, metric: str, mode: str) -> tuple[Path, dict]:
     return d, m
 
 
-def fit(spec: FinetuneSpec, prep: Prepared) -> FitOutcome:
-    """Train through Ray Train's ``TorchTrainer``; return the best checkpoint as a local folder."""
+def fit(spec: FinetuneSpec, prep: Prepared, base_path: Path | None = None) -> FitOutcome:
+    """Train through Ray Train's ``TorchTrainer``; return the best checkpoint as a local folder.
+    ``base_path``: the base model folder on this node (LoRA runs); each worker uses it, or on a
+    node without it resolves ``model.source`` into that node's cache."""
     from ray.train import ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -128,6 +174,7 @@ def fit(spec: FinetuneSpec, prep: Prepared) -> FitOutcome:
         "train": [asdict(p) for p in prep.splits["train"]],
         "val": [asdict(p) for p in prep.splits["val"]],
         "tokenizer_json": prep.tokenizer_json,
+        "base_path": str(base_path) if base_path else None,
         "local_mode": local,
         "ckpt_root": str(ckpt_root) if ckpt_root else None,
     }
@@ -167,45 +214,28 @@ def fit(spec: FinetuneSpec, prep: Prepared) -> FitOutcome:
     return FitOutcome(tmp, metrics, result.path, uri, seconds, [tmp])
 
 
-def card_for(spec: FinetuneSpec, prep: Prepared, out: FitOutcome) -> dict[str, Any]:
-    """The registry card: base model, data fingerprint, metrics, hyperparameters, run id."""
+def card_for(spec: FinetuneSpec, prep: Prepared, out: FitOutcome, base_path: Path | None = None) -> dict[str, Any]:
+    """The registry card: base model, data (counts, repairs, drops), the prompt it was trained
+    on, metrics, hyperparameters, run id."""
+    from pdgen_core.models.chat import chat_template
     from pdgen_core.models.resolve import model_identity
     from pdgen_core.tasks import TASKS
 
     base = None
-    if not spec.model.from_scratch:
-        base = {"source": spec.model.source, "identity": model_identity(base_model_path(spec))}
+    if not spec.model.from_scratch and base_path is not None:
+        base = {"source": spec.model.source, "identity": model_identity(base_path)}
+    fmt = prompt_format(spec, base_path)
+    task = TASKS[spec.task]
+    prompt = {"format": fmt, "few_shot": spec.model.few_shot if fmt == "chat" else None,
+              "template": task.template_for(fmt, chat_template(base_path) if fmt == "chat" else "")}
     samples = out.best_dir / "samples.json"
     return {
         "task": spec.task, "locale": spec.locale, "kind": spec.kind, "run_id": spec.name,
-        "template": TASKS[spec.task].template_id, "base_model": base,
+        "template": task.template_id, "prompt": prompt, "base_model": base,
         "data": {"uri": spec.data.uri, "fingerprint": prep.fingerprint, "pairs": prep.counts,
-                 "dropped": prep.dropped, "spec": spec.data.model_dump(mode="json")},
+                 "repaired": prep.repaired, "dropped": prep.dropped, "spec": spec.data.model_dump(mode="json")},
         "metrics": {k: v for k, v in out.metrics.items() if isinstance(v, (int, float, str, bool))},
         "hyperparameters": spec.model_dump(mode="json", include={"model", "lora", "optim", "train", "resources", "seed"}),
         "checkpoint": out.checkpoint_uri, "ray_run_path": out.path,
         "samples": json.loads(samples.read_text()) if samples.is_file() else [],
     }
-
-
-def run_finetune(spec: FinetuneSpec, register: bool = True) -> dict[str, Any]:
-    """Prepare data, train, and (``register``) publish the best checkpoint; returns a summary."""
-    from pdgen_core.finetune import registry
-
-    log = get_logger(component="finetune", run=spec.name, task=spec.task)
-    if not spec.model.from_scratch:
-        base_model_path(spec)  # make or fetch it here once, before the workers look for it
-    prep = prepare(spec)
-    log.info("data_prepared", **prep.counts, dropped=prep.dropped, fingerprint=prep.fingerprint[:12])
-    out = fit(spec, prep)
-    try:
-        summary: dict[str, Any] = {"run_id": spec.name, "metrics": out.metrics, "seconds": round(out.seconds, 1),
-                                   "checkpoint": out.checkpoint_uri, "pairs": prep.counts, "dropped": prep.dropped}
-        if register:
-            card = card_for(spec, prep, out)
-            version, uri = registry.publish(spec.output.uri, spec.task, out.best_dir, card, kind=spec.kind)
-            summary.update(version=version, uri=uri)
-            log.info("registered", version=version, uri=uri)
-        return summary
-    finally:
-        out.cleanup()
