@@ -3,7 +3,8 @@
 Launch on a cluster through the Ray Jobs API (the spec travels in the working dir)::
 
     ray job submit --address http://HEAD:8265 --working-dir . -- \
-        python ray_jobs/finetune.py pdgen_core/configs/finetune-lora-myntra.yaml
+        python ray_jobs/finetune.py pdgen_core/configs/finetune-lora-smollm2-myntra.yaml \
+        --set resources.use_gpu=true --set resources.num_workers=4
 
 or here: ``python ray_jobs/finetune.py SPEC [--set train.max_steps=20]`` (same as ``pdgen finetune``).
 Re-submitting with the same spec `name` resumes from the run's latest checkpoint.
@@ -18,6 +19,7 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     from pdgen_core.finetune import load_finetune_spec, run_finetune
+    from pdgen_core.models.resolve import ModelError
     from pdgen_core.spec import SpecError
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -32,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         summary = run_finetune(spec, register=not a.no_register)
-    except (ValueError, FileNotFoundError) as exc:  # bad data or model: say what to fix, no traceback
+    except (ValueError, FileNotFoundError, ModelError) as exc:  # bad data or model: say what to fix
         print(f"{a.spec}: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(summary, indent=2, default=str))
