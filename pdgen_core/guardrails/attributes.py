@@ -99,9 +99,11 @@ _WORD = re.compile(r"[a-z]+(?:-[a-z]+)?")
 _HASHTAG = re.compile(r"#(\w+)")
 _CAMEL = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 _TOP_NOUN = re.compile(r"\b(?:a|this|the|stylish|casual|crop|cropped|printed|solid|tank|knit)\s+tops?\b(?!-)")
-# "suit" as a garment ("a white suit", "black suit made by"), not the verb ("suits any occasion").
-_SUIT_NOUN = re.compile(r"\b(?:a|an|this|the|[a-z]+(?:ed|ish|y)|black|white|grey|gray|blue|red|green|navy|men'?s)"
-                        r"\s+suits?\b(?!\s+(?:you|your|all|any|every|most|many|the|her|him|them))")
+# "suit" as a garment ("a regular suit for men", "suit made by"), not the verb ("suits any
+# occasion", "to suit you").
+_SUIT_NOUN = re.compile(
+    r"(?<!\bto )(?<!\bwill )(?<!\bwould )(?<!\bit )(?<!\bthat )(?<!\bwhich )\bsuits?\b"
+    r"(?=\s*(?:[,.;!]|$|\s(?:for|made|is|are|by|from|with|in)\b))")
 
 
 def _split_hashtags(text: str) -> str:
@@ -122,7 +124,7 @@ def kind(word: str) -> str | None:
 
 def _type_words(text: str) -> list[str]:
     low = _split_hashtags(normalise(text)).casefold()
-    words = [w for w in _words(low) if kind(w) and w not in ("top", "tops")]
+    words = [w for w in _words(low) if kind(w) and w not in ("top", "tops", "suit", "suits")]
     words += ["suit"] if _SUIT_NOUN.search(low) else []
     return words + (["top"] if _TOP_NOUN.search(low) and "on the top" not in low else [])
 

@@ -65,7 +65,7 @@ def loops(text: str) -> list[str]:
     found = [t for i, t in enumerate(tags) if t in tags[:i]]   # "#LavieSales #LavieSales"
     for clause in _CLAUSE.split(_HASHTAG.sub(".", normalise(text))):
         found += _loops([p.casefold() for w in WORD.findall(clause) for p in _PARTS.findall(w)])
-    return found
+    return list(dict.fromkeys(found))
 
 
 def _loops(toks: list[str]) -> list[str]:

@@ -6,8 +6,9 @@ the same 100. SmolLM2 writes "He's about 2 lbs.", "up to 28 passengers", "62% of
 invented size, weight, count, discount or warranty is worse than no text.
 
 Units: a number the text gives a unit ("2 lbs", "100 ml", "5 years") is grounded by the same
-number in the facts when the facts give it no unit or a unit of the same kind; "2 kg" in the facts
-does not ground "2 lbs", and "5 years" does not ground "5 cm". Units are normalised (``UNITS``:
+number in the facts when the facts give it bare or with the same unit; "2 kg" in the facts does
+not ground "2 lbs" (no conversions: a page states the row's own figure), and "5 cm" does not
+ground "5 years". Units are normalised (``UNITS``:
 "lbs", "pounds" and "lb" are one unit). An ordinal needs the ordinal: "12 pencils" does not
 ground "a 12th-grade project", "30th Birthday" grounds "30th". Numbers written as words ("three") are not checked. A
 review digest may state a rating "of 5": when the facts hold ratings, 5 is grounded.
@@ -28,7 +29,7 @@ from pdgen_core.guardrails.price import readings
 
 # Digits with "." or "," separators; "5'8\"" is two numbers, "30-40" is two numbers.
 _NUMBER = re.compile(r"(?<![\d.,])\d+(?:[.,]\d+)*")
-# Spelling -> unit; units of one kind share a kind in _KIND.
+# Spelling -> unit.
 UNITS = {
     **dict.fromkeys(("mm", "millimeter", "millimeters", "millimetre", "millimetres"), "mm"),
     **dict.fromkeys(("cm", "centimeter", "centimeters", "centimetre", "centimetres"), "cm"),
@@ -48,10 +49,6 @@ UNITS = {
     **dict.fromkeys(("volt", "volts"), "v"), **dict.fromkeys(("gb",), "gb"),
     **dict.fromkeys(("tb",), "tb"),
 }
-_KIND = {"mm": "length", "cm": "length", "m": "length", "in": "length", "ft": "length",
-         "g": "mass", "kg": "mass", "lb": "mass", "oz": "mass", "ml": "volume", "l": "volume",
-         "%": "share", "year": "time", "month": "time", "mah": "charge", "w": "power",
-         "v": "voltage", "gb": "storage", "tb": "storage"}
 _UNIT_AFTER = re.compile(
     r"\s?(" + "|".join(sorted((re.escape(u) for u in UNITS), key=len, reverse=True)) + r")(?![A-Za-z])",
     re.IGNORECASE)
@@ -64,12 +61,13 @@ def _key(v: float) -> float:
 
 
 def stated_numbers(text: str) -> list[tuple[str, set[float], str | None]]:
-    """(as written, every plausible value, unit kind or None) for each number in ``text``."""
+    """(as written, every plausible value, unit or None) for each number in ``text``; the unit
+    normalised (``UNITS``), ``ordinal`` for "3rd"."""
     text = normalise(text)
     out = []
     for m in _NUMBER.finditer(text):
         unit = _UNIT_AFTER.match(text, m.end())
-        kind = _KIND[UNITS[unit.group(1).lower()]] if unit else None
+        kind = UNITS[unit.group(1).lower()] if unit else None
         if _ORDINAL.match(text, m.end()):
             kind = "ordinal"
         out.append((m.group(), {_key(v) for v in readings(m.group())}, kind))
@@ -77,7 +75,7 @@ def stated_numbers(text: str) -> list[tuple[str, set[float], str | None]]:
 
 
 def row_numbers(value: Any) -> dict[float, set[str | None]]:
-    """Every number a row value states -> the unit kinds it is stated with (``None``: bare).
+    """Every number a row value states -> the units it is stated with (``None``: bare).
     Strings give every reading; numbers are also rounded to one and two decimals, as templates
     show them; lists and dicts are walked."""
     out: dict[float, set[str | None]] = {}

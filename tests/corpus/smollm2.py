@@ -6,7 +6,14 @@ needs), ``currency``, ``variant``, ``finish_reason`` (the engine's), ``text`` (a
 ``label`` (``publishable`` or ``unpublishable``, by a person who read it), ``reasons`` (the
 failures that person saw, as guardrail reasons) and ``note``. ``source`` says where the text
 came from: ``smollm2`` (``make_smollm2_corpus.py``), ``pdgen-tiny`` (issue 17's word salad) or
-``hand`` (a real SmolLM2 failure quoted in the issue or the brief).
+``hand`` (a real SmolLM2 failure quoted in the issue or the brief, or a crafted example of
+assistant talk and prompt scaffolding, which SmolLM2 did not write in these 200 texts; ``note``
+says which). A label judges what would be published: for a text the engine cut at
+``max_tokens``, the guard stage's trim of it (``published``).
+
+The 200 SmolLM2 texts were generated with the chat prompts of commit 8d3d862; commit 3dd8a83
+replaced the worked examples that SmolLM2 copied ("a wooden shape sorting cube", "simple to
+carry every day"), so ``prompt_echo`` labels of those copies refer to the older examples.
 """
 
 from __future__ import annotations
@@ -39,15 +46,22 @@ def context(ex: dict[str, Any], finish: str) -> GuardContext:
     )
 
 
+def published(ex: dict[str, Any]) -> tuple[str, str]:
+    """(text, finish_reason) as the guard stage judges it: a text cut at ``max_tokens`` is
+    trimmed to its last complete sentence, and then counts as finished."""
+    text, finish = ex["text"].strip(), ex.get("finish_reason") or "stop"
+    if finish == "length" and TASKS[ex["task"]].output != "json":
+        kept = trim_to_sentence(text)
+        if kept is not None and kept != text:
+            return kept, "stop"
+    return text, finish
+
+
 def judge(ex: dict[str, Any]) -> str | None:
     """The guard stage's verdict (``stages/guard.check`` after ``judge``'s trim): ``None`` to
     accept, else the first reason."""
     task = TASKS[ex["task"]]
-    text, finish = ex["text"].strip(), ex.get("finish_reason") or "stop"
-    if finish == "length" and task.output != "json":
-        kept = trim_to_sentence(text)
-        if kept is not None and kept != text:
-            text, finish = kept, "stop"
+    text, finish = published(ex)
     fields = {f: ex["facts"].get(f) for f in task.fields if ex["facts"].get(f) is not None}
     if task.output == "json" and task.parse is not None:
         if reason := task.parse(text):

@@ -1,0 +1,399 @@
+"""Guardrail set 2 on what a real model writes: the hand-labelled SmolLM2 corpus
+(``tests/corpus/smollm2_labelled.jsonl``), one test per check on its examples, the whole guard's
+misses and false rejects on it, and the checks on real human texts (Myntra descriptions).
+
+Figures (README): 225 labelled texts, 57 publishable; the guard rejects 139 of the 168
+unpublishable ones and 4 of the 57 publishable (7.0%, all ``brand_missing`` on blurbs); 29 of the
+82 texts it accepts are unpublishable (35.4%, far from issue 17's 2%: the residue is wrong words
+that are real words, "a building with a beach theme" for bath blocks). The bounds below hold the
+guard at least that good; tighten them when it gets better, never loosen them to pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from pdgen_core.guardrails import REASONS, GuardContext, run_checks
+from pdgen_core.guardrails.attributes import find_mismatches
+from pdgen_core.guardrails.degenerate import glued_words, loops, non_words, repeated_phrases
+from pdgen_core.guardrails.echo import find_echo
+from pdgen_core.guardrails.meta import find_meta
+from pdgen_core.guardrails.names import find_names
+from pdgen_core.guardrails.numbers import stated_numbers
+from pdgen_core.guardrails.truncation import check_truncated, trim_to_sentence
+from pdgen_core.tasks import TASKS
+from tests.corpus import smollm2
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+CORPUS = smollm2.load()
+MAX_FALSE_REJECT = 0.10   # issue 17's target
+MIN_CAUGHT = 0.80         # measured 139/168 = 0.83
+MAX_MISSES = 29           # measured; the issue's target is 2% of accepted texts
+
+
+def example(fragment: str) -> dict:
+    """The one corpus entry whose text contains ``fragment``."""
+    found = [e for e in CORPUS if fragment in e["text"]]
+    assert len(found) == 1, (fragment, len(found))
+    return found[0]
+
+
+def check(name: str, ex: dict, **ctx_changes) -> str | None:
+    """One guardrail on a corpus entry, as the guard stage runs it."""
+    text, finish = smollm2.published(ex)
+    ctx = replace(smollm2.context(ex, finish), **ctx_changes)
+    return run_checks([name], TASKS[ex["task"]].guard_text(text), ctx)
+
+
+def ctx_of(**facts) -> GuardContext:
+    return GuardContext(title=facts.get("title"), brand=facts.get("brand"), price=facts.get("price"),
+                        fields=facts)
+
+
+# ---------------------------------------------------------------- the corpus itself
+
+
+def test_corpus_is_labelled_real_output_with_small_facts():
+    real = [e for e in CORPUS if e["source"] == "smollm2"]
+    assert len(real) >= 150 and {e["task"] for e in real} >= {"description", "blurb", "social_post", "ad_copy"}
+    for e in CORPUS:
+        assert e["label"] in ("publishable", "unpublishable"), e
+        assert (e["label"] == "unpublishable") == bool(e["reasons"]), e
+        assert set(e["reasons"]) <= REASONS | {"too_many_hashtags"}, e["reasons"]
+        assert all(len(str(v)) <= 400 for v in e["facts"].values()), "facts are an excerpt, not the row"
+    assert sum(e["label"] == "publishable" for e in CORPUS) >= 40
+
+
+# ---------------------------------------------------------------- the whole guard on the corpus
+
+
+def test_guard_false_rejects_on_publishable_texts():
+    publishable = [e for e in CORPUS if e["label"] == "publishable"]
+    rejected = [(smollm2.judge(e), e["text"]) for e in publishable if smollm2.judge(e)]
+    assert len(rejected) <= MAX_FALSE_REJECT * len(publishable), rejected
+
+
+def test_guard_rejects_unpublishable_texts():
+    bad = [e for e in CORPUS if e["label"] == "unpublishable"]
+    missed = [e["text"] for e in bad if smollm2.judge(e) is None]
+    assert len(bad) - len(missed) >= MIN_CAUGHT * len(bad), missed
+    assert len(missed) <= MAX_MISSES, missed
+
+
+def test_guard_rejects_every_quoted_failure():
+    """The failures quoted in issue 17 and the brief, and pdgen-tiny's word salad."""
+    for e in CORPUS:
+        if e["source"] != "smollm2":
+            assert smollm2.judge(e) is not None, e["text"]
+
+
+# ---------------------------------------------------------------- ungrounded_number
+
+
+@pytest.mark.parametrize("fragment", [
+    "A 111.0\" round prism platter",                       # 111 inches, "9 years old"
+    "aged 18+",
+    "a 19-inch frame",
+    "Magic 100% Slim",
+    "He's about 2 lbs.",
+    "up to 28 passengers",
+    "62% of the price",
+])
+def test_ungrounded_number_on_corpus(fragment):
+    assert check("numbers", example(fragment)) == "ungrounded_number"
+
+
+@pytest.mark.parametrize("fragment", [
+    "A 1000 piece jigsaw puzzle",                          # 26.75 x 19.75 inches: in the details
+    "Each headband measures 19cm (H) and 15.5cm (W)",
+    "A 7-in-1 combo game",
+])
+def test_grounded_numbers_on_corpus_pass(fragment):
+    assert check("numbers", example(fragment)) is None
+
+
+@pytest.mark.parametrize("text, facts, expected", [
+    ("A 100ml bottle.", {"title": "Acme Toner 100 ml"}, None),           # units normalised
+    ("A 100 ml bottle.", {"title": "Acme Toner 100ml"}, None),
+    ("Weighs 2 lbs.", {"title": "Acme Bear", "attributes": "Weight: 2 pounds"}, None),
+    ("Weighs 2 lbs.", {"title": "Acme Bear", "attributes": "Weight: 2 kg"}, "ungrounded_number"),
+    ("Weighs 2 lbs.", {"title": "Acme Bear 2"}, None),                   # a bare 2 in the facts
+    ("Lasts 5 years.", {"title": "Acme Mug", "attributes": "Height 5 cm"}, "ungrounded_number"),
+    ("Now ₹1,299 only.", {"title": "Acme Tee", "price": 1299.0}, None),
+    ("Seats 28 passengers.", {"title": "Acme Bus"}, "ungrounded_number"),
+    ("A 12th-grade project.", {"title": "Acme 12 Pencils"}, "ungrounded_number"),   # ordinal
+    ("For a 30th birthday.", {"title": "Amscan 30th Birthday Plates"}, None),
+    ("100% cotton.", {"title": "Acme Tee", "material": "100% cotton"}, None),
+    ("A 62% saving.", {"title": "Acme Tee"}, "ungrounded_number"),
+])
+def test_ungrounded_number_units(text, facts, expected):
+    assert run_checks(["numbers"], text, ctx_of(**facts)) == expected
+
+
+def test_stated_numbers_read_units():
+    assert [(w, u) for w, _, u in stated_numbers("2 pounds, 100ml, 62%, 5 in stock, 3rd")] == [
+        ("2", "lb"), ("100", "ml"), ("62", "%"), ("5", None), ("3", "ordinal")]
+
+
+def test_review_digest_may_state_the_rating_scale():
+    ctx = GuardContext(fields={"reviews": [{"text": "Soft.", "rating": 4}], "avg_rating": 4.0})
+    assert run_checks(["numbers"], "Rated 4 of 5.", ctx) is None
+    assert run_checks(["numbers"], "Rated 4 of 10.", ctx) == "ungrounded_number"
+
+
+# ---------------------------------------------------------------- ungrounded_name
+
+
+@pytest.mark.parametrize("fragment", [
+    "A fully licensed Leviathan",
+    "women from Tokyo, a fun and stylish gift",            # Tokyo Talkies cut to a place
+    "Bvlgari is a French perfumer",
+    "crafted by Ahlya Sterling",
+    "a classic Japanese fashion brand",
+    "Amazon's Facebook page",
+    "by Graphic Design Co",
+    "#India #SilkSilk",
+])
+def test_ungrounded_name_on_corpus(fragment):
+    assert check("names", example(fragment)) == "ungrounded_name"
+
+
+@pytest.mark.parametrize("fragment", [
+    "A long sleeve bodysuit for girls from GAP",
+    "An INVU Men Rectangle Sunglasses T1902B",             # a model number the title gives
+    "A 7-in-1 combo game with chess, Ludo, Chinese checkers",   # "Chinese" is in the title
+    "This Pepe Jeans boys navy blue printed round neck t-shirt",
+    "in the Wild West",
+    "A green running shoes for men from Puma",
+])
+def test_grounded_names_on_corpus_pass(fragment):
+    # "the Wild West" of a Wild Republic horse is in the row's details.
+    assert check("names", example(fragment)) is None
+
+
+@pytest.mark.parametrize("text", [
+    "A soft tee. This tee is light. Perfect for summer. Crafted from cotton. Meet the tee.",
+    "Perfect For Summer Parties",                          # a Title Case headline
+    "Stay cool in July. #SummerStyle #CottonTee",
+    "A USB-C charger with LED lights, in XL. Ideal for Christmas.",
+])
+def test_ordinary_capitalised_words_are_not_names(text):
+    assert find_names(text, ctx_of(title="Acme Cotton Tee USB Charger")) == []
+
+
+def test_names_from_the_facts_pass_however_written():
+    ctx = ctx_of(title="U.S. Polo Assn. Men Navy Polo", brand="U.S. Polo Assn.")
+    assert find_names("A navy polo from U.S. Polo Assn. for men.", ctx) == []
+    assert find_names("A navy polo sold on Myntra.", ctx) == ["Myntra"]
+    assert find_names("The WH1000XM4 headphones.", ctx_of(title="Sony Headphones")) == ["WH1000XM4"]
+
+
+# ---------------------------------------------------------------- attribute_mismatch
+
+
+@pytest.mark.parametrize("fragment, word", [
+    ("A leather oxford with a bright red finish", "red"),          # tan brown oxfords
+    ("A red regular fit shorts for boys", "red"),                  # black & grey
+    ("A stretchable canvas top for women by SPYKAR", "canvas"),    # cropped jeans
+    ("underwired lavaline bag", "bag"),                            # a bra
+    ("A green checked suitcase for men", "suitcase"),              # a shirt
+    ("Cotton Boxer XYBOX3PCKN136, a fun and affordable toy", "toy"),
+    ("A handmade block heel for women", "handmade"),
+    ("This flying machine boys blue shorts", "shorts"),            # jeans
+    ("plush toys made of gold", "gold"),
+    ("A silk scarf for women, a classic scarf for men.", "men"),   # a saree, a Women row
+])
+def test_attribute_mismatch_on_corpus(fragment, word):
+    ex = example(fragment)
+    text, finish = smollm2.published(ex)
+    assert word in find_mismatches(text, smollm2.context(ex, finish))
+    assert check("attributes", ex) == "attribute_mismatch"
+
+
+@pytest.mark.parametrize("fragment", [
+    "A grey top made by Clovia",
+    "A green hooded sweater for men from YWC",                     # sweatshirt: a top too
+    "A beautiful beige and maroon printed skirt for women from Sera",   # kurta with skirt
+    "A pink sash with black lettering",                            # colours in the details
+    "A plastic soccer ball inflatable",
+])
+def test_grounded_attributes_on_corpus_pass(fragment):
+    assert check("attributes", example(fragment)) is None
+
+
+def test_attribute_words_in_the_facts_are_fine():
+    ctx = ctx_of(title="Acme Women Copper Bottle", gender="Women", color="Copper")
+    assert find_mismatches("A copper bottle for women.", ctx) == []
+    assert find_mismatches("A steel bottle for men.", ctx) == ["steel", "men"]
+    assert find_mismatches("A blue shirt.", ctx_of(title="Acme Navy Shirt")) == []   # a shade
+    assert find_mismatches("It suits any occasion; a zip on the top.", ctx_of(title="Acme Jeans")) == []
+
+
+# ---------------------------------------------------------------- meta_text and prompt_echo
+
+
+@pytest.mark.parametrize("text", [
+    "As an AI language model, I cannot browse products.",
+    "Sure! Here is a description of the shirt: a navy shirt.",
+    "A tan bag. I hope this helps!",
+    "A tan bag. Let me know if you want changes.",
+    "I'm thrilled to help! Meet the bag.",
+    "Here's a short blurb for you: a tan bag.",
+])
+def test_meta_text(text):
+    assert find_meta(text) and run_checks(["meta"], text, GuardContext()) == "meta_text"
+
+
+@pytest.mark.parametrize("text", [
+    "Here is a bag you will love carrying every day.",     # no work named after "here is"
+    "A sure-footed boot for hikers; I-beam frame.",
+    "Certainly the softest tee we sell.",
+])
+def test_meta_text_passes_copy(text):
+    assert find_meta(text) == []
+
+
+# The worked answers the 200 SmolLM2 texts were prompted with (commit 8d3d862).
+OLD_EXAMPLES = """\
+system: You write product descriptions for an online store. Use only the facts the user gives.
+user: |
+  Product facts:
+  Title: {{ row.title | plain }}
+  Write the product description.
+examples:
+  - row: {title: Lavie Women Tan Solid Handheld Bag}
+    output: A solid tan handheld bag for women from Lavie, simple to carry every day.
+  - row: {title: Wooden Shape Sorting Cube}
+    output: {headline: Wooden Shape Sorter, body: A wooden shape sorting cube for babies and toddlers.}
+"""
+
+
+@pytest.mark.parametrize("fragment", [
+    "A wooden shape sorting cube for rides on the road",   # a race track
+    "A wooden shape sorting cube for animals and pets",    # a logging truck
+    "simple to carry every day",                           # a T-shirt
+])
+def test_prompt_echo_of_a_worked_example_on_corpus(fragment):
+    assert check("echo", example(fragment), system_prompt=OLD_EXAMPLES) == "prompt_echo"
+
+
+@pytest.mark.parametrize("fragment", [
+    "Product facts: Title:",
+    "Write the product description. A navy",
+    "Audience: budget.",
+    "Use only the facts the user gives.",
+])
+def test_prompt_echo_of_the_scaffolding(fragment):
+    assert check("echo", example(fragment)) == "prompt_echo"
+
+
+def test_prompt_echo_passes_the_rows_own_words():
+    ctx = GuardContext(system_prompt=OLD_EXAMPLES, fields={"title": "Lavie Women Tan Handheld Bag"})
+    assert find_echo("A solid tan handheld bag for women from Lavie.", ctx) == []
+    assert find_echo("A tan bag, simple to carry every day.", ctx)
+    assert find_echo("The title says it all: a bag.", ctx) == []   # "title" without a colon
+
+
+# ---------------------------------------------------------------- degenerate
+
+
+@pytest.mark.parametrize("fragment", [
+    "navyMeetMeet the Blue Yonder",
+    "Meet canvasThisAMeet canvas canvas canvas canvas",
+    "navyThis bambooA",
+    "A white and black men's men's men's",
+    "A khaki khaki men's",
+    "An Inc 5 gold-tiled wavens",
+    "A red bracakelet",
+    "unsuspension curtains",
+    "A light up robots for kids, a toy for kids, a great idea for kids.",
+])
+def test_degenerate_on_corpus(fragment):
+    assert check("degenerate", example(fragment)) == "degenerate"
+
+
+def test_degenerate_finds_each_sign():
+    ctx = GuardContext()
+    assert glued_words("Meet canvasThisAMeet canvas", ctx) == ["canvasThisAMeet"]
+    assert loops("Meet canvasThisAMeet canvas canvas canvas canvas") == ["canvas canvas", "canvas"]
+    assert loops("Meet canvas canvas canvasThis") == ["canvas canvas", "canvas"]   # glue split
+    assert loops("love it, love it, love it") == []        # clauses, not a loop
+    assert loops("#LavieSales #Lavie #LavieSales") == ["#laviesales"]
+    assert repeated_phrases("bullhorn speaker. A bullhorn speaker, the bullhorn speaker.") == ["bullhorn speaker"]
+    assert non_words("A soft bracakelet with seesaw charms.", ctx) == ["bracakelet"]
+
+
+@pytest.mark.parametrize("word", ["iPhone", "PlayStation", "McDonald", "AccessHer", "DKNY", "MacBook", "eBay"])
+def test_real_camel_case_passes_when_in_the_facts(word):
+    ctx = ctx_of(title=f"{word} Case", brand=word)
+    assert run_checks(["degenerate"], f"A {word} case, made for daily use.", ctx) is None
+
+
+def test_camel_case_not_in_the_facts_is_glued():
+    assert glued_words("A PlayStation case.", ctx_of(title="Acme Case")) == ["PlayStation"]
+    assert glued_words("An iPhone case.", ctx_of(title="Acme Case")) == []   # a one-letter prefix
+
+
+# ---------------------------------------------------------------- truncated
+
+
+def test_a_cut_text_keeps_its_complete_sentences():
+    ex = example("A sturdy wooden doll house furniture")          # cut inside "a seesaw, a sees"
+    text, finish = smollm2.published(ex)
+    assert ex["finish_reason"] == "length" and finish == "stop"
+    assert text.endswith("A great gift for any family with a lot of toys.")
+    assert smollm2.judge(ex) is None
+
+
+def test_a_cut_text_with_no_complete_sentence_is_truncated():
+    cut = "A durable, durable, a fun, fun, a fun, a fun"
+    assert trim_to_sentence(cut) is None
+    assert check_truncated(cut, GuardContext(finish_reason="length")) == "truncated"
+    assert check_truncated(cut, GuardContext()) is None
+    assert trim_to_sentence("Fits 12.5 in. wide. Soft, light and") == "Fits 12.5 in. wide."
+
+
+def test_ad_copy_cut_by_guided_decoding_is_truncated():
+    assert smollm2.judge(example('"Rubie\'s Marvel: Avengers EndeG"')) == "truncated"
+    assert TASKS["ad_copy"].parse('{"headline": "Soft Cotton Tee", "body": "A soft tee."}') is None
+
+
+# ---------------------------------------------------------------- real human texts
+
+
+def _myntra():
+    pq = pytest.importorskip("pyarrow.parquet")
+    path = REAL / "myntra-fashion-catalog" / "myntra_products_catalog.parquet"
+    if not path.exists():
+        pytest.skip(f"{path} not present")
+    return pq.read_table(path).to_pylist()
+
+
+def _row_ctx(r: dict) -> GuardContext:
+    return ctx_of(title=r["product_name"], brand=r["brand"], gender=r["gender"],
+                  color=(r["primary_color"] or "").strip() or None)
+
+
+def test_degenerate_on_real_myntra_descriptions():
+    """Of 12,491 human descriptions 38% have glued words: the scraper dropped the line breaks
+    ("lace-up detailSynthetic upperCushioned footbed"), real defects a page must not show (30 of
+    30 sampled were). Of those without, 1.1% are flagged, most for typos ("staight", "balack");
+    about 4 in 10 of those flags are real words or meant repeats: a false-reject rate near 0.5%."""
+    rows = _myntra()
+    clean = [r for r in rows if not glued_words(r["description"] or "", _row_ctx(r))]
+    flagged = [r["description"][:80] for r in clean
+               if run_checks(["degenerate"], r["description"] or "", _row_ctx(r))]
+    assert len(clean) > 0.5 * len(rows)
+    assert len(flagged) <= 0.02 * len(clean), flagged[:10]
+
+
+def test_a_rows_own_title_passes_the_facts_checks():
+    """A text made of the row's own words is grounded however they are written: brand CamelCase
+    ("DressBerry", "AccessHer"), model numbers, places in brand names ("Indian Terrain")."""
+    rows = _myntra()
+    failed = [r["product_name"] for r in rows
+              if run_checks(["degenerate", "names", "attributes", "numbers"], f"{r['product_name']}.", _row_ctx(r))]
+    assert len(failed) <= 0.005 * len(rows), failed[:10]
