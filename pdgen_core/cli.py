@@ -156,7 +156,7 @@ def _register_optional() -> None:
     import importlib
 
     for mod in ("pdgen_core.versions", "pdgen_core.jobs_api", "pdgen_core.finetune.commands",
-                "pdgen_core.report_cli"):
+                "pdgen_core.report_cli", "pdgen_core.audit"):
         try:
             m = importlib.import_module(mod)
         except ModuleNotFoundError as exc:

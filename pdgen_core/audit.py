@@ -1,0 +1,146 @@
+"""``pdgen audit``: a sample of a committed run's accepted texts, with the facts each was written
+from, for a person to read and judge (issue 17: the publishable rate is measured by reading).
+
+    pdgen audit RUN_ID --output s3://content/demo/ --per-task 50 --out audit.csv
+
+It reads the run record ``<output>/runs/<run_id>.json``, and per task the content table at the
+version that run committed, keeping the rows that run wrote; it samples ``--per-task`` of them
+(seeded, so a rerun gives the same sample) and looks up their facts in the run's catalog (the
+record's ``spec.catalog``: its URI and column mapping), reading only the task's fields. A catalog
+that cannot be read any more still gives an audit: the facts are then empty and ``facts_note``
+says why. ``--out`` ending in ``.csv`` writes CSV (facts as one JSON cell, ``publishable`` and
+``why`` columns left blank for the reader); anything else writes JSON lines.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import typer
+
+COLUMNS = ("task", "sku", "locale", "variant", "text", "facts", "facts_note", "model", "adapter",
+           "attempts", "finish_reason", "run_id", "publishable", "why")
+
+
+class AuditError(Exception):
+    """No such run, or nothing to audit; the message says what was looked for."""
+
+
+def _accepted(output_uri: str, task: str, version: int | None, run_id: str) -> list[dict[str, Any]]:
+    import pyarrow.compute as pc
+
+    from pdgen_core import storage
+    from pdgen_core.stages import commit
+
+    dt = commit.open_table(storage.resolve(output_uri).child("content", task), version)
+    if dt is None:
+        return []
+    rows = []
+    for batch in dt.to_pyarrow_dataset().to_batches():
+        # Filtered after the cast: Delta merge files hold string_view columns (see report._rows).
+        batch = storage.plain_types(batch)
+        rows += batch.filter(pc.equal(batch.column("run_id"), run_id)).to_pylist()
+    return rows
+
+
+def _facts(spec: dict, task: str, skus: set[str]) -> tuple[dict[str, dict], str]:
+    """sku -> the task's fields from the run's catalog, and a note when they cannot be read."""
+    import pyarrow.dataset as pads
+
+    from pdgen_core import storage
+    from pdgen_core.stages.read import catalog_files
+    from pdgen_core.tasks import TASKS
+
+    cat = spec.get("catalog") or {}
+    if not cat.get("uri"):
+        return {}, "the run record names no catalog"
+    mapping = {**{f: f for f in ("sku", *TASKS[task].fields)}, **(cat.get("columns") or {})}
+    try:
+        loc, files = catalog_files(cat["uri"])
+        ds = pads.dataset(files, filesystem=loc.fs, format="parquet")
+        wanted = {c: mapping[c] for c in ("sku", *TASKS[task].fields) if mapping.get(c) in ds.schema.names}
+        if "sku" not in wanted:
+            return {}, f"catalog {cat['uri']} has no sku column {mapping['sku']!r}"
+        out: dict[str, dict] = {}
+        for batch in ds.to_batches(columns=sorted(set(wanted.values()))):
+            for row in storage.plain_types(batch).to_pylist():
+                sku = str(row[wanted["sku"]])
+                if sku in skus:
+                    out[sku] = {c: row[src] for c, src in wanted.items() if c != "sku" and row[src] is not None}
+        note = "" if task != "review_digest" else "reviews are not exported; read them in the reviews table"
+        return out, note
+    except Exception as exc:  # a moved or deleted catalog: the texts are still worth reading
+        return {}, f"catalog {cat['uri']} not readable: {exc}"[:300]
+
+
+def sample(output_uri: str, run_id: str, per_task: int = 20, seed: int = 0) -> list[dict[str, Any]]:
+    """Up to ``per_task`` accepted texts of each task of the run, with their facts."""
+    from pdgen_core import storage
+
+    loc = storage.resolve(output_uri).child("runs", f"{run_id}.json")
+    if not storage.exists(loc):
+        raise AuditError(f"no run record {loc.uri}; check the run id and --output")
+    record = storage.read_json(loc)
+    spec = record.get("spec") or {}
+    tables = record.get("tables") or {}
+    tasks = list(((record.get("counts") or {}).get("by_task") or {}).keys()) or list(spec.get("tasks") or [])
+    out = []
+    for task in tasks:
+        rows = sorted(_accepted(output_uri, task, tables.get(f"content/{task}"), run_id),
+                      key=lambda r: (str(r["sku"]), r["locale"], r.get("variant") or ""))
+        picked = random.Random(f"{seed}/{task}").sample(rows, min(per_task, len(rows)))
+        facts, note = _facts(spec, task, {str(r["sku"]) for r in picked})
+        for r in picked:
+            out.append({"task": task, "sku": str(r["sku"]), "locale": r["locale"], "variant": r.get("variant") or "",
+                        "text": r["text"], "facts": facts.get(str(r["sku"]), {}),
+                        "facts_note": note or ("" if str(r["sku"]) in facts else "row not found in the catalog"),
+                        "model": r.get("model"), "adapter": r.get("adapter") or "", "attempts": r.get("attempts"),
+                        "finish_reason": r.get("finish_reason"), "run_id": run_id,
+                        "publishable": "", "why": ""})
+    return out
+
+
+def write(rows: list[dict[str, Any]], path: Path) -> Path:
+    """CSV when ``path`` ends in .csv, else JSON lines."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".csv":
+        with path.open("w", newline="", encoding="utf-8") as f:
+            w = csv.DictWriter(f, fieldnames=COLUMNS)
+            w.writeheader()
+            for r in rows:
+                w.writerow({**r, "facts": json.dumps(r["facts"], ensure_ascii=False, default=str)})
+    else:
+        with path.open("w", encoding="utf-8") as f:
+            for r in rows:
+                f.write(json.dumps(r, ensure_ascii=False, default=str) + "\n")
+    return path
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``audit`` to the pdgen command line."""
+
+    @app.command("audit")
+    def audit_cmd(
+        run_id: str = typer.Argument(..., help="Run id, as in runs/<run_id>.json."),
+        output: str = typer.Option(..., "--output", "-o", envvar="PDGEN_OUTPUT",
+                                   help="The job's output.uri (s3:// or a folder)."),
+        per_task: int = typer.Option(20, "--per-task", min=1, help="Texts to sample per task."),
+        out: Path = typer.Option(Path("audit.csv"), "--out", help="File to write: .csv, else JSON lines."),
+        seed: int = typer.Option(0, help="Sampling seed: the same seed gives the same sample."),
+    ) -> None:
+        """Export a sample of a run's accepted texts with their facts, for a person to judge."""
+        try:
+            rows = sample(output, run_id, per_task, seed)
+        except (AuditError, OSError) as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+        write(rows, out)
+        by_task: dict[str, int] = {}
+        for r in rows:
+            by_task[r["task"]] = by_task.get(r["task"], 0) + 1
+        typer.echo(f"wrote {len(rows)} texts to {out} ("
+                   + (", ".join(f"{t}: {n}" for t, n in by_task.items()) or "none accepted") + ")")
