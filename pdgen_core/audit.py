@@ -95,12 +95,13 @@ def sample(output_uri: str, run_id: str, per_task: int = 20, seed: int = 0) -> l
         picked = random.Random(f"{seed}/{task}").sample(rows, min(per_task, len(rows)))
         facts, note = _facts(spec, task, {str(r["sku"]) for r in picked})
         for r in picked:
-            out.append({"task": task, "sku": str(r["sku"]), "locale": r["locale"], "variant": r.get("variant") or "",
-                        "text": r["text"], "facts": facts.get(str(r["sku"]), {}),
-                        "facts_note": note or ("" if str(r["sku"]) in facts else "row not found in the catalog"),
-                        "model": r.get("model"), "adapter": r.get("adapter") or "", "attempts": r.get("attempts"),
-                        "finish_reason": r.get("finish_reason"), "run_id": run_id,
-                        "publishable": "", "why": ""})
+            sku = str(r["sku"])
+            out.append({
+                "task": task, "sku": sku, "locale": r["locale"], "variant": r.get("variant") or "",
+                "text": r["text"], "facts": facts.get(sku, {}),
+                "facts_note": note or ("" if sku in facts else "row not found in the catalog"),
+                "model": r.get("model"), "adapter": r.get("adapter") or "", "attempts": r.get("attempts"),
+                "finish_reason": r.get("finish_reason"), "run_id": run_id, "publishable": "", "why": ""})
     return out
 
 

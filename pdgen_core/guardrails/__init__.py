@@ -17,6 +17,7 @@ reason                 check           what it catches
 =====================  ==============  ===================================================
 empty/too_short/long   length          blank, stub or overlong text
 truncated              truncated       cut at max_tokens with no complete sentence left
+                                       (ad_copy's parse: a field cut at its maxLength)
 wrong_language         language        text not in the locale's script
 repetition             repetition      a token looping, or mostly repeated n-grams
 injection_echo         injection       instruction-like text, or 10 template tokens echoed
@@ -26,13 +27,16 @@ other_brand            brand.other     another catalog brand named
 brand_missing          brand.missing   the row's brand not named
 banned_term            banned          a term of the spec's banned list
 meta_text              meta            refusals and assistant talk ("Sure! Here is...")
-prompt_echo            echo            prompt labels, lines or instruction ("Title:")
-degenerate             degenerate      glued words ("navyA", "MeetThis"), short loops
+prompt_echo            echo            prompt labels, lines or instruction ("Title:"), a
+                                       worked example's answer copied
+degenerate             degenerate      glued words ("navyA", "MeetThis"), short loops,
+                                       doubled words, repeated phrases, non-words
 ungrounded_number      numbers         a number (with its unit) the row does not state
 ungrounded_name        names           a person, place, retailer, brand or model not in
                                        the row ("Ahlya Sterling", "Amazon", "French")
-attribute_mismatch     attributes      a colour, material, gender or product type the row
-                                       contradicts or does not give ("red" for black)
+attribute_mismatch     attributes      a colour, material, gender, product type or claim
+                                       the row contradicts or does not give ("red" for
+                                       black, "bag" for a bra, "handmade")
 =====================  ==============  ===================================================
 
 An unknown name raises ``KeyError`` (a broken task definition, not a bad row). Bump

@@ -88,7 +88,7 @@ TYPES = {
     **dict.fromkeys("sunglasses eyewear watch belt cap hat scarf socks earrings necklace bracelet "
                     "accessory accessories jewellery jewelry".split(), "accessory"),
     **dict.fromkeys("toy toys game games puzzle doll dolls plush teddy".split(), "toy"),
-    **dict.fromkeys("curtain curtains towel towels mug mugs cup cups bedsheet pillow cushion rug runner".split(), "home"),
+    **dict.fromkeys("curtain towel mug cup bedsheet pillow cushion rug runner".split(), "home"),
     **dict.fromkeys("snack snacks food".split(), "food"),
 }
 # Kinds that one garment may be called by: a kurta is sold as a top and a tunic dress as either.
@@ -147,9 +147,8 @@ def find_mismatches(text: str, ctx: GuardContext) -> list[str]:
     words = _words(text)
     bad = [w for w in words if w in COLOURS and w not in facts and not SHADES.get(w, set()) & facts]
     bad += [w for w in words if w in MATERIALS and w not in facts and not FORMS.get(w, set()) & facts]
-    low = _split_hashtags(normalise(text)).casefold()
-    bad += [c for c in CLAIMS if c not in facts and c.replace("-", "") not in facts
-            and re.search(rf"(?<![a-z-]){re.escape(c)}(?![a-z-])", low)]
+    bad += [c for c in dict.fromkeys(words)
+            if c in CLAIMS and c not in facts and c.replace("-", "") not in facts]
     gender = _row_gender(ctx, facts)
     if gender:
         bad += [w for w in words if w in AUDIENCE and w not in facts and gender not in AUDIENCE[w]]
@@ -163,6 +162,8 @@ def find_mismatches(text: str, ctx: GuardContext) -> list[str]:
 
 
 def check_attribute_mismatch(text: str, ctx: GuardContext) -> str | None:
-    """``attribute_mismatch`` when the text gives a colour, material, gender or product type
-    that the row contradicts or does not give."""
+    """``attribute_mismatch`` when the text gives a colour, material, gender, product type or
+    claim that the row contradicts or does not give. English texts only: the vocabularies are."""
+    if not ctx.locale.lower().startswith("en"):
+        return None
     return "attribute_mismatch" if find_mismatches(text, ctx) else None

@@ -11,11 +11,12 @@ when the fifth is glued to the next word. Two signs, both after splitting glued 
   ("#SummerStyle": ``ungrounded_name`` reads their words);
 - a loop: one to three words said three times in a row within a clause ("canvas canvas
   canvas");
-- a hashtag used twice, or a word said twice in a row ("khaki khaki", "men's men's"), or a two-word phrase said three
-  times in one short text, or once every 20 words of a long one ("a toy for kids, a great idea
-  for kids ... for kids");
+- a hashtag used twice, or a word said twice in a row ("khaki khaki", "men's men's"), or a
+  two-word phrase said three times in one short text, or once every 20 words of a long one
+  ("a toy for kids, a great idea for kids ... for kids");
 - a non-word: a lower-case word of four letters or more that is neither English
-  (``words.is_word``) nor a word of the facts ("bracakelet", "wavens", "unsuspension").
+  (``words.is_word``) nor a word of the facts ("bracakelet", "wavens", "unsuspension"); in
+  English texts only.
 
 Tuned on the 12,491 human Myntra descriptions (``tests/test_guardrails_real.py``): they contain
 scraping defects of the same shape ("TSA lockOne handle"), which are real defects, and few else.
@@ -96,6 +97,8 @@ def repeated_phrases(text: str) -> list[str]:
 
 def non_words(text: str, ctx: GuardContext) -> list[str]:
     """Lower-case words that are not English and not words of the row's facts."""
+    if not ctx.locale.lower().startswith("en"):   # the dictionary is English
+        return []
     facts = fact_tokens(ctx)
     return [w for w in _LOWER.findall(normalise(text)) if w not in facts and not is_word(w)]
 

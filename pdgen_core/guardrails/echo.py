@@ -83,6 +83,16 @@ def _shingles(toks: list[str], n: int = SHINGLE) -> set[tuple[str, ...]]:
     return {tuple(toks[i:i + n]) for i in range(len(toks) - n + 1)}
 
 
+@lru_cache(maxsize=64)
+def _system_shingles(system: str) -> frozenset[tuple[str, ...]]:
+    return frozenset(_shingles(tokens(normalise(system))))
+
+
+@lru_cache(maxsize=64)
+def _answer_shingles(answers: tuple[str, ...]) -> frozenset[tuple[str, ...]]:
+    return frozenset().union(*(_shingles(tokens(normalise(a)), EXAMPLE_SHINGLE) for a in answers))
+
+
 def find_echo(text: str, ctx: GuardContext) -> list[str]:
     """The pieces of the prompt's scaffolding found in ``text``."""
     labels, lines, system, answers = prompt_parts(ctx.system_prompt)
@@ -90,14 +100,14 @@ def find_echo(text: str, ctx: GuardContext) -> list[str]:
     found = [m.group() for m in _label_pattern(labels).finditer(text)]
     squashed = " ".join(text.casefold().split())
     found += [line for line in lines if " ".join(line.casefold().split()) in squashed]
-    grams = _shingles(tokens(normalise(system)))
-    for value in ctx.input_texts:
+    toks = tokens(text)
+    grams = _system_shingles(system) & _shingles(toks)
+    for value in ctx.input_texts if grams else ():
         grams -= _shingles(tokens(normalise(value)))
-    found += [" ".join(g) for g in grams & _shingles(tokens(text))]
+    found += [" ".join(g) for g in grams]
     if answers:
         facts = fact_tokens(ctx)
-        copied = set().union(*(_shingles(tokens(normalise(a)), EXAMPLE_SHINGLE) for a in answers))
-        for g in copied & _shingles(tokens(text), EXAMPLE_SHINGLE):
+        for g in _answer_shingles(answers) & _shingles(toks, EXAMPLE_SHINGLE):
             if sum(w not in facts and w not in _STOP for w in g) >= EXAMPLE_NEW_WORDS:
                 found.append(" ".join(g))
     return found

@@ -28,7 +28,8 @@ _PHRASES = [
     r"\bas requested\b", r"\byou asked\b", r"\byour request\b",
     r"^\W*(?:sure|certainly|of course|absolutely|okay|ok|great question)\b\s*[!,.:]",
     rf"\bhere(?:'s| is| are)\b[^.!?\n]{{0,40}}\b{_WORK}\b",
-    rf"\b(?:this|the following|below is|above is)\s+(?:product\s+)?{_WORK}\s+(?:is|was|uses|follows|highlights)\b",
+    rf"\b(?:this|the following|below is|above is)\s+(?:product\s+)?{_WORK}"
+    r"\s+(?:is|was|uses|follows|highlights)\b",
     r"^\W*(?:note|disclaimer|output|answer|response)\s*:",
     r"\b(?:i'?ve|i have) (?:written|created|crafted|kept|included|made)\b",
 ]

@@ -64,7 +64,8 @@ TITLE_SHARE = 0.75
 
 
 def _is_cap(word: str) -> bool:
-    return word[0].isupper() or any(c.isupper() for c in word[1:])
+    """Any capital letter in it ("Perfect", "DKNY", "iPhone")."""
+    return word != word.lower()
 
 
 def _title_case(sentence: list[str]) -> bool:

@@ -8,10 +8,10 @@ invented size, weight, count, discount or warranty is worse than no text.
 Units: a number the text gives a unit ("2 lbs", "100 ml", "5 years") is grounded by the same
 number in the facts when the facts give it bare or with the same unit; "2 kg" in the facts does
 not ground "2 lbs" (no conversions: a page states the row's own figure), and "5 cm" does not
-ground "5 years". Units are normalised (``UNITS``:
-"lbs", "pounds" and "lb" are one unit). An ordinal needs the ordinal: "12 pencils" does not
-ground "a 12th-grade project", "30th Birthday" grounds "30th". Numbers written as words ("three") are not checked. A
-review digest may state a rating "of 5": when the facts hold ratings, 5 is grounded.
+ground "5 years". Units are normalised (``UNITS``: "lbs", "pounds" and "lb" are one unit). An
+ordinal needs the ordinal: "12 pencils" does not ground "a 12th-grade project", "30th Birthday"
+grounds "30th". Numbers written as words ("three") are not checked. A review digest may state a
+rating "of 5": when the facts hold ratings, 5 is grounded.
 
 ``price`` stays a check of its own (``price_mismatch``): it knows currencies; this one knows
 only that a number is not in the row.
