@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 from rich.console import Console
+from rich.markup import escape
 
 console = Console()
 DEMO_SPEC = Path(__file__).parent / "configs" / "demo.yaml"
@@ -32,12 +33,13 @@ def show_samples(output_uri: str, task: str, reasons: dict[str, int], n: int = 1
     dt = open_table(storage.resolve(output_uri).child("content", task))
     rows = dt.to_pyarrow_table(columns=["sku", "text", "attempts"]).slice(0, n).to_pylist() if dt else []
     console.print(f"\n[bold]{task}[/bold]: {len(rows)} accepted sample(s)" + ("" if rows else " (none committed)"))
-    for r in rows:
+    for r in rows:  # the texts unedited and whole: what a catalog editor would read
         retry = " (2nd attempt)" if r["attempts"] > 1 else ""
-        console.print(f"  [bold]{r['sku']}[/bold]{retry}: {r['text'][:400]}", highlight=False, markup=False)
+        console.print(f"  [bold]{escape(r['sku'])}[/bold]{retry}: {escape(r['text'])}",
+                      highlight=False, soft_wrap=True)
     if reasons:
-        console.print("  rejects by reason: " + ", ".join(f"{k} {v}" for k, v in
-                                                           sorted(reasons.items(), key=lambda kv: -kv[1])))
+        console.print("  rejects by reason: " + ", ".join(
+            f"{k} {v}" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1])), soft_wrap=True)
 
 
 def main() -> None:
