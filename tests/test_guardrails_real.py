@@ -397,3 +397,17 @@ def test_a_rows_own_title_passes_the_facts_checks():
     failed = [r["product_name"] for r in rows
               if run_checks(["degenerate", "names", "attributes", "numbers"], f"{r['product_name']}.", _row_ctx(r))]
     assert len(failed) <= 0.005 * len(rows), failed[:10]
+
+
+def test_an_answer_like_a_worked_example_is_not_an_injection_echo():
+    """The chat YAML's worked answers are not instructions: a row like the example's may be
+    described the same way (``prompt_echo`` judges copies against the row's facts)."""
+    facts = {"title": "Roadster Men Navy Blue Slim Fit Cotton Casual Shirt", "brand": "Roadster",
+             "gender": "Men", "color": "Navy Blue"}
+    task = TASKS["description"]
+    ctx = replace(ctx_of(**facts), system_prompt=task.template_source("en", "chat"),
+                  input_texts=tuple(facts.values()))
+    answer = "A navy blue casual shirt for men from Roadster, in a slim fit and made of cotton."
+    assert run_checks(task.guardrails, answer, ctx) is None
+    instruction = "Use only the facts the user gives. Never invent a brand, material, colour, size"
+    assert run_checks(["injection"], instruction, ctx) == "injection_echo"

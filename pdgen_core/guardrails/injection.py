@@ -86,11 +86,21 @@ def _template_literals(template: str) -> list[str]:
     return re.split(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", template, flags=re.DOTALL)
 
 
+def _instructions(source: str) -> str:
+    """The instruction text of a prompt: a chat YAML's system and user parts, not its worked
+    answers (an answer for a row like the example's may rightly say the same: ``prompt_echo``
+    judges copies of examples against the row's facts); a completion template as it is."""
+    from pdgen_core.guardrails.echo import prompt_parts
+
+    labels, lines, system, answers = prompt_parts(source)
+    return system + "\n" + "\n".join(lines) if system or answers else source
+
+
 def echoes_prompt(text: str, ctx: GuardContext) -> bool:
     """Whether the output repeats ``ECHO_TOKENS`` tokens in a row of the prompt template that are
     not also in an input field (a quoted product title is data, not instructions)."""
     grams: set[tuple[str, ...]] = set()
-    for part in _template_literals(normalise(ctx.system_prompt)):
+    for part in _template_literals(normalise(_instructions(ctx.system_prompt))):
         grams |= _shingles(tokens(part), ECHO_TOKENS)
     for field in ctx.input_texts:
         grams -= _shingles(tokens(normalise(field)), ECHO_TOKENS)
