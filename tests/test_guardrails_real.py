@@ -2,9 +2,9 @@
 (``tests/corpus/smollm2_labelled.jsonl``), one test per check on its examples, the whole guard's
 misses and false rejects on it, and the checks on real human texts (Myntra descriptions).
 
-Figures (README): 225 labelled texts, 57 publishable; the guard rejects 139 of the 168
-unpublishable ones and 4 of the 57 publishable (7.0%, all ``brand_missing`` on blurbs); 29 of the
-82 texts it accepts are unpublishable (35.4%, far from issue 17's 2%: the residue is wrong words
+Figures (README): 225 labelled texts, 57 publishable; the guard rejects 143 of the 168
+unpublishable ones and 4 of the 57 publishable (7.0%, all ``brand_missing`` on blurbs); 25 of the
+78 texts it accepts are unpublishable (32.1%, far from issue 17's 2%: the residue is wrong words
 that are real words, "a building with a beach theme" for bath blocks). The bounds below hold the
 guard at least that good; tighten them when it gets better, never loosen them to pass.
 """
@@ -30,8 +30,8 @@ from tests.corpus import smollm2
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 CORPUS = smollm2.load()
 MAX_FALSE_REJECT = 0.10   # issue 17's target
-MIN_CAUGHT = 0.80         # measured 139/168 = 0.83
-MAX_MISSES = 29           # measured; the issue's target is 2% of accepted texts
+MIN_CAUGHT = 0.85         # measured 143/168 = 0.85
+MAX_MISSES = 25           # measured; the issue's target is 2% of accepted texts
 
 
 def example(fragment: str) -> dict:
@@ -310,6 +310,7 @@ def test_prompt_echo_passes_the_rows_own_words():
     "A red bracakelet",
     "unsuspension curtains",
     "A light up robots for kids, a toy for kids, a great idea for kids.",
+    "A white off-white curtain for unisex, a fun",          # "For: Unisex" copied, no noun
 ])
 def test_degenerate_on_corpus(fragment):
     assert check("degenerate", example(fragment)) == "degenerate"

@@ -14,6 +14,8 @@ when the fifth is glued to the next word. Two signs, both after splitting glued 
 - a hashtag used twice, or a word said twice in a row ("khaki khaki", "men's men's"), or a
   two-word phrase said three times in one short text, or once every 20 words of a long one
   ("a toy for kids, a great idea for kids ... for kids");
+- an adjective left without its noun where a small model copies the prompt's "For: Unisex"
+  field ("a curtain for unisex, a fun item");
 - a non-word: a lower-case word of four letters or more that is neither English
   (``words.is_word``) nor a word of the facts ("bracakelet", "wavens", "unsuspension"); in
   English texts only.
@@ -44,6 +46,7 @@ MAX_UNIT = 3
 _GLUE = re.compile(r"[a-z]{2,}[A-Z]")
 _NAME_PREFIX = re.compile(r"(?:Mac|Mc)[A-Z]")
 _HASHTAG = re.compile(r"#[^\s#]+")
+_BARE_AUDIENCE = re.compile(r"\bfor\s+unisex\s*(?:[.,;:!?]|$)", re.IGNORECASE)
 _LOWER = re.compile(r"(?<![0-9A-Za-z])[a-z]{4,}(?![0-9A-Za-z])")
 _CLAUSE = re.compile(r"[.,;:!?()\n]+")
 _PARTS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+|[^\W\d_A-Za-z]+")
@@ -105,5 +108,6 @@ def non_words(text: str, ctx: GuardContext) -> list[str]:
 
 def check_degenerate(text: str, ctx: GuardContext) -> str | None:
     """``degenerate`` when words are glued together, a short unit loops or a word is not one."""
-    bad = glued_words(text, ctx) or loops(text) or repeated_phrases(text) or non_words(text, ctx)
+    bad = (glued_words(text, ctx) or loops(text) or repeated_phrases(text) or non_words(text, ctx)
+           or _BARE_AUDIENCE.search(normalise(text)))
     return "degenerate" if bad else None
