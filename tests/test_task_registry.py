@@ -76,8 +76,18 @@ def test_guardrail_names_exist():
     for task in TASKS.values():
         assert task.guardrails and all(g in CHECKS for g in task.guardrails), task.name
     assert "price" not in TASKS["review_digest"].guardrails and "brand" not in TASKS["review_digest"].guardrails
-    assert set(TASKS["blurb"].guardrails) == {"length", "repetition", "price", "brand", "banned", "pii",
-                                              "injection", "language"}
+    # Every check that applies to a product text runs on a blurb, the new ones of set 2 included.
+    assert set(TASKS["blurb"].guardrails) == {"truncated", "length", "language", "meta", "echo", "degenerate",
+                                              "repetition", "injection", "pii", "price", "brand", "banned",
+                                              "names", "attributes"}
+    # The chat prompts exist for every task and locale, and render (examples through the same
+    # user template as the row).
+    for task in TASKS.values():
+        for loc in task.locales:
+            msgs = task.messages({"title": "Linen shirt", "reviews": [], "review_count": 0}, loc)
+            assert msgs[0]["role"] == "system" and msgs[-1]["role"] == "user"
+            assert [m["role"] for m in msgs[1:-1]] == ["user", "assistant"] * ((len(msgs) - 2) // 2)
+            assert "Linen shirt" in msgs[-1]["content"]
 
 
 def test_output_forms_and_stops():
