@@ -14,6 +14,11 @@ c. incremental refresh: 1% of N rows changed -> refresh time against a full run 
 d. plan at scale: read -> validate -> fingerprint -> anti-join, rows/s and peak RSS of the driver
    and of the Ray workers (sampled), per size.
 e. engine start, and time to the first committed row (a one-row run).
+f. the real model (``--only real``): ``smollm2-135m-instruct`` on real Myntra rows (the synthetic
+   catalog when the shared data is absent), ``description`` in the chat format. Two ratios, each the
+   median of ``--real-repeats`` interleaved repeats, with their spread: pdgen against plain
+   ``vllm.LLM.chat`` on the same messages, sampling, per-row seeds and engine settings (marginal
+   rates, as in a.), and vLLM against the transformers ``generate`` loop on the same prompts.
 
 Figures go to ``bench/results/<date>.json`` and a table is printed.
 """
@@ -38,16 +43,24 @@ COLUMNS = {"sku": "product_id", "title": "product_name", "price": "price_usd", "
            "category": "category", "color": "color", "material": "material", "gender": "gender"}
 
 
-ALL_SECTIONS = frozenset({"pipeline", "incremental", "plan", "start"})
+ALL_SECTIONS = frozenset({"pipeline", "incremental", "plan", "start", "real"})
+REAL_MODEL = "smollm2-135m-instruct"
+MYNTRA = (Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "myntra-fashion-catalog"
+          / "myntra_products_catalog.parquet")
+MYNTRA_COLUMNS = {"sku": "product_id", "title": "product_name", "brand": "brand", "price": "price_inr",
+                  "gender": "gender", "color": "primary_color"}
 
 
-def spec_dict(catalog: str, out: str, max_tokens: int, mode: str = "full", batch: int = 256) -> dict:
+def spec_dict(catalog: str, out: str, max_tokens: int, mode: str = "full", batch: int = 256,
+              model: str = "pdgen-tiny", columns: dict | None = None, currency: str = "USD",
+              sampling: dict | None = None, memory_fraction: float | None = None) -> dict:
     return {
-        "name": "bench", "catalog": {"uri": catalog, "columns": COLUMNS, "currency": "USD"},
-        "tasks": ["description"], "model": {"source": "pdgen-tiny"}, "output": {"uri": out}, "mode": mode,
-        "sampling": {"max_tokens": max_tokens, "temperature": 0.8},
+        "name": "bench", "catalog": {"uri": catalog, "columns": columns or COLUMNS, "currency": currency},
+        "tasks": ["description"], "model": {"source": model}, "output": {"uri": out}, "mode": mode,
+        "sampling": {"max_tokens": max_tokens, **({"temperature": 0.8} if sampling is None else sampling)},
         "guardrails": {"min_chars": 1, "max_attempts": 1},
-        "resources": {"batch_size": batch, "max_concurrent_batches": 4},
+        "resources": {"batch_size": batch, "max_concurrent_batches": 4,
+                      **({"memory_fraction": memory_fraction} if memory_fraction else {})},
     }
 
 
@@ -94,8 +107,10 @@ class RssSampler:
         self._t.join()
 
 
-def prompts_for(catalog_uri: str, max_tokens: int) -> tuple[list[str], list[dict]]:
-    """The exact prompts and sampling params pdgen sends for this catalog (same code path)."""
+def prompts_for(sd: dict) -> dict:
+    """The exact prompts and sampling params pdgen sends for the catalog of the spec dict ``sd``
+    (same code path), and in the chat format the messages they were rendered from:
+    ``{"prompts", "params", "messages"}`` (``messages`` is None for completion prompts)."""
     import pyarrow.dataset as pads
 
     from pdgen_core import storage
@@ -106,70 +121,120 @@ def prompts_for(catalog_uri: str, max_tokens: int) -> tuple[list[str], list[dict
     from pdgen_core.stages.plan import work_items
     from pdgen_core.stages.prompt import engine_request
     from pdgen_core.stages.validate import clean_row
+    from pdgen_core.tasks import TASKS
 
-    spec = spec_from_dict(spec_dict(catalog_uri, "/tmp/unused", max_tokens))
-    ctx = build_context(spec, "bench", model_identity(resolve_model("pdgen-tiny")), frozenset())
-    loc = storage.resolve(catalog_uri)
+    spec = spec_from_dict(sd)
+    path = resolve_model(spec.model.source)
+    ctx = build_context(spec, "bench", model_identity(path), frozenset(), model_path=path)
+    loc = storage.resolve(spec.catalog.uri)
     t = pads.dataset(storage.list_files(loc, ".parquet"), filesystem=loc.fs).to_table()
-    prompts, params = [], []
+    prompts, params, messages = [], [], []
     for raw in t.to_pylist():
-        row = clean_row({c: raw.get(s) for c, s in COLUMNS.items()})
+        row = clean_row({c: raw.get(s) for c, s in sd["catalog"]["columns"].items()})
         if row["_reject"]:
             continue
         for item in work_items(row, ctx):
             req = engine_request(item, ctx, {})
             prompts.append(req["prompt"])
             params.append(req["sampling_params"])
+            if ctx.prompt_format == "chat":  # what engine_request rendered ``prompt`` from
+                messages.append(TASKS[item["task"]].messages(
+                    json.loads(item["fields_json"]), item["locale"], ctx.currency, variant=item["variant"]))
     assert GUARDRAIL_SET_VERSION
-    return prompts, params
+    return {"prompts": prompts, "params": params, "messages": messages if ctx.prompt_format == "chat" else None}
 
 
 def raw_vllm(prompts_file: str, out_file: str) -> None:
-    """Child process: plain vLLM (engine kwargs as pdgen's on the CPU, vLLM's own executor) on
-    each prompt set in turn, one engine: the time of each ``generate`` call."""
+    """Child process: plain vLLM (engine kwargs as pdgen's for the spec's model on the CPU; vLLM's
+    own executor unless VLLM_ENABLE_V1_MULTIPROCESSING=0) on each prompt set in turn, one engine:
+    the time of each ``generate`` call, or of each ``chat`` call for a set that carries messages.
+
+    ``prompts_file``: ``{"spec": <spec dict>, "sets": [{"prompts", "params", "messages"}, ...]}``."""
     from vllm import LLM, SamplingParams
 
     from pdgen_core.models.resolve import resolve_model
     from pdgen_core.spec import spec_from_dict
     from pdgen_core.stages.generate import engine_kwargs
 
-    sets = json.loads(Path(prompts_file).read_text())
+    data = json.loads(Path(prompts_file).read_text())
+    spec = spec_from_dict(data["spec"])
     t0 = time.monotonic()
-    kw = engine_kwargs(spec_from_dict(spec_dict("x", "y", 8)), enable_lora=False)
+    path = resolve_model(spec.model.source)
+    kw = engine_kwargs(spec, enable_lora=False, model_path=path)
     if os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") != "0":
         kw.pop("distributed_executor_backend", None)  # vLLM's default executor (it forces it anyway)
-    llm = LLM(model=str(resolve_model("pdgen-tiny")), **kw)
+    llm = LLM(model=str(path), **kw)
     start = time.monotonic() - t0
     runs = []
-    for data in sets:
+    for s in data["sets"]:
+        params = [SamplingParams(**p) for p in s["params"]]
         t1 = time.monotonic()
-        outs = llm.generate(data["prompts"], [SamplingParams(**p) for p in data["params"]], use_tqdm=False)
+        if s.get("messages"):
+            # As pdgen renders them (models/chat.py): the model's template, thinking off.
+            outs = llm.chat(s["messages"], params, use_tqdm=False, add_generation_prompt=True,
+                            chat_template_kwargs={"enable_thinking": False})
+        else:
+            outs = llm.generate(s["prompts"], params, use_tqdm=False)
         runs.append({"rows": len(outs), "generate_s": time.monotonic() - t1,
-                     "tokens_out": sum(len(o.outputs[0].token_ids) for o in outs)})
-    Path(out_file).write_text(json.dumps({"engine_start_s": start, "runs": runs}))
+                     "tokens_out": sum(len(o.outputs[0].token_ids) for o in outs),
+                     "tokens_in": sum(len(o.prompt_token_ids or ()) for o in outs)})
+    Path(out_file).write_text(json.dumps({"engine_start_s": start, "engine_kwargs": kw, "runs": runs}, default=str))
 
 
-def hf_loop(prompts: list[str], max_tokens: int, batch: int = 16) -> dict:
+def run_raw_vllm(sd: dict, sets: list[dict], tmp: Path, env: dict[str, str]) -> dict:
+    """``raw_vllm`` in a fresh process (the engine lives and dies with it), engine set up for the
+    spec dict ``sd``, with ``env`` added to this environment."""
+    pf, of = tmp / "prompts.json", tmp / "raw.json"
+    pf.write_text(json.dumps({"spec": sd, "sets": sets}))
+    subprocess.run([sys.executable, "-m", "pdgen_core.bench", "--raw-vllm", str(pf), str(of)], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **env})
+    return json.loads(of.read_text())
+
+
+def hf_loop(prompts: list[str], max_tokens: int, batch: int = 16, model: str = "pdgen-tiny",
+            sampling: dict | None = None, threads: int | None = None) -> dict:
+    """The usual transformers loop: ``model.generate`` over batches of ``batch`` left-padded
+    prompts, model load out of the time. A row's tokens count up to its first end token, as
+    vLLM counts them. ``sampling``: temperature, top_p, repetition_penalty (default: a.'s);
+    ``threads``: torch threads for the loop (default: torch's own)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from pdgen_core.models.chat import eos_token_ids
     from pdgen_core.models.resolve import resolve_model
 
-    path = resolve_model("pdgen-tiny")
+    path = resolve_model(model)
     tok = AutoTokenizer.from_pretrained(path)
     tok.padding_side = "left"
-    model = AutoModelForCausalLM.from_pretrained(path, torch_dtype=torch.float32).eval()
+    eos = list(eos_token_ids(path)) or [tok.eos_token_id]
+    if tok.pad_token_id is None:  # left padding needs one; it is masked out
+        tok.pad_token_id = eos[0]
+    pad = tok.pad_token_id
+    lm = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    s = {"temperature": 0.8, "top_p": 0.95} if sampling is None else sampling
+    gen_kw = {k: s[k] for k in ("temperature", "top_p", "repetition_penalty") if s.get(k) is not None}
+    gen_kw["do_sample"] = gen_kw.get("temperature", 1.0) > 0
+    if not gen_kw["do_sample"]:
+        gen_kw.pop("temperature", None)
+        gen_kw.pop("top_p", None)
+    saved = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
     t0 = time.monotonic()
     tokens = 0
-    with torch.inference_mode():
-        for i in range(0, len(prompts), batch):
-            enc = tok(prompts[i:i + batch], return_tensors="pt", padding=True)
-            out = model.generate(**enc, max_new_tokens=max_tokens, do_sample=True, temperature=0.8,
-                                 top_p=0.95, pad_token_id=tok.pad_token_id)
-            gen = out[:, enc["input_ids"].shape[1]:]
-            tokens += int((gen != tok.pad_token_id).sum())
-    s = time.monotonic() - t0
-    return {"rows": len(prompts), "tokens_out": tokens, "total_s": s, "tokens_per_s": tokens / s}
+    try:
+        with torch.inference_mode():
+            for i in range(0, len(prompts), batch):
+                enc = tok(prompts[i:i + batch], return_tensors="pt", padding=True)
+                out = lm.generate(**enc, max_new_tokens=max_tokens, **gen_kw, pad_token_id=pad, eos_token_id=eos)
+                for row in out[:, enc["input_ids"].shape[1]:].tolist():
+                    ends = [j for j, t in enumerate(row) if t in eos]
+                    tokens += ends[0] + 1 if ends else len(row)
+    finally:
+        torch.set_num_threads(saved)
+    sec = time.monotonic() - t0
+    return {"rows": len(prompts), "tokens_out": tokens, "total_s": sec, "tokens_per_s": tokens / sec,
+            "batch": batch, "threads": threads or saved, "sampling": gen_kw}
 
 
 def run_pdgen(spec: dict, **kw) -> tuple[dict, float]:
@@ -196,19 +261,15 @@ def bench_pipeline(rows: int, max_tokens: int, tmp: Path) -> dict:
     sets = []
     for n in sizes:
         write_catalog(f"s3://bench/pipe-{n}/", n, files=4)
-        prompts, params = prompts_for(f"s3://bench/pipe-{n}/", max_tokens)
-        sets.append({"prompts": prompts, "params": params})
-    pf, of = tmp / "prompts.json", tmp / "raw.json"
-    pf.write_text(json.dumps(sets))
+        sets.append(prompts_for(spec_dict(f"s3://bench/pipe-{n}/", "/tmp/unused", max_tokens)))
     # Plain vLLM twice: as a user gets it (vLLM's default CPU executor: a worker process pinned
     # to one core, one core kept for the scheduler), and set up as pdgen sets up its engine (the
     # worker in process, one torch thread). The headline ratio is against the faster of the two.
     baselines = {}
     for name, env in (("default", {}), ("in_process", {"VLLM_ENABLE_V1_MULTIPROCESSING": "0",
                                                        "OMP_NUM_THREADS": "1"})):
-        subprocess.run([sys.executable, "-m", "pdgen_core.bench", "--raw-vllm", str(pf), str(of)], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **env})
-        baselines[name] = json.loads(of.read_text())
+        baselines[name] = run_raw_vllm(spec_dict(f"s3://bench/pipe-{rows}/", "/tmp/unused", max_tokens),
+                                       sets, tmp, env)
     # A small run first, so that both measured runs find Ray's workers and imports warm.
     write_catalog("s3://bench/pipe-warm/", 100, files=1)
     run_pdgen(spec_dict("s3://bench/pipe-warm/", "s3://bench/pipe-warm-out/", max_tokens))
@@ -249,6 +310,116 @@ def marginal_rate(small: dict, big: dict, seconds: str) -> float:
     """Extra output tokens over extra seconds between two runs: what fixed costs both runs pay
     (engine start, plan passes, commit) cancels."""
     return (big["tokens_out"] - small["tokens_out"]) / (big[seconds] - small[seconds])
+
+
+def spread(values: list[float]) -> dict:
+    """Median of repeats, with the values and their range (this shared box swings by up to 2x)."""
+    import statistics
+
+    med = statistics.median(values)
+    return {"median": med, "min": min(values), "max": max(values), "values": values,
+            "spread": (max(values) - min(values)) / med if med else float("nan")}
+
+
+def real_catalogs(sizes: tuple[int, ...]) -> tuple[str, dict, str]:
+    """Catalogs of each size on the local S3 endpoint (the first n real Myntra rows, else synthetic
+    rows): (what they are, their columns, their currency)."""
+    import pyarrow.parquet as pq
+
+    from pdgen_core import storage
+    from pdgen_core.synth import write_catalog
+
+    if not MYNTRA.is_file():
+        print(f"real: {MYNTRA} is absent (the shared data folder); the synthetic catalog instead", flush=True)
+        for n in sizes:
+            write_catalog(f"s3://bench/real-{n}/", n, files=1)
+        return "synthetic", COLUMNS, "USD"
+    t = pq.read_table(MYNTRA, columns=sorted(MYNTRA_COLUMNS.values()))
+    for n in sizes:
+        loc = storage.resolve(f"s3://bench/real-{n}/part-0.parquet")
+        pq.write_table(t.slice(0, n), loc.path, filesystem=loc.fs)
+    return f"myntra ({MYNTRA.name}, first rows)", MYNTRA_COLUMNS, "INR"
+
+
+def bench_real(rows: int, max_tokens: int, repeats: int, hf_rows: int, tmp: Path,
+               memory_fraction: float | None = None) -> dict:
+    """The real model: pdgen against plain ``vllm.LLM.chat``, and vLLM against the transformers
+    loop, each ratio measured ``repeats`` times, interleaved (each repeat runs pdgen, plain vLLM
+    and transformers, the order rotated), and given as its median and spread.
+
+    - pdgen / vLLM: marginal rates between ``rows`` and ``3 * rows`` (``marginal_rate``, as in
+      section a.: engine start and every fixed cost out of both). Plain vLLM gets the messages
+      pdgen renders its prompts from, pdgen's sampling parameters and per-row seeds, and pdgen's
+      engine settings for this model (``engine_kwargs``: fp32, eager, uni executor, the CPU memory
+      share, chunked prefill off) with pdgen's engine thread count.
+    - vLLM / transformers: output tokens per second on the same ``hf_rows`` prompts (pdgen's chat
+      prompts), the same sampling, one batch of up to 16 rows at a time in transformers; engine
+      start and model load out of both, the same torch thread count.
+
+    ``memory_fraction``: the engines' KV-cache share of host memory for both (default: pdgen's
+    choice for this model, 0.3), for a box where other processes hold memory."""
+    from pdgen_core.models.resolve import resolve_model
+    from pdgen_core.spec import spec_from_dict
+    from pdgen_core.stages.generate import engine_threads
+
+    resolve_model(REAL_MODEL)  # dequantized once into the node cache, before any timing
+    sizes = (rows, 3 * rows)
+    source, columns, currency = real_catalogs(sizes + (8,))
+
+    def sd(n: int, out: str = "/tmp/unused") -> dict:
+        return spec_dict(f"s3://bench/real-{n}/", out, max_tokens, model=REAL_MODEL, columns=columns,
+                         currency=currency, sampling={}, memory_fraction=memory_fraction)
+
+    sets = [prompts_for(sd(n)) for n in sizes]
+    assert sets[0]["messages"], f"{REAL_MODEL}: expected the chat format"
+    hf_set = {k: v[:hf_rows] for k, v in sets[0].items()}
+    threads = engine_threads(spec_from_dict(sd(rows)))
+    env = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "OMP_NUM_THREADS": str(threads)}  # as set_engine_threads
+    # A small run first, so that the measured runs find Ray's workers, imports and page cache warm.
+    run_pdgen(sd(8, "s3://bench/real-warm-out/"))
+    reps = []
+    for r in range(repeats):
+        kinds = ["pdgen", "vllm", "transformers"]
+        order = kinds[r % 3:] + kinds[:r % 3]
+        rep: dict = {"order": order}
+        for kind in order:
+            if kind == "pdgen":
+                pd = []
+                for n in sizes:
+                    rec, wall = run_pdgen(sd(n, f"s3://bench/real-out-{r}-{n}/"))
+                    pd.append({"rows": rec["counts"]["accepted"] + rec["counts"]["rejected"],
+                               "tokens_out": rec["tokens"]["out"], "tokens_in": rec["tokens"].get("in"),
+                               "total_s": wall, "generate_s": rec["timing"]["generate_s"]})
+                rep["pdgen"] = {"runs": pd, "marginal_tokens_per_s": marginal_rate(*pd, "total_s")}
+            elif kind == "vllm":
+                raw = run_raw_vllm(sd(rows), sets + [hf_set], tmp, env)
+                small, big, same = raw["runs"]
+                rep["vllm"] = {"engine_start_s": raw["engine_start_s"], "runs": [small, big],
+                               "marginal_tokens_per_s": marginal_rate(small, big, "generate_s"),
+                               "hf_prompts": {**same, "tokens_per_s": same["tokens_out"] / same["generate_s"]},
+                               "engine_kwargs": raw["engine_kwargs"]}
+            else:
+                rep["transformers"] = hf_loop(hf_set["prompts"], max_tokens, batch=16, model=REAL_MODEL,
+                                              sampling=hf_set["params"][0], threads=threads)
+        rep["pdgen_vs_vllm"] = rep["pdgen"]["marginal_tokens_per_s"] / rep["vllm"]["marginal_tokens_per_s"]
+        rep["vllm_vs_transformers"] = (rep["vllm"]["hf_prompts"]["tokens_per_s"]
+                                       / rep["transformers"]["tokens_per_s"])
+        rep["same_tokens_out"] = [p["tokens_out"] == v["tokens_out"]
+                                  for p, v in zip(rep["pdgen"]["runs"], rep["vllm"]["runs"])]
+        print(f"real repeat {r + 1}/{repeats}: pdgen/vLLM {rep['pdgen_vs_vllm']:.2f} (pdgen "
+              f"{rep['pdgen']['marginal_tokens_per_s']:.0f}, vLLM {rep['vllm']['marginal_tokens_per_s']:.0f} tok/s "
+              f"marginal), vLLM/transformers {rep['vllm_vs_transformers']:.2f} (vLLM "
+              f"{rep['vllm']['hf_prompts']['tokens_per_s']:.0f}, transformers "
+              f"{rep['transformers']['tokens_per_s']:.0f} tok/s)", flush=True)
+        reps.append(rep)
+    return {"model": REAL_MODEL, "catalog": source, "task": "description", "format": "chat",
+            "rows": list(sizes), "max_tokens": max_tokens, "hf_rows": len(hf_set["prompts"]),
+            "threads": threads, "memory_fraction": memory_fraction or "pdgen default", "sampling": {k: v for k, v in sets[0]["params"][0].items() if k != "seed"},
+            "pdgen_vs_vllm": spread([x["pdgen_vs_vllm"] for x in reps]),
+            "vllm_vs_transformers": spread([x["vllm_vs_transformers"] for x in reps]),
+            "pdgen_marginal_tokens_per_s": spread([x["pdgen"]["marginal_tokens_per_s"] for x in reps]),
+            "vllm_marginal_tokens_per_s": spread([x["vllm"]["marginal_tokens_per_s"] for x in reps]),
+            "repeats": reps}
 
 
 def bench_incremental(rows: int, max_tokens: int) -> dict:
@@ -428,6 +599,17 @@ def table(res: dict) -> str:
                      f"{r['driver_peak_rss_mb']:.0f} MB ({r.get('driver', 'same process')}), worker peak {r['worker_peak_rss_mb']:.0f} MB RSS / "
                      f"{r.get('worker_peak_private_mb', 0):.0f} MB private "
                      f"({r['planned']:,} of {r['rows']:,} to generate)")
+    if "real" in res:
+        r = res["real"]
+
+        def fmt(d: dict) -> str:
+            return f"{d['median']:.2f} (range {d['min']:.2f}-{d['max']:.2f} over {len(d['values'])} repeats)"
+        lines.append(f"f. real model {r['model']} ({r['catalog']}, {r['task']}, {r['format']}): pdgen/vLLM.chat "
+                     f"marginal {r['rows'][0]}->{r['rows'][1]} rows x {r['max_tokens']} tokens: "
+                     f"{fmt(r['pdgen_vs_vllm'])}; pdgen {r['pdgen_marginal_tokens_per_s']['median']:.0f}, vLLM "
+                     f"{r['vllm_marginal_tokens_per_s']['median']:.0f} tok/s (medians)")
+        lines.append(f"   vLLM/transformers generate ({r['hf_rows']} rows, batch 16, {r['threads']} thread(s)): "
+                     f"{fmt(r['vllm_vs_transformers'])}")
     if "start" in res:
         e = res["start"]
         start = (f"engine start (plain vLLM) {res['pipeline']['vllm']['engine_start_s']:.1f}s; "
@@ -443,6 +625,13 @@ def main() -> None:
     ap.add_argument("--hf-rows", type=int, default=256)
     ap.add_argument("--incr-rows", type=int, default=100_000)
     ap.add_argument("--plan-rows", default="1000000,5000000")
+    ap.add_argument("--real-rows", type=int, default=32,
+                    help="real section: rows of the smaller run (the larger has 3x)")
+    ap.add_argument("--real-max-tokens", type=int, default=64)
+    ap.add_argument("--real-hf-rows", type=int, default=16, help="real section: rows of the transformers loop")
+    ap.add_argument("--real-repeats", type=int, default=3)
+    ap.add_argument("--real-memory-fraction", type=float, default=None,
+                    help="real section: both engines' KV-cache share of host memory (default: pdgen's, 0.3)")
     ap.add_argument("--results", default=str(RESULTS), help="Folder for <date>.json")
     ap.add_argument("--only", default=",".join(sorted(ALL_SECTIONS)),
                     help="Comma-separated sections to run (a check of one part; make bench runs all)")
@@ -485,6 +674,14 @@ def main() -> None:
             res["plan"] = bench_plan([int(x) for x in a.plan_rows.split(",") if x])
         if "start" in only:
             res["start"] = bench_start(Path(tmp))
+        if "real" in only:
+            if a.real_repeats < 3:
+                print(f"real: {a.real_repeats} repeat(s): a check that it runs, not a figure (the claim "
+                      "is the median of at least 3)", flush=True)
+            res["real"] = bench_real(a.real_rows, a.real_max_tokens, a.real_repeats, a.real_hf_rows, Path(tmp),
+                                     a.real_memory_fraction)
+            res["real_pdgen_vs_vllm"] = res["real"]["pdgen_vs_vllm"]["median"]
+            res["real_vllm_vs_transformers"] = res["real"]["vllm_vs_transformers"]["median"]
     results = Path(a.results)
     results.mkdir(parents=True, exist_ok=True)
     path = results / f"{res['date']}.json"
