@@ -276,8 +276,9 @@ def evaluate_spec(spec: FinetuneSpec, adapter: str = "latest", limit: int | None
             if on_vllm:
                 from transformers import AutoConfig
 
-                max_len = min(AutoConfig.from_pretrained(start).max_position_embeddings,
-                              spec.model.max_seq_len + max_new_tokens)
+                # the longest prompt of any system (the few-shot one is longer than the trained ones)
+                longest = max([spec.model.max_seq_len] + [len(tok(p)["input_ids"]) for n in on_base for p in todo[n]])
+                max_len = min(AutoConfig.from_pretrained(start).max_position_embeddings, longest + max_new_tokens)
                 out = _vllm_generate(start, path, card["hyperparameters"]["lora"]["rank"],
                                      {n: (todo[n], models[n][1] is not None) for n in on_base},
                                      max_new_tokens, max_len, stops, penalty)
