@@ -122,8 +122,9 @@ def test_nothing_to_do_and_changes_feed_and_tombstone(refreshed, tmp_path):
     assert all(v["accepted"] + v["rejected"] == 0 for v in rec["counts"]["by_task"].values()), rec["counts"]
     assert rec["counts"]["deleted"]["description"] == (1 if had else 0)
     assert gone not in current(tomb.output.uri, "description")
-    assert gone in {r["sku"] for r in open_table(storage.resolve(tomb.output.uri).child("content", "description"),
-                                                 version=fed["tables"]["content/description"]).to_pyarrow_table().to_pylist()} or not had
+    if had:  # pdgen-tiny's text is mostly rejected by the guard: a tombstone needs committed text
+        assert gone in {r["sku"] for r in open_table(storage.resolve(tomb.output.uri).child("content", "description"),
+                                                     version=fed["tables"]["content/description"]).to_pyarrow_table().to_pylist()}
 
 
 def test_sigkill_driver_then_resume_commits_every_planned_item_once(ray_local, s3, tmp_path):

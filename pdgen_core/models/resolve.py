@@ -84,7 +84,13 @@ def resolve_model(source: str) -> Path:
         except gguf.GGUFError as exc:
             raise ModelError(str(exc)) from None
     if source.endswith(".gguf"):
-        return _check_folder(_from_gguf(_gguf_file(source), source), source)
+        local = _gguf_file(source)
+        try:
+            return _check_folder(_from_gguf(local, source), source)
+        except ModelError:
+            if source.startswith("s3://"):  # a broken download must not be the cached copy forever
+                local.unlink(missing_ok=True)
+            raise
     if source == "pdgen-tiny":
         from pdgen_core.models.tiny import make_tiny_model
 
