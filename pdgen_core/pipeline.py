@@ -179,14 +179,15 @@ def retry_sampling_for(spec: JobSpec) -> dict[str, Any]:
 
 
 def build_context(spec: JobSpec, run_id: str, model_id: str, known_brands: frozenset[str],
-                  adapters: dict[str, str] | None = None, model_path: Path | None = None) -> RunContext:
+                  adapters: dict[str, str] | None = None, model_path: Path | None = None,
+                  zero_shot: frozenset[str] = frozenset()) -> RunContext:
     g = spec.guardrails
     fmt = chat.prompt_format(spec.model.prompt_format, model_path) if model_path else "completion"
     tpl = chat.chat_template(model_path) if fmt == "chat" else ""
     return RunContext(
         run_id=run_id, tasks=tuple(spec.tasks), locales=tuple(spec.locales),
         currency=spec.catalog.currency, model=model_id, adapters=adapters or {},
-        prompt_format=fmt, model_path=str(model_path or ""),
+        prompt_format=fmt, model_path=str(model_path or ""), zero_shot=zero_shot,
         templates={t: TASKS[t].template_for(fmt, tpl) for t in spec.tasks},
         eos_ids=chat.eos_token_ids(model_path) if model_path else (),
         sampling={t: sampling_for(spec, t, fmt) for t in spec.tasks}, base_seed=spec.sampling.seed,
@@ -290,6 +291,7 @@ class Job:
         self.log = get_logger(run_id=self.run_id, job=spec.name)
         self.counts = Counts()
         self.timing: dict[str, float] = {}
+        self.zero_shot: set[str] = set()  # adapter tasks whose card says prompt.few_shot: false
 
     # -- preflight: everything that can stop the job before any work -----------------------------
     def preflight(self) -> tuple[dict[str, str], Path]:
@@ -333,7 +335,7 @@ class Job:
         clean = self._clean(plan_cols)
         ctx = build_context(self.spec, self.run_id, model_id, self._known_brands(clean, plan_cols),
                             adapters={t: ident for t, (ident, _) in adapters.items()},
-                            model_path=model_path)
+                            model_path=model_path, zero_shot=frozenset(self.zero_shot))
         self.adapter_paths = {t: path for t, (_, path) in adapters.items()}
         self._stage_validation_rejects(clean)
         valid = clean.filter(lambda r: r["_reject"] is None)
@@ -389,6 +391,9 @@ class Job:
                 resolve = partial(registry.resolve_adapter, self.spec.output.uri, task, ref, kind="lora")
             path, version = on_every_node(resolve)
             out[task] = (f"{task}/v{version}@{Path(path).name}", str(path))
+            prompt = registry.read_card(Path(path)).get("prompt") or {}
+            if prompt.get("few_shot") is False:
+                self.zero_shot.add(task)
         return out
 
     def _clean(self, plan_cols):

@@ -48,6 +48,7 @@ class RunContext:
     model_path: str = ""                         # the node-cache folder: its tokenizer renders chat prompts
     templates: dict[str, str] = field(default_factory=dict)     # task -> template id (lineage)
     eos_ids: tuple[int, ...] = ()                # tokens that end a turn (finish_reason "stop")
+    zero_shot: frozenset[str] = frozenset()      # adapter tasks trained without the worked examples
 
     def template(self, task: str) -> str:
         return self.templates.get(task) or TASKS[task].template_id

@@ -69,7 +69,8 @@ def engine_request(row: dict[str, Any], ctx: RunContext, adapter_names: dict[str
     task = TASKS[row["task"]]
     fields = json.loads(row["fields_json"])
     if ctx.prompt_format == "chat":
-        messages = task.messages(fields, row["locale"], ctx.currency, variant=row["variant"])
+        messages = task.messages(fields, row["locale"], ctx.currency, variant=row["variant"],
+                                 few_shot=row["task"] not in ctx.zero_shot)
         prompt = chat.render(ctx.model_path, messages)
     else:
         prompt = task.render(fields, row["locale"], ctx.currency, variant=row["variant"])

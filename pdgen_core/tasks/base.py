@@ -198,10 +198,12 @@ class Task:
         return f"{self.template_id}/chat-{h.hexdigest()[:12]}"
 
     def messages(self, row: dict[str, Any], locale: str, currency: str = "USD",
-                 variant: str = "") -> list[dict[str, str]]:
+                 variant: str = "", few_shot: bool = True) -> list[dict[str, str]]:
         """The chat prompt for one cleaned row: the system instruction, each worked example as a
         user and an assistant turn, then the row's facts as the last user turn. Examples render
-        through the same user template as the row, so they show the model exactly its input."""
+        through the same user template as the row, so they show the model exactly its input.
+        ``few_shot=False`` leaves the examples out: what a LoRA adapter trained on the system
+        instruction and the facts alone was trained on (its card's ``prompt.few_shot``)."""
         if locale not in self.locales:
             raise KeyError(f"task {self.name!r} has no {locale!r} template; it has {list(self.locales)}")
         chat = _chat(self.name, locale)
@@ -211,7 +213,7 @@ class Task:
             return chat["user"].render(row=facts, currency=currency, variant=var).strip()
 
         out = [{"role": "system", "content": chat["system"]}]
-        for ex in chat["examples"]:
+        for ex in chat["examples"] if few_shot else ():
             answer = ex["output"]
             if not isinstance(answer, str):  # a JSON task's example answer, written as YAML
                 answer = json.dumps(answer, ensure_ascii=False)
