@@ -39,7 +39,8 @@ def request_sampling(row: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     those, changed for the reason the last attempt failed, then ``sampling.retry``'s explicit
     settings on top:
 
-    - ``truncated``: half as many tokens again (1.5x ``max_tokens``);
+    - ``truncated``: half as many tokens again (1.5x ``max_tokens``) for a text; a JSON task's
+      budget already fills much of the context, so it gets the fresh draw below;
     - too long (text, headline, sentences, hashtags): at most 0.1 temperature, and for a
       headline or body cut at its length limit the same;
     - an invented fact, assistant talk, a form error: a fresh draw at temperature 0.5 (a cooler
@@ -50,11 +51,13 @@ def request_sampling(row: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     if int(row.get("attempt") or 1) <= 1:
         return params
     reason = row.get("retry_reason")
-    if reason in LONGER:
+    json_task = TASKS[row["task"]].output == "json"
+    if reason in LONGER and not json_task:
         params["max_tokens"] = int(params.get("max_tokens", 64) * 1.5)
     elif reason in SHORTER:
         params["temperature"] = min(params.get("temperature", 0.0), 0.1)
-    elif reason in INVENTED:
+    elif reason in INVENTED or reason in LONGER:  # JSON cut short: more tokens may pass the
+        # context (a long zh prompt plus 1.5x a 320-token FAQ budget did), so a fresh draw
         params["temperature"] = 0.5
     else:
         params.update(ctx.retry_sampling)
@@ -75,6 +78,10 @@ def engine_request(row: dict[str, Any], ctx: RunContext, adapter_names: dict[str
     else:
         prompt = task.render(fields, row["locale"], ctx.currency, variant=row["variant"])
     params = request_sampling(row, ctx)
+    # Every request carries the same keys: Ray Data turns the dicts into one Arrow struct per
+    # block, and a key some rows lack arrives as None (vLLM: "must be real number, not
+    # NoneType" when only the repeated texts of a retry round carried the penalty).
+    params.setdefault("repetition_penalty", 1.0)
     params["seed"] = fp.row_seed(ctx.base_seed, row["sku"], row["task"], row["locale"],
                                  row["variant"], int(row["attempt"]))
     if task.output == "json" and task.json_schema:
