@@ -218,7 +218,8 @@ def test_hostile_corpus_end_to_end(hostile_run):
     content = storage.resolve(f"s3://{bucket}/out/content/description")
     from pdgen_core.stages.commit import open_table
 
-    texts = open_table(content).to_pyarrow_table().to_pylist()
+    table_ = open_table(content)  # the guard may reject every text of a random-weight model
+    texts = table_.to_pyarrow_table().to_pylist() if table_ else []
     skus = {r["sku"] for r in texts}
     # What the model wrote is not input: a random-weight model emits control bytes. Counted, for
     # the output guardrails (see the issue report), not asserted here.
