@@ -192,8 +192,9 @@ def generate_spec() -> dict:
         d.pop(key, None)
     d.update(name="local-ray", catalog={**d["catalog"], "uri": CATALOG}, tasks=["description"],
              output={"uri": OUTPUT}, mode="incremental",
-             # The toy model keeps this round trip of the Jobs API quick; the demo runs the real one.
-             model={"source": "pdgen-tiny", "max_model_len": 512},
+             # The real model: the guard rejects pdgen-tiny's word salad, and the checks below
+             # need committed text (the refresh changes prices of skus that have content).
+             model={"source": "smollm2-135m-instruct", "max_model_len": 1024},
              sampling={**d.get("sampling", {}), "max_tokens": 32},
              guardrails={"min_chars": 1, "max_attempts": 1})
     spec_from_dict(d, "local-ray generate spec")  # a broken spec fails here, not in a job
