@@ -100,8 +100,7 @@ def resolve_model(source: str) -> Path:
                 make_tiny_model(path)
         return _check_folder(path, source)
     if source.startswith("s3://"):
-        key = hashlib.sha256(source.rstrip("/").encode()).hexdigest()[:16]
-        dest = get_settings().cache_dir / "models" / f"s3-{key}"
+        dest = _s3_cache_dir(source)
         with _node_lock(dest):
             if not (dest / "config.json").is_file():
                 try:
@@ -120,11 +119,16 @@ def resolve_model(source: str) -> Path:
     return _check_folder(p.resolve(), source)
 
 
+def _s3_cache_dir(source: str) -> Path:
+    """This node's cache folder for an ``s3://`` model source (a prefix or a .gguf object)."""
+    key = hashlib.sha256(source.rstrip("/").encode()).hexdigest()[:16]
+    return get_settings().cache_dir / "models" / f"s3-{key}"
+
+
 def _gguf_file(source: str) -> Path:
     """A ``.gguf`` source as a local file: as is, or downloaded once per node from S3."""
     if source.startswith("s3://"):
-        key = hashlib.sha256(source.encode()).hexdigest()[:16]
-        dest = get_settings().cache_dir / "models" / f"s3-{key}" / Path(source).name
+        dest = _s3_cache_dir(source) / Path(source).name
         with _node_lock(dest):
             if not dest.is_file():
                 dest.parent.mkdir(parents=True, exist_ok=True)
