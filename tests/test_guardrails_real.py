@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from pdgen_core.guardrails import REASONS, GuardContext, run_checks
-from pdgen_core.guardrails.attributes import find_mismatches
+from pdgen_core.guardrails.attributes import find_mismatches, names_product, title_kinds
 from pdgen_core.guardrails.degenerate import glued_words, loops, non_words, repeated_phrases
 from pdgen_core.guardrails.echo import find_echo
 from pdgen_core.guardrails.meta import find_meta
@@ -222,6 +222,88 @@ def test_attribute_mismatch_on_corpus(fragment, word):
 ])
 def test_grounded_attributes_on_corpus_pass(fragment):
     assert check("attributes", example(fragment)) is None
+
+
+@pytest.mark.parametrize("fragment, words", [
+    ("perfect for men of all sizes", ["all sizes"]),                 # a fit promise
+    ("A classic puzzle with a storybook theme", ["storybook theme"]),  # a general-store scene
+    ("A building with a beach theme", ["beach theme"]),              # bath blocks
+    ("The finest gold earrings in Jewels Galaxy", ["finest"]),       # a superlative
+    ("a premium option for women's beauty", ["premium"]),
+    ("A ultra-thin, multi-purpose card storage box", ["thin"]),      # a Super Thick toploader
+    ("A green straight kurta jacket for men", ["jacket"]),           # a kurta
+])
+def test_invented_claims_on_corpus(fragment, words):
+    ex = example(fragment)
+    text, finish = smollm2.published(ex)
+    assert find_mismatches(text, smollm2.context(ex, finish)) == words
+    assert check("attributes", ex) == "attribute_mismatch"
+
+
+@pytest.mark.parametrize("text, facts, expected", [
+    ("The best tee we sell.", {"title": "Acme Tee"}, ["the best"]),
+    ("Rated best in the Acme range.", {"title": "Acme Tee"}, []),      # no superlative claim
+    ("A premium cotton tee.", {"title": "Acme Premium Cotton Tee"}, []),
+    ("A princess-themed sash.", {"title": "Princess Party Sash"}, []),   # the theme is the row's
+    ("A jungle-themed sash.", {"title": "Princess Party Sash"}, ["jungle-themed"]),
+    ("Fits all sizes.", {"title": "Acme Cap, One Size"}, []),
+    ("A thin, light notebook.", {"title": "Acme Thin Notebook"}, []),
+    ("A thick notebook.", {"title": "Acme Slim Notebook"}, ["thick"]),
+    ("A sleeveless dress.", {"title": "Acme Long Sleeve Dress"}, ["sleeveless"]),
+])
+def test_claims_and_opposites(text, facts, expected):
+    assert find_mismatches(text, ctx_of(**facts)) == expected
+
+
+@pytest.mark.parametrize("fragment", [
+    "nail-polishing product for women",                    # a watch
+    "An affordable and stylish men's sportswear for men",  # a checked shirt
+    "women's workwear, a great option",                    # a Titan watch
+])
+def test_a_text_that_never_names_the_product_on_corpus(fragment):
+    ex = example(fragment)
+    text, finish = smollm2.published(ex)
+    assert not names_product(text, smollm2.context(ex, finish))
+    assert find_mismatches(text, smollm2.context(ex, finish)) in ([], ["premium"])
+    assert check("attributes", ex) == "attribute_mismatch"
+
+
+@pytest.mark.parametrize("fragment", [
+    "A grey top made by Clovia",                           # "top" a noun after an adjective
+    "This Kazo blue solid bardot top",
+    "A collaborative trapezoid activity table",            # "Short Legs" names no shorts
+    "A stretchable mid-rise jeans for men",
+    "A pink sash with black lettering",                    # no type in the title: not judged
+])
+def test_a_text_that_names_the_product_on_corpus(fragment):
+    ex = example(fragment)
+    text, finish = smollm2.published(ex)
+    assert names_product(text, smollm2.context(ex, finish))
+    assert check("attributes", ex) is None
+
+
+def test_title_kinds_read_the_product_not_every_word():
+    assert title_kinds(ctx_of(title="Clovia Women Grey Pure Cotton Printed Top")) == {"top"}
+    assert title_kinds(ctx_of(title="Sera Women Printed Kurta with Skirt")) == {"top", "skirt"}
+    assert title_kinds(ctx_of(title="Sport Squad 40 inch Table Top Air Hockey Table")) == set()
+    assert title_kinds(ctx_of(title="Flash Activity Table - Height Adjustable Short Legs")) == set()
+    assert title_kinds(ctx_of(title="Geox Women Black Leather Ballerinas")) == {"footwear"}
+    ctx = ctx_of(title="Geox Women Black Leather Ballerinas")
+    assert names_product("A black leather ballerina for women.", ctx)
+    assert not names_product("A black leather item for women.", ctx)
+
+
+def test_faq_and_review_digest_need_not_name_the_product():
+    """An FAQ answer or a review digest speaks of the product without naming its type."""
+    ctx = ctx_of(title="Acme Women Black Leather Ballerinas", gender="Women")
+    answer = "Yes, it is machine washable."
+    assert run_checks(["attributes"], answer, ctx) == "attribute_mismatch"
+    for task in ("faq", "review_digest"):
+        assert "attributes.mismatch" in TASKS[task].guardrails
+        assert "attributes" not in TASKS[task].guardrails
+        assert run_checks(TASKS[task].guardrails, answer, ctx) is None
+    for task in ("description", "blurb", "social_post", "ad_copy"):
+        assert "attributes" in TASKS[task].guardrails
 
 
 def test_attribute_words_in_the_facts_are_fine():

@@ -36,7 +36,11 @@ ungrounded_name        names           a person, place, retailer, brand or model
                                        the row ("Ahlya Sterling", "Amazon", "French")
 attribute_mismatch     attributes      a colour, material, gender, product type or claim
                                        the row contradicts or does not give ("red" for
-                                       black, "bag" for a bra, "handmade")
+                                       black, "bag" for a bra, "handmade", "the finest",
+                                       "for all sizes", "a beach theme", "thin" for thick);
+                                       product copy that never names the title's type
+                                       ("women's workwear" for a watch): ``attributes`` is
+                                       ``attributes.mismatch`` + ``attributes.product``
 =====================  ==============  ===================================================
 
 An unknown name raises ``KeyError`` (a broken task definition, not a bad row). Bump
@@ -48,7 +52,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from pdgen_core.guardrails.attributes import check_attribute_mismatch
+from pdgen_core.guardrails.attributes import check_attribute_mismatch, check_product_named
 from pdgen_core.guardrails.context import Check, GuardContext
 from pdgen_core.guardrails.degenerate import check_degenerate
 from pdgen_core.guardrails.echo import check_prompt_echo
@@ -64,7 +68,7 @@ from pdgen_core.guardrails.repetition import check_repetition
 from pdgen_core.guardrails.terms import check_banned, check_brand_missing, check_other_brand
 from pdgen_core.guardrails.truncation import check_truncated
 
-GUARDRAIL_SET_VERSION = "2"
+GUARDRAIL_SET_VERSION = "3"
 
 MEMBERS: dict[str, Check] = {
     "truncated": check_truncated,
@@ -84,7 +88,8 @@ MEMBERS: dict[str, Check] = {
     "degenerate": check_degenerate,
     "numbers": check_ungrounded_number,
     "names": check_ungrounded_name,
-    "attributes": check_attribute_mismatch,
+    "attributes.mismatch": check_attribute_mismatch,
+    "attributes.product": check_product_named,
 }
 # Every reason a check can return, for counting and for the rejects table's documentation.
 REASONS = frozenset({
@@ -105,6 +110,9 @@ def _group(names: tuple[str, ...]) -> Check:
 GROUPS: dict[str, tuple[str, ...]] = {
     "brand": ("brand.other", "brand.missing"),
     "pii": ("pii.email", "pii.phone", "pii.url"),
+    # Product copy must also say what the product is; FAQs and review digests run the mismatch
+    # check alone.
+    "attributes": ("attributes.mismatch", "attributes.product"),
     # What the row states: numbers, names, attributes (each needs ``GuardContext.fields``).
     "facts": ("numbers", "names", "attributes"),
     # Form first (what a reader sees at once), then leaks, then facts.

@@ -15,7 +15,17 @@ title, colour, material, gender, category, attributes):
   a kind the facts name ("sneakers" for casual shoes passes, "bag" for a bra fails, "toy" for
   boxers fails);
 - claim: a feature a shopper relies on ("handmade", "waterproof", "organic", "luxury") is in
-  the facts.
+  the facts; so is a superlative ("the finest", "premium", "top-of-the-line"), a fit promise
+  ("for men of all sizes") and a theme ("a storybook theme"; "princess-themed" for a princess
+  sash passes);
+- opposite: the text does not give the opposite of what the facts say ("ultra-thin" for a
+  Super Thick toploader); ``OPPOSITES`` holds pairs with no second sense;
+- a type word put after another as its head ("a kurta jacket" for a kurta) is in the facts.
+
+``check_product_named`` (``attributes.product``) asks the converse for product copy: when the
+title names a type, the text names the product by some type word of that kind ("nail-polishing
+product" for a watch, "men's sportswear" for a checked shirt do not). FAQs and review digests
+run ``attributes.mismatch`` alone: an answer may rightly say "it" throughout.
 
 Words in the facts are fine however they are used. The vocabularies are kept small and explicit
 on purpose: a word that is not in them is never judged here.
@@ -58,6 +68,27 @@ water-repellent organic sustainable eco-friendly vegan recycled antimicrobial hy
 licensed certified award-winning bestseller bestselling luxury luxurious wireless rechargeable
 sustainability eco
 """.split())
+# Claims written as phrases, each with the facts words that ground it: unsupported superlatives
+# ("the finest gold earrings", "a premium option", "a top-of-the-line puzzle"), fit promises
+# ("perfect for men of all sizes") and themes ("a puzzle with a storybook theme" for a
+# general-store scene, "a building with a beach theme" for bath blocks; a theme the facts name,
+# "princess-themed", passes: see _THEMED).
+CLAIM_PHRASES = (
+    (re.compile(r"\b(?:the|world'?s|our|its|their|your)\s+(?:very\s+)?best\b|\bbest[- ]in[- ]class\b"), {"best"}),
+    (re.compile(r"\bfinest\b"), {"finest", "fine"}),
+    (re.compile(r"\bultimate\b"), {"ultimate"}),
+    (re.compile(r"\bpremium\b"), {"premium"}),
+    (re.compile(r"\btop[- ]of[- ]the[- ]line\b|\btop[- ]notch\b|\btop[- ]rated\b|\bworld[- ]class\b"), {"top"}),
+    (re.compile(r"\bun(?:matched|beatable|rivall?ed|paralleled)\b|\bnumber one\b|#1\b"), set()),
+    (re.compile(r"\b(?:all|any|every)\s+sizes?\b|\b(?:variety|range)\s+of\s+sizes\b"), {"size", "sizes"}),
+)
+_THEMED = re.compile(r"\b([a-z]+)(?:[- ]themed\b|\s+theme\b)")
+# Opposites: a text word whose opposite the facts give, and not the word itself ("ultra-thin"
+# for a "Super Thick" toploader). Kept to pairs without a second sense ("light" is a shade,
+# "short" a sleeve).
+OPPOSITES = {"thin": {"thick"}, "thick": {"thin", "slim"}, "narrow": {"wide"}, "wide": {"narrow"},
+             "matte": {"glossy", "gloss"}, "glossy": {"matte"}, "lightweight": {"heavyweight", "heavy"},
+             "heavyweight": {"lightweight"}, "sleeveless": {"sleeve", "sleeves"}}
 # Audience words -> the genders they fit.
 _ADULT_M, _ADULT_W = {"men", "unisex"}, {"women", "unisex"}
 AUDIENCE = {
@@ -85,7 +116,7 @@ TYPES = {
                     "flipflops derbys brogues moccasins flatforms pumps ballerinas".split(), "footwear"),
     **dict.fromkeys("bra briefs boxer panties lingerie trunk camisole".split(), "innerwear"),
     **dict.fromkeys("perfume fragrance deodorant cologne lipstick".split(), "beauty"),
-    **dict.fromkeys("sunglasses eyewear watch belt cap hat scarf socks earrings necklace bracelet "
+    **dict.fromkeys("sunglasses eyewear watch wristwatch timepiece belt cap hat scarf socks earrings necklace bracelet "
                     "accessory accessories jewellery jewelry".split(), "accessory"),
     **dict.fromkeys("toy toys game games puzzle doll dolls plush teddy".split(), "toy"),
     **dict.fromkeys("curtain towel mug cup bedsheet pillow cushion rug runner".split(), "home"),
@@ -95,10 +126,18 @@ TYPES = {
 # (A set such as "kurta with trousers" names both kinds in its title.)
 # (kind the facts name, kind the text uses): a blazer may be called a jacket, a shirt not a suit.
 _COMPATIBLE = {("top", "dress"), ("dress", "top"), ("suit", "top")}
+# Words whose plural is a type but which are ordinary words alone ("short legs", "a flat base").
+_NOT_SINGULAR = frozenset({"short", "flat", "pump", "brief", "glass"})
 _WORD = re.compile(r"[a-z]+(?:-[a-z]+)?")
 _HASHTAG = re.compile(r"#(\w+)")
 _CAMEL = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
-_TOP_NOUN = re.compile(r"\b(?:a|this|the|stylish|casual|crop|cropped|printed|solid|tank|knit)\s+tops?\b(?!-)")
+# "top" as a garment: after a word that may qualify one ("a grey top", "this peplum top") and
+# before the end of its phrase, not "on the top", "table top" or "top-notch".
+_TOP_NOUN = re.compile(r"\b(?!(?:on|of|at|to|table|desk|counter|bench|roof)\s)(?:[a-z]+-)?[a-z]+\s+tops?\b(?!-)"
+                       r"(?=\s*(?:[,.;:!?)]|$|\s(?:for|from|made|by|is|are|with|in|that|and|you|to)\b))")
+# In a title a type word is the product's when it ends the title or a part of it ("... Printed
+# Top", "Kurta with Trousers"), not "Table Top Air Hockey".
+_TITLE_TOP = re.compile(r"\btops?\b(?=\s*(?:$|[-,|(/&]|\s(?:for|with|and)\b))")
 # "suit" as a garment ("a regular suit for men", "suit made by"), not the verb ("suits any
 # occasion", "to suit you").
 _SUIT_NOUN = re.compile(
@@ -117,9 +156,10 @@ def _words(text: str) -> list[str]:
 
 
 def kind(word: str) -> str | None:
-    """The product kind of a type word, singular or plural ("boxer", "boxers")."""
+    """The product kind of a type word, singular or plural ("boxer", "boxers", "ballerina")."""
     word = word.replace("-", "")   # "t-shirt", "flip-flops"
-    return TYPES.get(word) or (TYPES.get(word[:-1]) if word.endswith("s") else None)
+    return (TYPES.get(word) or (TYPES.get(word[:-1]) if word.endswith("s") else None)
+            or (TYPES.get(word + "s") if word not in _NOT_SINGULAR else None))
 
 
 def _type_words(text: str) -> list[str]:
@@ -141,6 +181,36 @@ def _row_gender(ctx: GuardContext, facts: set[str]) -> str | None:
     return in_title[0] if len(in_title) == 1 else None
 
 
+def title_kinds(ctx: GuardContext) -> set[str]:
+    """The kinds of product the title names. The kind is what the title says: a category path is
+    too broad ("Toys & Games" holds board-game T-shirts and party headbands)."""
+    title = normalise(ctx.title or str(ctx.fields.get("title") or ""))
+    words = [w for w in _words(title) if w not in ("top", "tops")]
+    kinds = {k for k in map(kind, words) if k}
+    return kinds | ({"top"} if _TITLE_TOP.search(_split_hashtags(title).casefold()) else set())
+
+
+def _claims(text: str, facts: set[str]) -> list[str]:
+    low = _split_hashtags(normalise(text)).casefold()
+    bad = [m.group() for pat, grounds in CLAIM_PHRASES for m in pat.finditer(low)
+           if not grounds & facts]
+    bad += [m.group() for m in _THEMED.finditer(low)
+            if m.group(1) not in facts and not {"theme", "themed"} & facts]
+    return bad
+
+
+def _opposites(words: list[str], facts: set[str]) -> list[str]:
+    parts = [p for w in words for p in w.split("-")]   # "ultra-thin"
+    return [p for p in parts if p in OPPOSITES and p not in facts and OPPOSITES[p] & facts]
+
+
+def _compound_types(words: list[str], facts: set[str]) -> list[str]:
+    """A type word put after another as its head, which the facts do not give: "a kurta
+    jacket" for a kurta."""
+    return [b for a, b in zip(words, words[1:]) if kind(a) and kind(b) and b not in facts
+            and b.replace("-", "") not in facts]
+
+
 def find_mismatches(text: str, ctx: GuardContext) -> list[str]:
     """The attribute words of ``text`` that the row's facts contradict or do not give."""
     facts = _fact_words(ctx)
@@ -149,16 +219,29 @@ def find_mismatches(text: str, ctx: GuardContext) -> list[str]:
     bad += [w for w in words if w in MATERIALS and w not in facts and not FORMS.get(w, set()) & facts]
     bad += [c for c in dict.fromkeys(words)
             if c in CLAIMS and c not in facts and c.replace("-", "") not in facts]
+    bad += _claims(text, facts) + _opposites(words, facts)
     gender = _row_gender(ctx, facts)
     if gender:
         bad += [w for w in words if w in AUDIENCE and w not in facts and gender not in AUDIENCE[w]]
-    # The kind of product is what its title says: a category path is too broad ("Toys & Games"
-    # holds board-game T-shirts and party headbands).
-    kinds = {k for k in map(kind, _words(ctx.title or str(ctx.fields.get("title") or ""))) if k}
+    kinds = title_kinds(ctx)
     if kinds:
         bad += [w for w in _type_words(text) if w not in facts and kind(w) not in kinds
                 and not any((k, kind(w)) in _COMPATIBLE for k in kinds)]
+        bad += _compound_types(words, facts)
     return bad
+
+
+def names_product(text: str, ctx: GuardContext) -> bool:
+    """Whether ``text`` says what the product is, when its title names a type: some type word of
+    a kind the title names (or one the facts give). "A white, elegant and stylish
+    nail-polishing product for women" for a watch and "men's sportswear" for a shirt do not;
+    words such as "item", "option" or "product" say nothing."""
+    kinds = title_kinds(ctx)
+    if not kinds:
+        return True
+    facts = _fact_words(ctx)
+    return any(kind(w) in kinds or w in facts or any((k, kind(w)) in _COMPATIBLE for k in kinds)
+               for w in _type_words(text))
 
 
 def check_attribute_mismatch(text: str, ctx: GuardContext) -> str | None:
@@ -167,3 +250,13 @@ def check_attribute_mismatch(text: str, ctx: GuardContext) -> str | None:
     if not ctx.locale.lower().startswith("en"):
         return None
     return "attribute_mismatch" if find_mismatches(text, ctx) else None
+
+
+def check_product_named(text: str, ctx: GuardContext) -> str | None:
+    """``attribute_mismatch`` when a product text never says what the product is (the title's
+    type in any of its words: a watch that is only "women's workwear"). For product copy
+    (description, blurb, social post, ad), not for FAQ answers or review digests, which may
+    rightly speak of the product without naming it. English texts only."""
+    if not ctx.locale.lower().startswith("en"):
+        return None
+    return None if names_product(text, ctx) else "attribute_mismatch"

@@ -88,7 +88,7 @@ TASK = Task(
     # The chat format (instruct models): cooler, with a light repetition penalty.
     chat_sampling={"temperature": 0.2, "top_p": 0.9, "repetition_penalty": 1.05, "max_tokens": 256},
     guardrails=("truncated", "length", "language", "meta", "echo", "degenerate", "repetition", "injection", "pii",
-                "price", "brand.other", "banned", "names", "attributes"),
+                "price", "brand.other", "banned", "names", "attributes.mismatch"),
     stop=(),
     parse=parse,
     ground=ground,

@@ -35,7 +35,7 @@ TASK = Task(
     # The chat format (instruct models): cooler, with a light repetition penalty.
     chat_sampling={"temperature": 0.2, "top_p": 0.9, "repetition_penalty": 1.05, "max_tokens": 128},
     guardrails=("truncated", "length", "language", "meta", "echo", "degenerate", "repetition", "injection", "pii",
-                "banned", "names", "attributes"),
+                "banned", "names", "attributes.mismatch"),
     needs_reviews=True,
     parse=parse,
     ground=GroundNumbers(extra=(5,)),  # "4.5 of 5": the rating scale is not in the row
