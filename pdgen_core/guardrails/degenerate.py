@@ -11,9 +11,12 @@ when the fifth is glued to the next word. Two signs, both after splitting glued 
   ("#SummerStyle": ``ungrounded_name`` reads their words);
 - a loop: one to three words said three times in a row within a clause ("canvas canvas
   canvas");
-- a hashtag used twice, or a word said twice in a row ("khaki khaki", "men's men's"), or a
+- a hashtag used twice, or a word said twice in a row ("khaki khaki", "men's men's", "for
+  men's men"), or a six-word run said twice ("their habitats, and their behaviors"), or a
   two-word phrase said three times in one short text, or once every 20 words of a long one
-  ("a toy for kids, a great idea for kids ... for kids");
+  ("a toy for kids, a great idea for kids ... for kids"), or a content word the facts do not
+  give said three times, once every 15 words ("A Converter for Converter models ... to
+  Converter models");
 - an adjective left without its noun where a small model copies the prompt's "For: Unisex"
   field ("a curtain for unisex, a fun item");
 - a non-word: a lower-case word of four letters or more that is neither English
@@ -41,6 +44,13 @@ _DOUBLE_OK = frozenset("that had very so bye knock ha ho no is pom ylang win tom
                        "yum bling".split())
 _STOP = frozenset("a an and the of for with in on at by to from or is it its this that as be are you your "
                   "s".split())
+WORD_REPEATS = 3    # a content word not in the facts said this often...
+WORD_SPACING = 15   # ...and at least once every this many words
+_FUNCTION = frozenset("about with your this that from they them their there these those have will would "
+                      "could should what when where which while into onto over under also just very more "
+                      "most such than then only each every other some many much well like make makes made "
+                      "been being does done".split())
+CLAUSE_WORDS = 6    # a run of this many words said twice is a restated clause
 LOOP = 3            # this many copies in a row of a one- to three-word unit is a loop
 MAX_UNIT = 3
 _GLUE = re.compile(r"[a-z]{2,}[A-Z]")
@@ -75,9 +85,11 @@ def loops(text: str) -> list[str]:
 def _loops(toks: list[str]) -> list[str]:
     found = [f"{a} {a}" for a, b in zip(toks, toks[1:])
              if a == b and len(a) >= 3 and a.isalpha() and a not in _DOUBLE_OK]
-    # "men's men's": a possessive said twice.
+    # "men's men's": a possessive said twice; "for men's men": a word after its own possessive.
     found += [f"{a}'s {a}'s" for a, s1, b, s2 in zip(toks, toks[1:], toks[2:], toks[3:])
               if a == b and s1 == s2 == "s"]
+    found += [f"{a}'s {a}" for a, s1, b in zip(toks, toks[1:], toks[2:])
+              if a == b and s1 == "s" and a.isalpha() and len(a) >= 2]
     for n in range(1, MAX_UNIT + 1):
         for i in range(len(toks) - n * LOOP + 1):
             unit = toks[i:i + n]
@@ -98,6 +110,30 @@ def repeated_phrases(text: str) -> list[str]:
             if n >= least and not (g[0] in _STOP and g[1] in _STOP) and all(w.isalpha() for w in g)]
 
 
+def repeated_words(text: str, ctx: GuardContext) -> list[str]:
+    """Content words the row's facts do not give, said ``WORD_REPEATS`` times or more and at
+    least once every ``WORD_SPACING`` words: "A Converter for Converter models that can convert
+    any model to Converter models" (a model kit). A word of the facts may come back ("5 glittery
+    headbands ... each headband")."""
+    facts = fact_tokens(ctx)
+    toks = [w.casefold() for w in WORD.findall(_HASHTAG.sub(" ", normalise(text)))]
+    counts = Counter(t for t in toks if len(t) >= 4 and t.isalpha() and t not in facts and t not in _FUNCTION)
+    least = max(WORD_REPEATS, len(toks) / WORD_SPACING)
+    return [w for w, n in counts.items() if n >= least]
+
+
+def repeated_clauses(text: str) -> list[str]:
+    """Runs of ``CLAUSE_WORDS`` words said twice in one text ("... about animals, their
+    habitats, and their behaviors. ... about different animals, their habitats, and their
+    behaviors."): a small model restating itself. Punctuation is ignored; runs with a number
+    are not counted (a size may be restated: "19cm (H) and 15.5cm (W)")."""
+    toks = [w.casefold() for w in WORD.findall(_HASHTAG.sub(" ", normalise(text)))]
+    n = CLAUSE_WORDS
+    grams = Counter(tuple(toks[i:i + n]) for i in range(len(toks) - n + 1)
+                    if all(t.isalpha() for t in toks[i:i + n]))
+    return [" ".join(g) for g, k in grams.items() if k >= 2]
+
+
 def non_words(text: str, ctx: GuardContext) -> list[str]:
     """Lower-case words that are not English and not words of the row's facts."""
     if not ctx.locale.lower().startswith("en"):   # the dictionary is English
@@ -108,6 +144,8 @@ def non_words(text: str, ctx: GuardContext) -> list[str]:
 
 def check_degenerate(text: str, ctx: GuardContext) -> str | None:
     """``degenerate`` when words are glued together, a short unit loops or a word is not one."""
-    bad = (glued_words(text, ctx) or loops(text) or repeated_phrases(text) or non_words(text, ctx)
+    bad = (glued_words(text, ctx) or loops(text) or repeated_phrases(text) or repeated_words(text, ctx)
+           or repeated_clauses(text)
+           or non_words(text, ctx)
            or _BARE_AUDIENCE.search(normalise(text)))
     return "degenerate" if bad else None
