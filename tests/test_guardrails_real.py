@@ -477,7 +477,9 @@ def test_degenerate_on_real_myntra_descriptions():
     """Of 12,491 human descriptions 38% have glued words: the scraper dropped the line breaks
     ("lace-up detailSynthetic upperCushioned footbed"), real defects a page must not show (30 of
     30 sampled were). Of those without, 1.3% are flagged (set 2: 1.1%), most for typos ("staight", "balack");
-    about 4 in 10 of those flags are real words or meant repeats: a false-reject rate near 0.5%."""
+    about 4 in 10 of the set-2 flags are real words or meant repeats: a false-reject rate near 0.5%.
+    Set 3's repeat rules add 22 flags, nearly all meant repeats in spec lists ("back closure Back
+    style", "Plant type: ... plant"): about 0.8% in all."""
     rows = _myntra()
     clean = [r for r in rows if not glued_words(r["description"] or "", _row_ctx(r))]
     flagged = [r["description"][:80] for r in clean
