@@ -23,7 +23,7 @@ from pdgen_core.guardrails.degenerate import (
 )
 from pdgen_core.guardrails.echo import find_echo
 from pdgen_core.guardrails.meta import find_meta
-from pdgen_core.guardrails.names import find_names
+from pdgen_core.guardrails.names import find_names, respelt_brand
 from pdgen_core.guardrails.numbers import stated_numbers
 from pdgen_core.guardrails.truncation import check_truncated, trim_to_sentence
 from pdgen_core.tasks import TASKS
@@ -161,6 +161,30 @@ def test_review_digest_may_state_the_rating_scale():
 ])
 def test_ungrounded_name_on_corpus(fragment):
     assert check("names", example(fragment)) == "ungrounded_name"
+
+
+
+@pytest.mark.parametrize("fragment, respelt", [
+    ("A street nine basic jumpsuit", ["street nine"]),          # STREET 9
+    ("A plums bestseller kit for women", ["plums"]),            # Plum Bestseller Kit
+    ("31.50 dollar big jigs for kids", ["big jigs"]),           # Bigjigs Toys, no brand field
+])
+def test_respelt_brand_on_corpus(fragment, respelt):
+    ex = example(fragment)
+    text, finish = smollm2.published(ex)
+    assert respelt_brand(TASKS[ex["task"]].guard_text(text), smollm2.context(ex, finish)) == respelt
+    assert check("names", ex) == "ungrounded_name"
+
+
+@pytest.mark.parametrize("text, facts", [
+    ("This dressberry women skirt is a gift.", {"title": "DressBerry Women Skirt", "brand": "DressBerry"}),
+    ("Plum's bestseller kit, plums not included.", {"title": "Plum Bestseller Kit", "brand": "Plum"}),
+    ("A toy for cats.", {"title": "CAT Women Boots", "brand": "CAT"}),          # a plural, not the brand's place
+    ("Bath Blocks float.", {"title": "BathBlocks Boat", "attributes": "Bath Blocks bring fun"}),
+    ("A STREET 9 jumpsuit.", {"title": "STREET 9 Women Jumpsuit", "brand": "STREET 9"}),
+])
+def test_the_brand_as_the_row_writes_it_passes(text, facts):
+    assert respelt_brand(text, ctx_of(**facts)) == []
 
 
 @pytest.mark.parametrize("fragment", [

@@ -16,6 +16,10 @@ as a name when it is written like one and is not a word of the row's facts:
 - a place or nationality that the facts give only inside the brand, outside the brand ("a dress
   from Tokyo" for Tokyo Talkies).
 
+The row's brand written as another name ("big jigs" for Bigjigs, "street nine" for STREET 9,
+"a plums bestseller kit" for Plum Bestseller Kit) is a name the row does not give
+(``respelt_brand``).
+
 Ordinary English words (``words.common_words``) pass
 when capitalised alone ("Perfect for summer", "Crafted from cotton", "#SummerStyle"), and so do
 the words in ``ALLOWED`` (sizes, standards, months, holidays). Words of the facts pass however
@@ -28,7 +32,7 @@ import re
 
 from pdgen_core.guardrails._text import normalise
 from pdgen_core.guardrails.context import GuardContext
-from pdgen_core.guardrails.facts import WORD, fact_tokens
+from pdgen_core.guardrails.facts import WORD, fact_strings, fact_tokens
 from pdgen_core.guardrails.words import common_words
 
 # Names in any casing: "french" and "india" are ordinary lower-case web text, never our facts.
@@ -154,7 +158,45 @@ def find_names(text: str, ctx: GuardContext) -> list[str]:
     return found
 
 
+_NUMBER_WORDS = {w: str(i) for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+    "fifteen sixteen seventeen eighteen nineteen twenty".split())}
+_NAME_TOKEN = re.compile(r"[0-9A-Za-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f]+(?:['’]s\b)?")
+
+
+def respelt_brand(text: str, ctx: GuardContext) -> list[str]:
+    """The row's brand written as another name: split or joined ("big jigs" for Bigjigs), a digit
+    as a word ("street nine" for STREET 9), or made plural where it stands as the brand ("a plums
+    bestseller kit" for Plum's Bestseller Kit: the title's next word follows it). Case does not
+    count ("dressberry" is DressBerry). With no brand field, the title's first word is taken as
+    the brand (Amazon titles start with it)."""
+    title = normalise(ctx.title or str(ctx.fields.get("title") or ""))
+    brand = normalise(ctx.brand or "") or " ".join(WORD.findall(title)[:1])
+    own = [t.casefold() for t in WORD.findall(brand)]
+    if not own:
+        return []
+    after = title.casefold().split(brand.casefold(), 1)
+    follow = WORD.findall(after[1])[:1] if len(after) == 2 else []
+    key = "".join(_NUMBER_WORDS.get(t, t) for t in own)
+    toks = [re.sub(r"['’]s$", "", t).casefold() for t in _NAME_TOKEN.findall(normalise(text))]
+    # A form the facts use is the brand's own ("Bath Blocks bring ..." for BathBlocks).
+    stated = " " + " ".join(" ".join(WORD.findall(f)).casefold() for f in fact_strings(ctx)) + " "
+    found = []
+    for n in range(1, len(own) + 2):
+        for i in range(len(toks) - n + 1):
+            window = toks[i:i + n]
+            if window == own or f" {' '.join(window)} " in stated:
+                continue
+            joined = "".join(_NUMBER_WORDS.get(t, t) for t in window)
+            if joined == key:
+                found.append(" ".join(window))
+            elif (joined == key + "s" or joined == key + "es") and follow and \
+                    toks[i + n: i + n + 1] == [follow[0].casefold()]:
+                found.append(" ".join(window))
+    return found
+
+
 def check_ungrounded_name(text: str, ctx: GuardContext) -> str | None:
     """``ungrounded_name`` when the text names a person, place, retailer, brand or model that
-    the row's facts do not give."""
-    return "ungrounded_name" if find_names(text, ctx) else None
+    the row's facts do not give, or writes the row's brand as another name."""
+    return "ungrounded_name" if find_names(text, ctx) or respelt_brand(text, ctx) else None
