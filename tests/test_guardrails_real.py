@@ -1,12 +1,15 @@
-"""Guardrail set 2 on what a real model writes: the hand-labelled SmolLM2 corpus
+"""The guardrails (set 3) on what a real model writes: the hand-labelled SmolLM2 corpus
 (``tests/corpus/smollm2_labelled.jsonl``), one test per check on its examples, the whole guard's
 misses and false rejects on it, and the checks on real human texts (Myntra descriptions).
 
-Figures (README): 225 labelled texts, 57 publishable; the guard rejects 143 of the 168
-unpublishable ones and 4 of the 57 publishable (7.0%, all ``brand_missing`` on blurbs); 25 of the
-78 texts it accepts are unpublishable (32.1%, far from issue 17's 2%: the residue is wrong words
-that are real words, "a building with a beach theme" for bath blocks). The bounds below hold the
-guard at least that good; tighten them when it gets better, never loosen them to pass.
+Figures (README; ``python -m tests.corpus.measure`` prints them): 225 labelled texts, 57
+publishable. Set 3 rejects 163 of the 168 unpublishable ones and 4 of the 57 publishable (7.0%,
+all ``brand_missing`` on blurbs); 5 of the 58 texts it accepts are unpublishable (8.6%, still far
+from issue 17's 2%: real words used wrongly, "an adiabatic girls' dress", "a self-designing top",
+"a large doll for dummies"). On the held-out quarter (every 4th line, ``measure.held_out``): 41
+of 42 caught, 0 of 14 false rejects, 1 miss of 15 accepted (set 2: 39, 0 and 3 of 17).
+Set 2 was 143/168, 4/57 and 25 of 78 on all of it. The bounds below hold the guard at least
+that good; tighten them when it gets better, never loosen them to pass.
 """
 
 from __future__ import annotations
@@ -27,13 +30,13 @@ from pdgen_core.guardrails.names import find_names, respelt_brand
 from pdgen_core.guardrails.numbers import stated_numbers
 from pdgen_core.guardrails.truncation import check_truncated, trim_to_sentence
 from pdgen_core.tasks import TASKS
-from tests.corpus import smollm2
+from tests.corpus import measure, smollm2
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 CORPUS = smollm2.load()
 MAX_FALSE_REJECT = 0.10   # issue 17's target
-MIN_CAUGHT = 0.85         # measured 143/168 = 0.85
-MAX_MISSES = 25           # measured; the issue's target is 2% of accepted texts
+MIN_CAUGHT = 0.97         # measured 163/168 = 0.970 (set 2: 143/168)
+MAX_MISSES = 5            # measured (set 2: 25); the issue's target is 2% of accepted texts
 
 
 def example(fragment: str) -> dict:
@@ -76,6 +79,15 @@ def test_guard_false_rejects_on_publishable_texts():
     publishable = [e for e in CORPUS if e["label"] == "publishable"]
     rejected = [(smollm2.judge(e), e["text"]) for e in publishable if smollm2.judge(e)]
     assert len(rejected) <= MAX_FALSE_REJECT * len(publishable), rejected
+
+
+def test_guard_on_the_held_out_quarter():
+    """The lines the set-3 rules were not tuned on (``measure.held_out``) meet the same bounds."""
+    held = [e for i, e in enumerate(CORPUS) if measure.held_out(i)]
+    good = [e for e in held if e["label"] == "publishable"]
+    bad = [e for e in held if e["label"] == "unpublishable"]
+    assert sum(smollm2.judge(e) is not None for e in good) <= MAX_FALSE_REJECT * len(good)
+    assert sum(smollm2.judge(e) is not None for e in bad) >= MIN_CAUGHT * len(bad)
 
 
 def test_guard_rejects_unpublishable_texts():

@@ -10,7 +10,8 @@ Tasks name groups (``length``, ``repetition``, ``price``, ``brand``, ``banned``,
     reason = run_checks(task.guardrails, text, ctx)
 
 The reasons, one module each (set version 2 added the second block, from what SmolLM2-135M-
-Instruct gets wrong on real rows; ``tests/corpus/smollm2_labelled.jsonl`` holds labelled examples):
+Instruct gets wrong on real rows; ``tests/corpus/smollm2_labelled.jsonl`` holds labelled examples;
+set 3 widened ``attributes``, ``degenerate`` and ``names`` on its misses):
 
 =====================  ==============  ===================================================
 reason                 check           what it catches
@@ -30,10 +31,12 @@ meta_text              meta            refusals and assistant talk ("Sure! Here 
 prompt_echo            echo            prompt labels, lines or instruction ("Title:"), a
                                        worked example's answer copied
 degenerate             degenerate      glued words ("navyA", "MeetThis"), short loops,
-                                       doubled words, repeated phrases, non-words
+                                       doubled words ("men's men"), repeated phrases,
+                                       clauses and words, non-words
 ungrounded_number      numbers         a number (with its unit) the row does not state
 ungrounded_name        names           a person, place, retailer, brand or model not in
-                                       the row ("Ahlya Sterling", "Amazon", "French")
+                                       the row ("Ahlya Sterling", "Amazon", "French"), the
+                                       row's brand respelt ("big jigs", "street nine")
 attribute_mismatch     attributes      a colour, material, gender, product type or claim
                                        the row contradicts or does not give ("red" for
                                        black, "bag" for a bra, "handmade", "the finest",
