@@ -30,8 +30,7 @@ from pdgen_core.models import chat
 from pdgen_core.models.resolve import LANGUAGES, ModelError, ensure_on_all_nodes, model_identity, resolve_model
 from pdgen_core.spec import JobSpec
 from pdgen_core.stages import commit, generate, read, validate
-from pdgen_core.stages.guard import GEN_SCHEMA, guard_batch
-from pdgen_core.stages.plan import WORK_SCHEMA, RunContext, plan_batch
+from pdgen_core.stages.plan import RunContext, plan_batch
 from pdgen_core.tasks import TASKS
 
 
@@ -86,8 +85,11 @@ class Paths:
     def staging(self) -> storage.Location:
         return self.out.child("_staging", self.run_id)
 
-    def round(self, k: int) -> storage.Location:
-        return self.staging.child(f"round-{k}")
+    @property
+    def generated(self) -> storage.Location:
+        """Every attempt of every item, as the engine actors staged them (a crashed run's
+        ``round-<k>`` folders, from before retries stayed in the engine, are not read)."""
+        return self.staging.child("generated")
 
     @property
     def validate_rejects(self) -> storage.Location:
@@ -189,7 +191,6 @@ def build_context(spec: JobSpec, run_id: str, model_id: str, known_brands: froze
         currency=spec.catalog.currency, model=model_id, adapters=adapters or {},
         prompt_format=fmt, model_path=str(model_path or ""), zero_shot=zero_shot,
         templates={t: TASKS[t].template_for(fmt, tpl) for t in spec.tasks},
-        eos_ids=chat.eos_token_ids(model_path) if model_path else (),
         sampling={t: sampling_for(spec, t, fmt) for t in spec.tasks}, base_seed=spec.sampling.seed,
         retry_sampling=retry_sampling_for(spec),
         retry_in_hash="retry" in spec.sampling.model_fields_set,
@@ -252,25 +253,21 @@ def _skip_rows(batch: pa.Table, run_id: str) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=commit.REJECT_SCHEMA)
 
 
-def _next_attempt(batch: pa.Table) -> pa.Table:
-    reasons = batch.column("reason").to_pylist()
-    rows = batch.select([n for n in WORK_SCHEMA.names if n != "retry_reason"]).to_pylist()
-    for r, reason in zip(rows, reasons):
-        r["attempt"] = int(r["attempt"]) + 1
-        r["retry_reason"] = reason
-    return pa.Table.from_pylist(rows, schema=WORK_SCHEMA)
-
-
 def staged_files(loc: storage.Location) -> list[str]:
     return storage.list_files(loc, suffix=".parquet")
 
 
-def _staged_rows(loc: storage.Location) -> int:
-    """Rows written so far by a round (Parquet footers only): the progress bar's numerator."""
+def _final_rows(files: list[str], fs) -> int:
+    """Items in staged files: their final rows (a ``retry`` row is an attempt that went round again)."""
+    return pads.dataset(files, filesystem=fs).count_rows(filter=pads.field("status") != "retry")
+
+
+def _staged_items(loc: storage.Location) -> int:
+    """Items staged so far: the progress bar's numerator."""
     n = 0
     for f in staged_files(loc):
         try:
-            n += pq.read_metadata(loc.fs.open_input_file(f)).num_rows
+            n += _final_rows([f], loc.fs)
         except Exception:  # a file being written
             pass
     return n
@@ -356,7 +353,7 @@ class Job:
                 self.log.info("run.nothing_to_generate")
                 work = None
         if work is not None:
-            self._generate_rounds(work, ctx, model_path)
+            self._generate(work, ctx, model_path)
         self.timing["generate_s"] = time.monotonic() - tg
         versions = self._commit(ctx)
         self.counts.read = (storage.retry_io(partial(count_catalog_rows, self.spec.catalog.uri,
@@ -380,7 +377,7 @@ class Job:
 
         ``latest`` or a version number refer to ``<output>/adapters/<task>/``; a full URI
         (``s3://.../adapters/<task>/<n>``) to another registry. vLLM loads each through a LoRA
-        request per row (the ``model`` column of ray.data.llm)."""
+        request per row (``generate.EngineActor``)."""
         from pdgen_core.finetune import registry
 
         out = {}
@@ -507,45 +504,32 @@ class Job:
         storage.delete_tree(out)
         gone.write_parquet(out.path, filesystem=out.fs)
 
-    def _generate_rounds(self, work, ctx: RunContext, model_path: Path) -> None:
-        src = work
-        for k in range(1, ctx.max_attempts + 1):
-            loc = self.paths.round(k)
-            if self.resume:  # keep what a crashed attempt staged; generate only the rest
-                done = incremental.readable_files(staged_files(loc), loc.fs)
-                if done:
-                    self.counts.resumed += pads.dataset(done, filesystem=loc.fs).count_rows()
-                src = incremental.anti_join(src, incremental.staged_keys(done, loc.fs))
-                self.log.info("round.resume", round=k, staged_files=len(done))
-            else:
-                storage.delete_tree(loc)
-            proc = generate.build(self.spec, ctx, model_path, self.adapter_paths)
-            out = proc(src).map_batches(guard_batch, fn_kwargs={"ctx": ctx}, batch_format="pyarrow")
-            try:
-                with Progress(self._to_generate if k == 1 else 0, partial(_staged_rows, loc),
-                              run_id=self.run_id, task=",".join(self.spec.tasks)) as prog:
-                    out.write_parquet(loc.path, filesystem=loc.fs)
-                if k == 1:
-                    self.progress = prog.samples
-            except Exception as exc:  # a dead engine, not a bad row: fail the job, clearly
-                raise generate.EngineError(
-                    f"generation failed in round {k}: {root_cause(exc)}\n"
-                    "The vLLM engine died or could not start. Check model.source, "
-                    "resources.memory_fraction and the worker logs.\n"
-                    f"detail: {type(exc).__name__}: {str(exc)[-800:]}"
-                ) from exc
-            retry = [f for f in staged_files(loc)]
-            if not retry or k == ctx.max_attempts:
-                return
-            retries = pads.dataset(retry, filesystem=loc.fs).count_rows(filter=pads.field("status") == "retry")
-            if retries == 0:
-                return
-            import ray
-
-            self.log.info("round.retry", round=k + 1, rows=retries)
-            src = (ray.data.read_parquet(retry, filesystem=loc.fs)
-                   .filter(lambda r: r["status"] == "retry")
-                   .map_batches(_next_attempt, batch_format="pyarrow"))
+    def _generate(self, work, ctx: RunContext, model_path: Path) -> None:
+        """One pass: the engine actors generate, guard and retry every item (``EngineActor``)
+        and stage every attempt under ``_staging/<run_id>/generated/``. A resumed run keeps the
+        items a crashed attempt staged (a staged file holds whole items) and generates the rest."""
+        loc, src = self.paths.generated, work
+        if self.resume:
+            done = incremental.readable_files(staged_files(loc), loc.fs)
+            if done:
+                self.counts.resumed += _final_rows(done, loc.fs)
+            src = incremental.anti_join(src, incremental.staged_keys(done, loc.fs))
+            self.log.info("generate.resume", staged_files=len(done))
+        else:
+            storage.delete_tree(loc)
+        out = generate.build(self.spec, ctx, model_path, self.adapter_paths)(src)
+        try:
+            with Progress(self._to_generate, partial(_staged_items, loc),
+                          run_id=self.run_id, task=",".join(self.spec.tasks)) as prog:
+                out.write_parquet(loc.path, filesystem=loc.fs)
+            self.progress = prog.samples
+        except Exception as exc:  # a dead engine, not a bad row: fail the job, clearly
+            raise generate.EngineError(
+                f"generation failed: {root_cause(exc)}\n"
+                "The vLLM engine died or could not start. Check model.source, "
+                "resources.memory_fraction and the worker logs.\n"
+                f"detail: {type(exc).__name__}: {str(exc)[-800:]}"
+            ) from exc
 
     def _commit(self, ctx: RunContext) -> dict[str, int | None]:
         """Counts from the staged files, then one Delta commit per table. Every step is safe to
@@ -554,7 +538,7 @@ class Job:
         ``storage.list_files``)."""
         versions: dict[str, int | None] = {}
         retry = storage.retry_io
-        gen_files = [f for k in range(1, ctx.max_attempts + 1) for f in staged_files(self.paths.round(k))]
+        gen_files = staged_files(self.paths.generated)
         val_files = staged_files(self.paths.validate_rejects)
         plan_files = staged_files(self.paths.staging.child("plan"))
         fs = self.paths.out.fs

@@ -143,9 +143,9 @@ class ResourcesSpec(_Strict):
     )
     max_concurrent_batches: int = Field(
         default=4, ge=1, le=64,
-        description="Batches an engine actor holds at once; the engine runs up to "
-        "batch_size x max_concurrent_batches / 2 sequences (at most 256), so one batch is queued "
-        "while another drains.",
+        description="Batches an engine actor takes per call (batch_size x max_concurrent_batches "
+        "rows, all queued in its engine at once); the engine runs half of them at a time (at most "
+        "256), so finished sequences are replaced at once.",
     )
     memory_fraction: float | None = Field(
         default=None, gt=0.0, le=0.98,

@@ -145,7 +145,7 @@ def test_sigkill_driver_then_resume_commits_every_planned_item_once(ray_local, s
     proc = subprocess.Popen([sys.executable, "-m", "pdgen_core.cli", "run", str(p), "--run-id", run_id],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
-    staged = storage.resolve("s3://e2e-kill/killed/").child("_staging", run_id, "round-1")
+    staged = storage.resolve("s3://e2e-kill/killed/").child("_staging", run_id, "generated")
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and not storage.list_files(staged, ".parquet"):
         assert proc.poll() is None, "the run ended before it could be killed"

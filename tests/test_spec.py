@@ -80,11 +80,11 @@ def test_shipped_yaml_specs_load():
         load_spec(p)
 
 
-def test_engine_settings_reach_the_vllm_stage():
-    """The processor's engine stage gets the restart bound and, on the CPU, OMP_NUM_THREADS with
-    the in-process worker (the only executor in which vLLM's CPU backend honours it)."""
-    from types import SimpleNamespace
-
+def test_engine_settings_reach_the_engine_actors():
+    """The engine actors get the restart bound, the rows of a call and, on the CPU,
+    OMP_NUM_THREADS with the engine core in the actor (the only executor in which vLLM's CPU
+    backend honours it); tensor parallel gets a placement group per actor and no GPU of Ray
+    Data's own."""
     from pdgen_core.stages import generate
 
     def spec(**res):
@@ -96,16 +96,14 @@ def test_engine_settings_reach_the_vllm_stage():
     assert generate.engine_threads(spec(cpus_per_replica=4, engine_threads=8)) == 8
     assert generate.engine_threads(spec(gpus_per_replica=1, engine_threads=8)) is None
 
-    vllmstage = type("vLLMEngineStage", (), {})()
-    vllmstage.map_batches_kwargs = {"runtime_env": {"env_vars": {"A": "1"}}}
-    other = type("TokenizeStage", (), {})()
-    other.map_batches_kwargs = {}
-    proc = SimpleNamespace(stages={"engine": vllmstage, "tok": other})
-    generate.set_engine_threads(proc, 6)
-    generate.bound_engine_restarts(proc, 2)
-    assert vllmstage.map_batches_kwargs["runtime_env"]["env_vars"] == {
-        "A": "1", "OMP_NUM_THREADS": "6", "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
-    assert vllmstage.map_batches_kwargs["max_restarts"] == 2 and other.map_batches_kwargs == {}
+    cpu = generate.map_batches_kwargs(spec(engine_threads=6, max_engine_restarts=2, replicas=3))
+    assert cpu["runtime_env"]["env_vars"] == {"OMP_NUM_THREADS": "6", "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+    assert cpu["max_restarts"] == cpu["max_task_retries"] == 2 and cpu["concurrency"] == 3
+    assert cpu["batch_size"] == 64 * 4 and cpu["num_cpus"] == 1 and "num_gpus" not in cpu
+    one = generate.map_batches_kwargs(spec(gpus_per_replica=1))
+    assert one["num_gpus"] == 1 and "runtime_env" not in one and "ray_remote_args_fn" not in one
+    tp = generate.map_batches_kwargs(spec(gpus_per_replica=4))
+    assert tp["num_gpus"] == 0 and callable(tp["ray_remote_args_fn"])
 
 
 def test_engine_kwargs_keep_the_engine_fed_and_the_worker_in_process():
@@ -122,17 +120,6 @@ def test_engine_kwargs_keep_the_engine_fed_and_the_worker_in_process():
     assert kw(batch_size=256, max_concurrent_batches=4)["max_num_seqs"] == 256
     assert kw(batch_size=8, max_concurrent_batches=1)["max_num_seqs"] == 16
     assert kw()["distributed_executor_backend"] == "uni" and kw()["enable_chunked_prefill"] is False
-
-    def pending(**res):
-        return generate.max_pending_requests(spec_from_dict({
-            "name": "x", "catalog": {"uri": "s3://b/c/"}, "tasks": ["description"],
-            "output": {"uri": "s3://b/o/"}, "resources": res}))
-
-    # twice what the engine runs, so requests wait when a wave of sequences finishes; never more
-    # than the rows in flight, never fewer than the engine runs
-    assert pending(batch_size=256, max_concurrent_batches=4) == 512
-    assert pending() == 256                                   # 64 x 4 rows in flight
-    assert pending(batch_size=8, max_concurrent_batches=1) == 16
     gpu = kw(gpus_per_replica=2)
     assert "distributed_executor_backend" not in gpu and gpu["tensor_parallel_size"] == 2
 

@@ -55,7 +55,7 @@ def engine_actors() -> list:
     # This process's cluster: other Ray instances on the machine make address=None ambiguous.
     gcs = ray.get_runtime_context().gcs_address
     return [a for a in list_actors(address=gcs, filters=[("state", "=", "ALIVE")], limit=1000)
-            if "vLLMEngineStageUDF" in (a.class_name or "") + (a.repr_name or "")]
+            if "EngineActor" in (a.class_name or "") + (a.repr_name or "")]
 
 
 class Killer(threading.Thread):

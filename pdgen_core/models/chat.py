@@ -1,10 +1,10 @@
 """What a model folder says about prompting it: whether it has a chat template (and its text, for
 fingerprints), the prompt a list of messages becomes, and how to read what a reasoning model says.
 
-The chat template is applied here, in the prompt stage, with the model's own tokenizer (loaded
-once per worker process), rather than by ``ray.data.llm``'s chat-template stage: that stage is one
-more pool of actors to start and feed, and on a 2-core machine every actor competes with the
-engine for the same cores. The engine still tokenizes the rendered prompt itself.
+The chat template is applied here, with the model's own tokenizer (loaded once per worker
+process), in the engine actor as it builds each request (``stages/prompt.py``): 4,400 prompts/s
+on one core, so no pool of actors of its own (ray.data.llm's chat-template stage would be one
+more, competing with the engine for the same cores). The engine tokenizes the rendered prompt.
 """
 
 from __future__ import annotations

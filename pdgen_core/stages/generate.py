@@ -1,20 +1,25 @@
-"""Generate: ``ray.data.llm`` processor with one vLLM engine per actor.
+"""Generate: Ray Data actors that each host one vLLM engine for the whole job, and guard what it
+writes as it writes it (``EngineActor``); a guard retry goes back into the same engine.
 
 This is the one place where scheduling knobs from the spec (replicas, batch size, GPUs and CPUs
-per replica) reach Ray: ``processor_config``. Per-row engine errors come back in
-``__inference_error__`` (``should_continue_on_error``) and become rejects in the guard stage; a
-dead engine raises ``EngineError``.
+per replica) reach Ray: ``map_batches_kwargs``. A per-row engine error (a prompt the engine
+refuses) becomes a reject with reason ``engine_error``; a dead engine raises ``EngineError``.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
+from pdgen_core import metrics
 from pdgen_core.spec import JobSpec
-from pdgen_core.stages.plan import RunContext
+from pdgen_core.stages.guard import GEN_SCHEMA, judge, next_attempt
+from pdgen_core.stages.plan import WORK_SCHEMA, RunContext
 from pdgen_core.stages.prompt import engine_request
 from pdgen_core.tasks import TASKS
 
@@ -24,17 +29,11 @@ class EngineError(RuntimeError):
 
 
 def max_num_seqs(spec: JobSpec) -> int:
+    """Sequences the engine runs at once: half the rows of a call (``rows_per_call``), at most
+    256, so that as sequences finish, queued ones take their place. (Measured with ray.data.llm,
+    make bench: engines running all they held drained in waves, 0.45 of plain vLLM's rate.)"""
     res = spec.resources
     return max(16, min(256, res.batch_size * res.max_concurrent_batches // 2))
-
-
-def max_pending_requests(spec: JobSpec) -> int:
-    """Requests the actor lets into the engine at once: twice what it runs, so that the scheduler
-    always has requests waiting when sequences finish (as plain ``LLM.generate``, which queues
-    every prompt up front, does). Ray's default, 1.1x, left the engine refilling its batch from
-    the actor's event loop each time a wave of sequences finished together."""
-    res, running = spec.resources, max_num_seqs(spec)
-    return max(running, min(2 * running, res.batch_size * res.max_concurrent_batches))
 
 
 DEFAULT_CONTEXT = 2048
@@ -63,15 +62,9 @@ def engine_kwargs(spec: JobSpec, enable_lora: bool, model_path: Path | None = No
     kw: dict[str, Any] = {
         "max_model_len": max_len,
         "enable_prefix_caching": True,
-        # Sequences the engine runs at once. ray.data.llm admits about 1.1x this many requests and
-        # holds batch_size x max_concurrent_batches rows in the actor: keep twice as many rows in
-        # flight as the engine runs, so that while one batch drains the next is already queued.
-        # (Measured, make bench: batches of 256 two at a time left the engine half fed between
-        # batches, 0.45 of plain vLLM's rate; four at a time matched it.)
         "max_num_seqs": max_num_seqs(spec),
-        # Plain vllm.LLM runs with stats off; ray.data.llm's AsyncLLM keeps vLLM's serving default
-        # (on): per-step scheduler stats in the engine core and per-token stats in the actor's
-        # output handler, 3.3 s of its 10 s of output processing at 2,000 pdgen-tiny rows (py-spy).
+        # No per-step scheduler stats (vLLM's serving default; 3.3 s of 10 s of output processing
+        # at 2,000 pdgen-tiny rows, py-spy, when ray.data.llm's AsyncLLM kept them on).
         "disable_log_stats": True,
     }
     if res.gpus_per_replica == 0:
@@ -84,11 +77,9 @@ def engine_kwargs(spec: JobSpec, enable_lora: bool, model_path: Path | None = No
         # request carries a seed, as ours all do. Whole-prompt prefills avoid that path.
         kw.update(enable_chunked_prefill=False,
                   max_num_batched_tokens=max(max_len, 8192))
-        # The worker runs inside the engine-core process (vLLM's default on the CPU is a third
-        # process that spins on a shared-memory queue): one process fewer to start (about 7 s of
-        # engine start here) and no spinning beside Ray's own work. vLLM keeps the multiprocess
-        # executor whenever VLLM_ENABLE_V1_MULTIPROCESSING is 1; set_engine_threads clears it for
-        # the engine actors (AsyncLLM still runs the engine core in its own process).
+        # The worker runs inside the engine core, and the engine core inside the actor
+        # (map_batches_kwargs clears VLLM_ENABLE_V1_MULTIPROCESSING): vLLM's default on the CPU
+        # is two more processes, one spinning on a shared-memory queue beside Ray's own work.
         kw["distributed_executor_backend"] = "uni"
     else:
         kw.update(tensor_parallel_size=res.gpus_per_replica,
@@ -102,50 +93,12 @@ def engine_kwargs(spec: JobSpec, enable_lora: bool, model_path: Path | None = No
     return kw
 
 
-def processor_config(spec: JobSpec, model_path: Path, enable_lora: bool = False):
-    from ray.data.llm import vLLMEngineProcessorConfig
-
+def rows_per_call(spec: JobSpec) -> int:
+    """Rows an engine actor takes per call: ``batch_size x max_concurrent_batches``, the rows
+    ray.data.llm kept in flight in one actor. All of them go into the engine at once, so it runs
+    ``max_num_seqs`` sequences with the rest queued, and only the slowest few of a call run alone."""
     res = spec.resources
-    if res.gpus_per_replica:
-        bundles = [{"GPU": 1, "CPU": res.cpus_per_replica}] + [{"GPU": 1}] * (res.gpus_per_replica - 1)
-    else:
-        bundles = [{"CPU": res.cpus_per_replica}]
-    return vLLMEngineProcessorConfig(
-        model_source=str(model_path),
-        engine_kwargs=engine_kwargs(spec, enable_lora, model_path),
-        batch_size=res.batch_size,
-        concurrency=res.replicas,
-        max_concurrent_batches=res.max_concurrent_batches,
-        max_pending_requests=max_pending_requests(spec),
-        placement_group_config={"bundles": bundles, "strategy": "PACK"},
-        # Prompts are rendered by our own templates; the engine tokenizes and detokenizes.
-        chat_template_stage=False,
-        tokenize_stage=False,
-        detokenize_stage=False,
-        should_continue_on_error=True,
-        log_engine_metrics=False,
-    )
-
-
-def _keep_all(row: dict[str, Any]) -> dict[str, Any]:
-    # Error rows bypass postprocess and keep every column, so success rows must keep them too:
-    # one schema for both.
-    return row
-
-
-def build(spec: JobSpec, ctx: RunContext, model_path: Path, adapter_names: dict[str, str] | None = None):
-    """The processor: work items in, the same rows plus ``generated_text`` and token counts out."""
-    from ray.data.llm import build_processor
-
-    adapter_names = adapter_names or {}
-    proc = build_processor(
-        processor_config(spec, model_path, enable_lora=bool(adapter_names)),
-        preprocess=partial(engine_request, ctx=ctx, adapter_names=adapter_names),
-        postprocess=_keep_all,
-    )
-    bound_engine_restarts(proc, spec.resources.max_engine_restarts)
-    set_engine_threads(proc, engine_threads(spec))
-    return proc
+    return res.batch_size * res.max_concurrent_batches
 
 
 def engine_threads(spec: JobSpec) -> int | None:
@@ -157,30 +110,128 @@ def engine_threads(spec: JobSpec) -> int | None:
     return res.engine_threads or res.cpus_per_replica
 
 
-def set_engine_threads(proc, threads: int | None) -> None:
-    """CPU engines: the in-process worker (``distributed_executor_backend="uni"``) and its thread
-    count, set in the engine actors' environment.
+def map_batches_kwargs(spec: JobSpec) -> dict[str, Any]:
+    """Where the engine actors run and how often a dead one is replaced.
 
-    vLLM's default CPU executor pins its worker's threads itself (every core but one, which it
-    keeps for the scheduler: one core of this machine's two) whatever OMP_NUM_THREADS says, so
-    an earlier ``engine_threads: 2`` here changed nothing. With the in-process worker vLLM binds
-    nothing and torch takes OMP_NUM_THREADS: the reservation, or ``engine_threads``."""
-    if threads is None:
-        return
-    for stage in proc.stages.values():
-        if type(stage).__name__ == "vLLMEngineStage":
-            env = dict(stage.map_batches_kwargs.get("runtime_env") or {})
-            env["env_vars"] = {**env.get("env_vars", {}), "OMP_NUM_THREADS": str(threads),
-                               "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
-            stage.map_batches_kwargs["runtime_env"] = env
+    - CPU: ``cpus_per_replica`` reserved; the engine core runs inside the actor
+      (``VLLM_ENABLE_V1_MULTIPROCESSING=0``: no engine process beside it, about 7 s less engine
+      start here) with ``engine_threads`` torch threads (vLLM's own CPU executor would pin every
+      core but one whatever OMP_NUM_THREADS says).
+    - GPU, one per replica: ``num_gpus=1``. Tensor parallel: vLLM's Ray executor, in a placement
+      group of one GPU bundle per shard made per actor (as ray.data.llm does), so that Ray Data
+      reserves no GPU itself.
+    - A dead engine kills its actor, and Ray Data would replace it forever (``max_restarts=-1``):
+      an engine that dies deterministically would loop without end. A killed worker is replaced
+      ``max_engine_restarts`` times, its batch retried, then the job fails. (An engine that never
+      starts fails the job at once: Ray Data's ``max_consecutive_actor_init_deaths`` is 0.)"""
+    res = spec.resources
+    kw: dict[str, Any] = {"concurrency": res.replicas, "batch_size": rows_per_call(spec),
+                          "max_restarts": res.max_engine_restarts,
+                          "max_task_retries": res.max_engine_restarts}
+    threads = engine_threads(spec)
+    if threads is not None:
+        kw["runtime_env"] = {"env_vars": {"OMP_NUM_THREADS": str(threads), "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}}
+    if res.gpus_per_replica == 0:
+        kw["num_cpus"] = res.cpus_per_replica
+    elif res.gpus_per_replica == 1:
+        kw.update(num_cpus=res.cpus_per_replica, num_gpus=1)
+    else:
+        bundles = [{"GPU": 1, "CPU": res.cpus_per_replica}] + [{"GPU": 1}] * (res.gpus_per_replica - 1)
+        kw.update(num_cpus=0, num_gpus=0, ray_remote_args_fn=partial(_placement_group, bundles))
+    return kw
 
 
-def bound_engine_restarts(proc, restarts: int) -> None:
-    """A dead engine exits its actor so that Ray starts a new one (vllm_engine_stage.py), and Ray
-    Data's default is to do so forever (``max_restarts=-1``): an engine that dies deterministically
-    would loop without end. Bound it: a killed worker is replaced ``restarts`` times, then the job
-    fails. (An engine that never starts fails the job at once: Ray Data's
-    ``max_consecutive_actor_init_deaths`` is 0 by default.)"""
-    for stage in proc.stages.values():
-        if type(stage).__name__ == "vLLMEngineStage":
-            stage.map_batches_kwargs.update(max_restarts=restarts, max_task_retries=restarts)
+def _placement_group(bundles: list[dict[str, float]]) -> dict[str, Any]:
+    import ray
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    pg = ray.util.placement_group(bundles, strategy="PACK")
+    return {"scheduling_strategy": PlacementGroupSchedulingStrategy(pg, placement_group_capture_child_tasks=True)}
+
+
+def build(spec: JobSpec, ctx: RunContext, model_path: Path, adapter_paths: dict[str, str] | None = None):
+    """The generate stage: work items in, ``GEN_SCHEMA`` rows out (every attempt of every item:
+    the guard's verdict on each, its retries beside it), from one vLLM engine per actor that
+    lives for the whole job."""
+    kwargs = engine_kwargs(spec, enable_lora=bool(adapter_paths), model_path=model_path)
+    if spec.resources.gpus_per_replica > 1:
+        kwargs["distributed_executor_backend"] = "ray"
+    ctor = {"model_path": str(model_path), "engine_kwargs": kwargs, "ctx": ctx,
+            "adapter_paths": dict(adapter_paths or {})}
+
+    def apply(ds):
+        return ds.map_batches(EngineActor, fn_constructor_kwargs=ctor, batch_format="pyarrow",
+                              **map_batches_kwargs(spec))
+    return apply
+
+
+class EngineActor:
+    """One vLLM engine, and the guard beside it. Every row of a call goes into the engine at
+    once; each finished text is judged as it comes out, and a text the guard sends back goes in
+    again at once with its retry's sampling (``prompt.request_sampling``), while the engine is
+    still busy with the rest. So a retry costs one more generation, never one more engine start
+    or one more pass over the data (ray.data.llm's processor started an engine per pass: about
+    20 s per run with retries on this machine, minutes for a large model on a GPU).
+
+    What comes out is every attempt: a ``retry`` row per rejected attempt that went round again,
+    and the item's final row (``accepted`` or ``rejected``), all from one call, so a staged file
+    never holds half an item."""
+
+    def __init__(self, model_path: str, engine_kwargs: dict[str, Any], ctx: RunContext,
+                 adapter_paths: dict[str, str]):
+        from vllm import LLM
+        from vllm.lora.request import LoRARequest
+
+        self.ctx = ctx
+        self.llm = LLM(model=model_path, **engine_kwargs)
+        self.adapter_paths = adapter_paths
+        self.loras = {task: LoRARequest(lora_name=task, lora_int_id=i + 1, lora_path=path)
+                      for i, (task, path) in enumerate(sorted(adapter_paths.items()))}
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        t0: dict[str, float] = {}
+        waiting: dict[str, dict[str, Any]] = {}
+        out: list[dict[str, Any]] = []
+        latency: list[float] = []
+
+        def submit(row: dict[str, Any]) -> None:
+            try:
+                rid = self._enqueue(row)
+            except Exception as exc:  # a per-row engine error (a prompt longer than the context)
+                out.append(judge({**row, "engine_error": f"{type(exc).__name__}: {exc}"}, self.ctx))
+                latency.append(-1.0)
+                return
+            waiting[rid], t0[rid] = row, time.monotonic()
+
+        for row in batch.select(WORK_SCHEMA.names).to_pylist():
+            submit(row)
+        engine = self.llm.llm_engine
+        while engine.has_unfinished_requests():
+            for res in engine.step():
+                if not res.finished:
+                    continue
+                row = waiting.pop(res.request_id)
+                gen = res.outputs[0]
+                judged = judge({**row, "generated_text": gen.text, "finish": gen.finish_reason,
+                                "num_input_tokens": len(res.prompt_token_ids or ()),
+                                "num_generated_tokens": len(gen.token_ids)}, self.ctx)
+                out.append(judged)
+                latency.append(time.monotonic() - t0.pop(res.request_id))
+                if judged["status"] == "retry":
+                    submit(next_attempt(judged))
+        table = pa.Table.from_pylist(out, schema=GEN_SCHEMA)
+        metrics.record_batch(table.append_column("time_taken_llm", pa.array(latency, pa.float64())))
+        return table
+
+    def _enqueue(self, row: dict[str, Any]) -> str:
+        from vllm import SamplingParams
+        from vllm.sampling_params import StructuredOutputsParams
+
+        req = engine_request(row, self.ctx, self.adapter_paths)
+        params = dict(req["sampling_params"])
+        structured = params.pop("structured_outputs", None)
+        sp = SamplingParams(**params, structured_outputs=StructuredOutputsParams(**structured) if structured else None)
+        lora = self.loras.get(row["task"])
+        (rid,) = self.llm.enqueue([req["prompt"]], [sp], lora_request=[lora] if lora else None, use_tqdm=False)
+        # enqueue returns the engine's id, "<ours>-<8 random characters>"; outputs carry ours.
+        return rid.rsplit("-", 1)[0] if "-" in rid else rid

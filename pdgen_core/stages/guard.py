@@ -1,8 +1,9 @@
 """Guard: check every generated text; accept it, send it for another attempt with a new seed, or
-reject it with the reason. Per-row engine errors become rejects here (stage ``generate``).
+reject it with the reason. Per-row engine errors become rejects here (stage ``generate``). It runs
+in the engine actor, on each text as the engine finishes it (``generate.EngineActor``).
 
 Output rows are complete content rows plus ``status`` (accepted | retry | rejected), ``reason``
-and ``stage``, so the staging files of a round are all the commit needs.
+and ``stage``, so the staged files are all the commit needs.
 """
 
 from __future__ import annotations
@@ -13,12 +14,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from pdgen_core import metrics
 from pdgen_core.guardrails import GuardContext, run_checks
 from pdgen_core.guardrails.truncation import trim_to_sentence
 from pdgen_core.models.chat import strip_thinking
 from pdgen_core.stages.plan import WORK_SCHEMA, RunContext
-from pdgen_core.stages.prompt import request_sampling
 from pdgen_core.stages.validate import strip_invisible
 from pdgen_core.tasks import TASKS
 
@@ -30,20 +29,12 @@ GEN_SCHEMA = pa.schema(list(WORK_SCHEMA) + [
     ("finish_reason", pa.string()),
     ("status", pa.string()), ("stage", pa.string()), ("reason", pa.string()), ("detail", pa.string()),
 ])
-_ENGINE_COLS = ("generated_text", "generated_tokens", "num_input_tokens", "num_generated_tokens",
-                "__inference_error__")
 
 
-def finish_reason(row: dict[str, Any], ctx: RunContext) -> str:
-    """``length`` when the engine stopped at the request's ``max_tokens`` rather than at an
-    end-of-turn token or a stop string, else ``stop``. Ray's vLLM stage keeps the generated token
-    ids but not vLLM's own finish reason, so it is read from them: the count reached the limit
-    and the last token is not one that ends a turn."""
-    limit = request_sampling(row, ctx).get("max_tokens")
-    n = int(row.get("num_generated_tokens") or 0)
-    toks = row.get("generated_tokens")
-    last = toks[-1] if toks is not None and len(toks) else None
-    return "length" if limit and n >= limit and last not in ctx.eos_ids else "stop"
+def finish_reason(row: dict[str, Any]) -> str:
+    """``length`` when the engine stopped at the request's ``max_tokens`` (vLLM's own finish
+    reason), else ``stop``: an end-of-turn token (the model's generation config) or a stop string."""
+    return "length" if row.get("finish") == "length" else "stop"
 
 
 def guard_context(row: dict[str, Any], ctx: RunContext, finish: str = "stop") -> GuardContext:
@@ -78,10 +69,11 @@ def check(task, text: str, row: dict[str, Any], ctx: RunContext, finish: str = "
 
 
 def judge(row: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
-    """One engine output row -> one GEN_SCHEMA row."""
+    """One work item with its engine output (``generated_text``, ``finish``, token counts, or
+    ``engine_error``) -> one GEN_SCHEMA row."""
     task = TASKS[row["task"]]
     text = strip_thinking(strip_invisible(row.get("generated_text") or "")).strip()
-    finish = finish_reason(row, ctx)
+    finish = finish_reason(row)
     trimmed = False
     if finish == "length" and task.output != "json":
         # A text cut mid-sentence: keep its complete sentences when they are enough to pass
@@ -98,7 +90,7 @@ def judge(row: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
         finish_reason="length_trimmed" if trimmed else finish,
         status="accepted", stage=None, reason=None, detail=None,
     )
-    err = row.get("__inference_error__") or ""
+    err = row.get("engine_error") or ""
     if err:
         out.update(status="rejected", stage="generate", reason="engine_error", detail=err[:500])
         return out
@@ -110,12 +102,8 @@ def judge(row: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     return out
 
 
-def guard_batch(batch: pa.Table, ctx: RunContext) -> pa.Table:
-    cols = [c for c in WORK_SCHEMA.names + list(_ENGINE_COLS) if c in batch.column_names]
-    rows = batch.select(cols).to_pylist()
-    out = pa.Table.from_pylist([judge(r, ctx) for r in rows], schema=GEN_SCHEMA)
-    if "time_taken_llm" in batch.column_names:  # per-request latency, for the metrics only
-        metrics.record_batch(out.append_column("time_taken_llm", batch.column("time_taken_llm")))
-    else:
-        metrics.record_batch(out)
-    return out
+def next_attempt(judged: dict[str, Any]) -> dict[str, Any]:
+    """The work item of a text the guard sent back: its next attempt, with the reason."""
+    row = {k: judged.get(k) for k in WORK_SCHEMA.names}
+    row.update(attempt=int(judged["attempt"]) + 1, retry_reason=judged["reason"])
+    return row

@@ -47,7 +47,6 @@ class RunContext:
     prompt_format: str = "completion"            # chat | completion (resolved from model.prompt_format)
     model_path: str = ""                         # the node-cache folder: its tokenizer renders chat prompts
     templates: dict[str, str] = field(default_factory=dict)     # task -> template id (lineage)
-    eos_ids: tuple[int, ...] = ()                # tokens that end a turn (finish_reason "stop")
     zero_shot: frozenset[str] = frozenset()      # adapter tasks trained without the worked examples
 
     def template(self, task: str) -> str:
