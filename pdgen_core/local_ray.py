@@ -38,7 +38,7 @@ import yaml
 
 CATALOG = "s3://catalog/products/"
 OUTPUT = "s3://content/local-ray/"
-ROWS, BAD_ROWS, CHANGED = 40, 4, 2
+ROWS, BAD_ROWS, CHANGED = 40, 4, 2  # ROWS: the default of --rows
 BIN = Path(sys.executable).parent  # the venv's bin/: `ray`, and the `python` jobs run with
 BUDGET_S = 900  # the whole run; a job still running when it is spent is stopped and fails
 CLEANUP_S = 45  # kept back from the budget for stopping everything
@@ -235,6 +235,7 @@ class Step:
 
 @dataclass
 class Report:
+    rows: int = ROWS  # good catalog rows written (--rows); BAD_ROWS bad ones beside them
     steps: list[Step] = field(default_factory=list)
     checks: list[tuple[str, bool, str]] = field(default_factory=list)
 
@@ -332,8 +333,8 @@ def one_new_record(report: Report, step: str, before: dict) -> dict | None:
 def counts_balance(report: Report, step: str, rec: dict) -> bool:
     c = rec["counts"]
     problems = []
-    if c["read"] != ROWS + BAD_ROWS:
-        problems.append(f"read {c['read']} != {ROWS + BAD_ROWS} catalog rows")
+    if c["read"] != report.rows + BAD_ROWS:
+        problems.append(f"read {c['read']} != {report.rows + BAD_ROWS} catalog rows")
     if c["read"] != c["valid"] + c["invalid"]:
         problems.append(f"read {c['read']} != valid {c['valid']} + invalid {c['invalid']}")
     for task, v in c["by_task"].items():
@@ -510,8 +511,8 @@ def _valid_skus() -> set[str]:
 def scenario(report: Report, url: str, endpoint: str, work: Path, deadline: float) -> None:
     from pdgen_core.synth import write_catalog
 
-    write_catalog(CATALOG, ROWS, files=2, bad_rows=BAD_ROWS)
-    say(f"catalog: {ROWS} products + {BAD_ROWS} bad rows -> {CATALOG}")
+    write_catalog(CATALOG, report.rows, files=2, bad_rows=BAD_ROWS)
+    say(f"catalog: {report.rows} products + {BAD_ROWS} bad rows -> {CATALOG}")
     specs = work / "specs"
     specs.mkdir()
     (specs / "generate.yaml").write_text(yaml.safe_dump(generate_spec(), sort_keys=False))
@@ -551,7 +552,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=BUDGET_S, metavar="SECONDS",
                     help=f"Budget for the whole run (default {BUDGET_S}); a job still running then is "
                     "stopped and fails.")
+    ap.add_argument("--rows", type=int, default=ROWS, help=f"Good catalog rows to generate for (default {ROWS}; "
+                    f"{BAD_ROWS} bad rows go beside them). The test suite runs fewer.")
     a = ap.parse_args(argv)
+    if a.rows <= CHANGED:
+        ap.error(f"--rows must exceed {CHANGED}, the rows the refresh step changes")
 
     from pdgen_core import jobs_api
     from pdgen_core.s3server import LocalS3, free_port
@@ -561,7 +566,7 @@ def main(argv: list[str] | None = None) -> int:
     # Also when started in the background of a script, where SIGINT comes in ignored.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     work = Path(tempfile.mkdtemp(prefix="pdlr-", dir="/tmp"))  # short: Ray's socket paths end at 107 bytes
-    report, head, s3 = Report(), None, LocalS3(port=free_port(), buckets=("catalog", "content"))
+    report, head, s3 = Report(rows=a.rows), None, LocalS3(port=free_port(), buckets=("catalog", "content"))
     interrupted = summarised = False
     try:
         s3.start()

@@ -20,13 +20,17 @@ ROOT = Path(__file__).resolve().parents[1]
 # need more: PDGEN_LOCAL_RAY_TIMEOUT=1200.
 BUDGET_S = int(os.environ.get("PDGEN_LOCAL_RAY_TIMEOUT", "780"))
 LIMIT_S = BUDGET_S + 120
+# Fewer products than `make local-ray`'s 40: each is a real-model generation on two shared cores,
+# and what this test checks (jobs submitted, counts, refresh of CHANGED rows) needs only a dozen.
+ROWS = 12
 
 
 @pytest.mark.timeout(LIMIT_S + 150)
 def test_local_ray_end_to_end(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
-    proc = subprocess.Popen([sys.executable, "-m", "pdgen_core.local_ray", "--timeout", str(BUDGET_S)],
+    proc = subprocess.Popen([sys.executable, "-m", "pdgen_core.local_ray", "--timeout", str(BUDGET_S),
+                             "--rows", str(ROWS)],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         out, _ = proc.communicate(timeout=LIMIT_S)
