@@ -19,7 +19,7 @@ from pdgen_core.guardrails.truncation import trim_to_sentence
 from pdgen_core.models.chat import strip_thinking
 from pdgen_core.stages.plan import WORK_SCHEMA, RunContext
 from pdgen_core.stages.prompt import request_sampling
-from pdgen_core.stages.validate import strip_invisible
+from pdgen_core.text import strip_invisible
 from pdgen_core.tasks import TASKS
 
 GEN_SCHEMA = pa.schema(list(WORK_SCHEMA) + [

@@ -16,7 +16,7 @@ from pdgen_core import storage
 from pdgen_core.hygiene import clean_field
 from pdgen_core.spec import ReviewsSpec
 from pdgen_core.stages import read
-from pdgen_core.stages.validate import norm_sku
+from pdgen_core.text import norm_sku
 
 KEEP = 20
 TEXT_CAP = 600
