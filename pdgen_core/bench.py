@@ -541,7 +541,8 @@ def plan_child(spec_file: str, out_file: str) -> None:
     ru_maxrss: Linux carries that across fork and exec, so a child reports at least the RSS its
     parent had when it forked (measured: 1,177 MB "before the plan" under a 1.3 GB parent)."""
     from pdgen_core import log
-    from pdgen_core.pipeline import Job, init_ray
+    from pdgen_core.pipeline import Job
+    from pdgen_core.ray_session import init_ray
     from pdgen_core.spec import spec_from_dict
 
     log.configure(json=True, level="WARNING")
@@ -648,7 +649,7 @@ def main() -> None:
     import tempfile
 
     from pdgen_core import log
-    from pdgen_core.pipeline import init_ray
+    from pdgen_core.ray_session import init_ray
     from pdgen_core.s3server import local_s3
 
     log.configure(json=True, level="WARNING")

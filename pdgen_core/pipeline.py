@@ -26,6 +26,7 @@ from pdgen_core import incremental, joins, storage
 from pdgen_core.guardrails import GUARDRAIL_SET_VERSION
 from pdgen_core.log import get_logger
 from pdgen_core.progress import Progress
+from pdgen_core.ray_session import init_ray, on_every_node
 from pdgen_core.models import chat
 from pdgen_core.models.resolve import LANGUAGES, ModelError, ensure_on_all_nodes, model_identity, resolve_model
 from pdgen_core.spec import JobSpec
@@ -33,19 +34,6 @@ from pdgen_core.stages import commit, generate, read, validate
 from pdgen_core.stages.guard import GEN_SCHEMA, guard_batch
 from pdgen_core.stages.plan import WORK_SCHEMA, RunContext, plan_batch
 from pdgen_core.tasks import TASKS
-
-
-def on_every_node(fn):
-    """Run ``fn`` (which caches into the node-local cache) on every alive Ray node; return the
-    local result. Downloads of models and adapters happen once per node this way."""
-    import ray
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    here = ray.get_runtime_context().get_node_id()
-    remote = ray.remote(num_cpus=0)(lambda f: f())
-    ray.get([remote.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
-             .remote(fn) for n in ray.nodes() if n.get("Alive") and n["NodeID"] != here])
-    return fn()
 
 
 def check_context(spec: JobSpec, model_path: Path) -> None:
@@ -124,32 +112,6 @@ class Counts:
     def reason(self, task: str, reason: str, n: int = 1) -> None:
         r = self.reasons.setdefault(task, {})
         r[reason] = r.get(reason, 0) + n
-
-
-def init_ray() -> None:
-    import ray
-
-    if ray.is_initialized():
-        return
-    from pdgen_core.settings import get_settings
-
-    # Only non-secret facts travel in the runtime env; workers inherit credentials from their node.
-    env = {"VLLM_LOGGING_LEVEL": "WARNING", "PDGEN_CACHE_DIR": str(get_settings().cache_dir),
-           "TOKENIZERS_PARALLELISM": "false"}
-    ray.init(address=get_settings().ray_address, runtime_env={"env_vars": env},
-             ignore_reinit_error=True, log_to_driver=True, configure_logging=False)
-    ctx = ray.data.DataContext.get_current()
-    # Hash shuffles (duplicate skus, review grouping, joins) default to 200 partitions: 200 tasks
-    # per aggregation dominate a small run. Scale with the cluster instead.
-    ctx.default_hash_shuffle_parallelism = shuffle_partitions()
-    ctx.enable_progress_bars = True
-    ctx.print_on_execution_start = False
-
-
-def shuffle_partitions() -> int:
-    import ray
-
-    return max(2, min(200, int(ray.cluster_resources().get("CPU", 2)) * 2))
 
 
 def sampling_for(spec: JobSpec, task: str, prompt_format: str = "completion") -> dict[str, Any]:

@@ -45,7 +45,7 @@ def s3():
 def ray_local(s3):
     import ray
 
-    from pdgen_core.pipeline import init_ray
+    from pdgen_core.ray_session import init_ray
 
     init_ray()
     ray.data.DataContext.get_current().enable_progress_bars = False
