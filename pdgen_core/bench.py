@@ -116,7 +116,7 @@ def prompts_for(sd: dict) -> dict:
     from pdgen_core import storage
     from pdgen_core.guardrails import GUARDRAIL_SET_VERSION
     from pdgen_core.models.resolve import model_identity, resolve_model
-    from pdgen_core.pipeline import build_context
+    from pdgen_core.context_from_spec import build_context
     from pdgen_core.spec import spec_from_dict
     from pdgen_core.stages.plan import work_items
     from pdgen_core.stages.prompt import engine_request

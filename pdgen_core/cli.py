@@ -33,7 +33,7 @@ def _load(spec: Path, overrides: list[str] | None) -> JobSpec:
 def data_problems(s: JobSpec) -> list[str]:
     """Problems with the data a spec points at (catalog columns, model), without running."""
     from pdgen_core.models.resolve import ModelError, resolve_model
-    from pdgen_core.pipeline import wanted_fields
+    from pdgen_core.context_from_spec import wanted_fields
     from pdgen_core.stages.read import CatalogError, column_plan
 
     out = []

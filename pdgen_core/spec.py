@@ -160,10 +160,20 @@ class ResourcesSpec(_Strict):
 
 
 class GuardrailSpec(_Strict):
-    max_attempts: int = Field(default=2, ge=1, le=10)
-    min_chars: int = Field(default=20, ge=0)
-    max_chars: int = Field(default=2000, ge=1)
-    banned_terms: list[str] = Field(default_factory=list)
+    max_attempts: int = Field(
+        default=2, ge=1, le=10,
+        description="Generations per item: a text the guard rejects is written again with a new "
+        "seed (and sampling.retry's changes) until this many attempts; then it is a reject.")
+    min_chars: int = Field(default=20, ge=0, description="Shorter texts are rejected (too_short).")
+    max_chars: int = Field(default=2000, ge=1, description="Longer texts are rejected (too_long).")
+    banned_terms: list[str] = Field(
+        default_factory=list,
+        description="Terms no text may contain, matched case-insensitively on word boundaries "
+        "(banned_term).")
+    url_allowlist: list[str] = Field(
+        default_factory=list,
+        description="Domains a text may link to (their subdomains too); any other URL is "
+        "rejected (pii_url). Empty: no link passes (a catalog brand that looks like a domain is not a link).")
 
 
 class JobSpec(_Strict):

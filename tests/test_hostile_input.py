@@ -15,7 +15,8 @@ from corpus import hostile
 from pdgen_core import chaos, storage
 from pdgen_core.spec import spec_from_dict
 from pdgen_core.stages import read, validate
-from pdgen_core.stages.plan import RunContext, work_items
+from pdgen_core.run_context import RunContext
+from pdgen_core.stages.plan import work_items
 from pdgen_core.stages.prompt import engine_request
 
 SOURCE_COLUMNS = {"sku": "product_id", "title": "product_name", "price": "price_usd", "brand": "brand",

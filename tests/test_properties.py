@@ -25,7 +25,8 @@ from hypothesis import strategies as st
 
 from pdgen_core.spec import CANONICAL_COLUMNS, SpecError, load_spec, spec_from_dict
 from pdgen_core.stages import validate
-from pdgen_core.stages.plan import RunContext, work_items
+from pdgen_core.run_context import RunContext
+from pdgen_core.stages.plan import work_items
 from pdgen_core.tasks import TASKS
 from pdgen_core.text import norm_sku
 
@@ -131,7 +132,8 @@ def test_fingerprint_changes_with_model_adapter_sampling_currency_locale(row):
 
 _CHILD = """
 import json, sys
-from pdgen_core.stages.plan import RunContext, work_items
+from pdgen_core.run_context import RunContext
+from pdgen_core.stages.plan import work_items
 rows, tasks = json.load(sys.stdin)
 out = []
 for row in rows:

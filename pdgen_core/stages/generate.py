@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pdgen_core.spec import JobSpec
-from pdgen_core.stages.plan import RunContext
+from pdgen_core.run_context import RunContext
 from pdgen_core.stages.prompt import engine_request
 from pdgen_core.tasks import TASKS
 
