@@ -428,7 +428,7 @@ def bench_incremental(rows: int, max_tokens: int) -> dict:
     import pyarrow.parquet as pq
 
     from pdgen_core import storage
-    from pdgen_core.pipeline import Job
+    from pdgen_core.pipeline import GenerationRun
     from pdgen_core.spec import spec_from_dict
     from pdgen_core.synth import write_catalog
 
@@ -443,7 +443,7 @@ def bench_incremental(rows: int, max_tokens: int) -> dict:
                      pc.if_else(idx, pc.add(t.column("price_usd"), 1.0), t.column("price_usd")))
     pq.write_table(t, loc.path, filesystem=loc.fs)
     t0 = time.monotonic()
-    planned = Job(spec_from_dict(spec)).plan_only()
+    planned = GenerationRun(spec_from_dict(spec)).plan_only()
     plan_s = time.monotonic() - t0
     incr, incr_s = run_pdgen(spec)
     regenerated = sum(v["accepted"] + v["rejected"] for v in incr["counts"]["by_task"].values())
@@ -460,10 +460,10 @@ def seed_content(spec, every: int = 100) -> int:
     from deltalake import write_deltalake
 
     from pdgen_core import storage
-    from pdgen_core.pipeline import Job
+    from pdgen_core.pipeline import GenerationRun
     from pdgen_core.stages import commit
 
-    job = Job(spec)
+    job = GenerationRun(spec)
     keys = ["sku", "locale", "task", "variant", "input_fingerprint"]
     work = job.planned_items().select_columns(keys)
     now = pa.scalar(dt.datetime.now(dt.timezone.utc), commit.CONTENT_SCHEMA.field("generated_at").type)
@@ -481,7 +481,7 @@ def seed_content(spec, every: int = 100) -> int:
             cols["run_id"] = pa.array(["seed"] * b.num_rows, pa.string())
             yield from pa.Table.from_pydict(cols, schema=commit.CONTENT_SCHEMA).to_batches()
 
-    loc = job.paths.content(spec.tasks[0])
+    loc = job.layout.content(spec.tasks[0])
     write_deltalake(loc.uri, pa.RecordBatchReader.from_batches(commit.CONTENT_SCHEMA, batches()),
                     mode="overwrite", storage_options=storage.table_options(loc))
     return kept
@@ -541,7 +541,7 @@ def plan_child(spec_file: str, out_file: str) -> None:
     ru_maxrss: Linux carries that across fork and exec, so a child reports at least the RSS its
     parent had when it forked (measured: 1,177 MB "before the plan" under a 1.3 GB parent)."""
     from pdgen_core import log
-    from pdgen_core.pipeline import Job
+    from pdgen_core.pipeline import GenerationRun
     from pdgen_core.ray_session import init_ray
     from pdgen_core.spec import spec_from_dict
 
@@ -553,7 +553,7 @@ def plan_child(spec_file: str, out_file: str) -> None:
     spec = spec_from_dict(json.loads(Path(spec_file).read_text()))
     before = _vm_hwm_mb()
     t0 = time.monotonic()
-    planned = Job(spec).plan_only()
+    planned = GenerationRun(spec).plan_only()
     s = time.monotonic() - t0
     Path(out_file).write_text(json.dumps({
         "plan_s": s, "planned": planned, "driver_rss_before_plan_mb": before,

@@ -52,7 +52,7 @@ def test_versions_on_missing_table_is_a_clear_error(tmp_path):
 
 
 def test_engine_error_names_the_root_cause_behind_ray_wrappers():
-    from pdgen_core.pipeline import root_cause
+    from pdgen_core.errors import root_cause
 
     try:
         try:
@@ -88,7 +88,7 @@ def test_storage_failure_after_work_began_names_the_resume_command(tmp_path, mon
         self._began = True
         raise OSError("When uploading part for key 'out/_staging/...': AWS Error SLOW_DOWN (503)")
 
-    monkeypatch.setattr(pipeline.Job, "_run", began)
+    monkeypatch.setattr(pipeline.GenerationRun, "_run", began)
     r = CliRunner().invoke(app, ["run", str(spec), "--run-id", "r-42"])
     assert r.exit_code == 2
     assert "error: storage:" in r.output and "pdgen run SPEC --resume r-42" in r.output
@@ -96,6 +96,6 @@ def test_storage_failure_after_work_began_names_the_resume_command(tmp_path, mon
     def preflight(self):
         raise OSError("bucket does not exist")
 
-    monkeypatch.setattr(pipeline.Job, "_run", preflight)
+    monkeypatch.setattr(pipeline.GenerationRun, "_run", preflight)
     r = CliRunner().invoke(app, ["refresh", str(spec)])
     assert r.exit_code == 2 and "error: storage:" in r.output and "--resume" not in r.output

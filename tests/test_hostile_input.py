@@ -122,7 +122,7 @@ def _spec(catalog_uri: str, out: str, **columns) -> dict:
 def test_missing_required_column_stops_before_any_work(tmp_path):
     """A renamed title column: the job stops in preflight, naming the column, the mapping and the
     columns that exist; nothing is written to the output."""
-    from pdgen_core.pipeline import Job
+    from pdgen_core.pipeline import GenerationRun
 
     t = hostile.catalog().rename_columns(
         ["product_id", "name", "price_usd", "brand", "category", "color", "description",
@@ -131,7 +131,7 @@ def test_missing_required_column_stops_before_any_work(tmp_path):
     out = tmp_path / "out"
     spec = spec_from_dict(_spec(uri, str(out)))
     with pytest.raises(read.CatalogError) as ei:
-        Job(spec).run()
+        GenerationRun(spec).run()
     msg = str(ei.value)
     assert "'product_name'" in msg and "'title'" in msg and "catalog.columns.title" in msg
     assert "'name'" in msg  # the available columns, so the fix is obvious

@@ -19,6 +19,8 @@ import json
 import os
 import shutil
 import time
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ import pyarrow.fs as pafs
 
 from pdgen_core import storage
 from pdgen_core.log import get_logger
+from pdgen_core.ray_session import on_every_node
 from pdgen_core.settings import get_settings
 
 COMMITTED = "_COMMITTED"
@@ -237,3 +240,32 @@ def resolve_adapter_uri(uri: str, kind: str | None = None) -> tuple[Path, int]:
 
 def read_card(path: Path) -> dict[str, Any]:
     return json.loads((Path(path) / "card.json").read_text())
+
+
+@dataclass(frozen=True)
+class RunAdapters:
+    """A generation run's adapters: per task the identity (lineage and fingerprints) and the local
+    folder on every node, and the tasks whose card says ``prompt.few_shot: false``."""
+
+    identities: dict[str, str]
+    paths: dict[str, str]
+    zero_shot: frozenset[str]
+
+
+def adapters_for_run(output_uri: str, refs: dict[str, str]) -> RunAdapters:
+    """Resolve ``model.adapters`` (task -> ref) on every node. ``latest`` or a version number refer
+    to ``<output>/adapters/<task>/``; a full URI (``s3://.../adapters/<task>/<n>``) to another
+    registry. vLLM loads each through a LoRA request per row (the ``model`` column of
+    ray.data.llm)."""
+    identities, paths, zero_shot = {}, {}, set()
+    for task, ref in refs.items():
+        if "://" in ref or ref.startswith("/"):
+            resolve = partial(resolve_adapter_uri, ref, kind="lora")
+        else:
+            resolve = partial(resolve_adapter, output_uri, task, ref, kind="lora")
+        path, version = on_every_node(resolve)
+        identities[task] = f"{task}/v{version}@{Path(path).name}"
+        paths[task] = str(path)
+        if (read_card(Path(path)).get("prompt") or {}).get("few_shot") is False:
+            zero_shot.add(task)
+    return RunAdapters(identities, paths, frozenset(zero_shot))

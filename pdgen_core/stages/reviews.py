@@ -12,10 +12,11 @@ import json
 
 import pyarrow as pa
 
-from pdgen_core import storage
+from pdgen_core import joins, storage
 from pdgen_core.hygiene import clean_field
-from pdgen_core.spec import ReviewsSpec
+from pdgen_core.spec import JobSpec, ReviewsSpec
 from pdgen_core.stages import read
+from pdgen_core.tasks import TASKS
 from pdgen_core.text import norm_sku
 
 KEEP = 20
@@ -74,8 +75,6 @@ def grouped_reviews(rv: ReviewsSpec):
     cleaned reviews are grouped in one task; more go through Ray's hash shuffle."""
     import ray
 
-    from pdgen_core.joins import small_side
-
     plan = column_plan(rv)
     loc, files = read.catalog_files(rv.uri)
     ds = ray.data.read_parquet(files, filesystem=loc.fs, columns=sorted(set(plan.values())))
@@ -83,7 +82,7 @@ def grouped_reviews(rv: ReviewsSpec):
     ds = ds.rename_columns({src: canon for canon, src in plan.items()})
     if "rating" not in plan:
         ds = ds.add_column("rating", lambda b: pa.nulls(len(b), pa.float64()), batch_format="pyarrow")
-    cleaned, refs = small_side(ds.map_batches(clean_reviews, batch_format="pyarrow"))
+    cleaned, refs = joins.small_side(ds.map_batches(clean_reviews, batch_format="pyarrow"))
     if refs is None:  # many reviews: Ray's hash shuffle groups them
         return cleaned.groupby("sku").map_groups(group_reviews, batch_format="pyarrow")
     # Few enough to group in one task (no shuffle actors): sorted by sku, one pass.
@@ -102,3 +101,10 @@ def group_all(t: pa.Table) -> pa.Table:
             parts.append(group_reviews(t.slice(start, i - start)))
             start = i
     return pa.concat_tables(parts)
+
+
+def with_reviews(valid, spec: JobSpec):
+    """Join each product's grouped reviews when a task reads them (broadcast when small)."""
+    if not any(TASKS[t].needs_reviews for t in spec.tasks):
+        return valid
+    return joins.left_join_unique(valid, grouped_reviews(spec.reviews), "sku", GROUPED)

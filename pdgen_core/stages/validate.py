@@ -156,3 +156,15 @@ def mark_duplicates(batch: pa.Table, dup_skus: frozenset[str]) -> pa.Table:
             r["_reject"] = "duplicate_sku"
             r["_detail"] = f"sku {r['sku'][:60]!r} appears more than once in the catalog"
     return pa.Table.from_pylist(rows, schema=CLEAN_SCHEMA)
+
+
+def known_brands(clean) -> frozenset[str]:
+    """Every brand of the cleaned catalog (for the guard's ``other_brand``): distinct brands per
+    block, merged on the driver (few), so no shuffle."""
+    per_block = clean.map_batches(_distinct_brands, batch_format="pyarrow", batch_size=None)
+    return frozenset(b for batch in per_block.iter_batches(batch_format="pyarrow")
+                     for b in batch.column("brand").to_pylist() if b)
+
+
+def _distinct_brands(batch: pa.Table) -> pa.Table:
+    return pa.table({"brand": pc.unique(batch.column("brand").combine_chunks()).cast(pa.string())})
