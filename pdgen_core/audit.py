@@ -22,11 +22,13 @@ from typing import Any
 
 import typer
 
+from pdgen_core.errors import InputError
+
 COLUMNS = ("task", "sku", "locale", "variant", "text", "facts", "facts_note", "model", "adapter",
            "attempts", "finish_reason", "run_id", "publishable", "why")
 
 
-class AuditError(Exception):
+class AuditError(InputError):
     """No such run, or nothing to audit; the message says what was looked for."""
 
 

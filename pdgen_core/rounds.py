@@ -23,7 +23,7 @@ from pdgen_core.staging import RunLayout, staged_files, staged_rows
 from pdgen_core.stages import generate
 from pdgen_core.stages.guard import guard_batch
 from pdgen_core.stages.plan import WORK_SCHEMA
-from pdgen_core.errors import root_cause
+from pdgen_core.errors import STAGE_FIXES, StageError, failed_stage, root_cause
 
 
 def next_attempt(batch: pa.Table) -> pa.Table:
@@ -34,6 +34,15 @@ def next_attempt(batch: pa.Table) -> pa.Table:
         r["attempt"] = int(r["attempt"]) + 1
         r["retry_reason"] = reason
     return pa.Table.from_pylist(rows, schema=WORK_SCHEMA)
+
+
+def stage_failure(exc: BaseException, k: int) -> StageError:
+    """The error for a failed round, named for the stage that raised: an ``EngineError`` when it
+    was the engine, a ``StageError("guard" | "storage")`` otherwise."""
+    stage = failed_stage(exc)
+    msg = (f"generation failed in round {k} ({stage}): {root_cause(exc)}\n{STAGE_FIXES[stage]}\n"
+           f"detail: {type(exc).__name__}: {str(exc)[-800:]}")
+    return generate.EngineError(msg) if stage == "generate" else StageError(stage, msg)
 
 
 class Rounds:
@@ -78,13 +87,8 @@ class Rounds:
                 out.write_parquet(loc.path, filesystem=loc.fs)
             if k == 1:
                 self.progress = prog.samples
-        except Exception as exc:  # a dead engine, not a bad row: fail the job, clearly
-            raise generate.EngineError(
-                f"generation failed in round {k}: {root_cause(exc)}\n"
-                "The vLLM engine died or could not start. Check model.source, "
-                "resources.memory_fraction and the worker logs.\n"
-                f"detail: {type(exc).__name__}: {str(exc)[-800:]}"
-            ) from exc
+        except Exception as exc:  # a broken system, not a bad row: fail the job, naming the part
+            raise stage_failure(exc, k) from exc
 
     def _retries(self, loc: storage.Location, k: int):
         """The next round's input, or None when there is no next round."""

@@ -15,6 +15,8 @@ import yaml
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator,
                       model_validator)
 
+from pdgen_core.errors import InputError
+
 CANONICAL_COLUMNS = (
     "sku", "title", "brand", "price", "description", "category", "color", "gender", "material",
     "attributes",
@@ -245,7 +247,7 @@ class JobSpec(_Strict):
         return self.model_dump(mode="json")
 
 
-class SpecError(Exception):
+class SpecError(InputError):
     """A spec that cannot run. ``problems`` holds one (field, value, fix) line per error."""
 
     def __init__(self, problems: list[str], source: str = "spec"):

@@ -16,6 +16,7 @@ from typing import Any, Optional
 import typer
 
 from pdgen_core import storage
+from pdgen_core.errors import InputError
 from pdgen_core.stages import commit
 
 
@@ -23,7 +24,7 @@ class PublishConflict(Exception):
     """The pointer changed between read and write: another promote or run won."""
 
 
-class VersionError(Exception):
+class VersionError(InputError):
     pass
 
 

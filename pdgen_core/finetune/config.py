@@ -231,7 +231,7 @@ def load_finetune_spec(path: str | Path, overrides: list[str] | None = None) -> 
                          "(see pdgen_core/configs/finetune-*.yaml)"])
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, ValueError) as exc:  # PyYAML raises ValueError for "2024-13-01"
         raise SpecError([f"not valid YAML: {exc}"], str(p)) from None
     if overrides and isinstance(data, dict):
         data = _merge(data, parse_overrides(overrides))

@@ -27,6 +27,7 @@ from typing import Any
 import pyarrow.fs as pafs
 
 from pdgen_core import storage
+from pdgen_core.errors import InputError
 from pdgen_core.log import get_logger
 from pdgen_core.ray_session import on_every_node
 from pdgen_core.settings import get_settings
@@ -36,7 +37,7 @@ CLAIM = "_CLAIM"
 NOT_EXPORTED = {"trainer_state.pt", "pdgen_state.json", "samples.json", "README.md"}
 
 
-class AdapterNotFound(LookupError):
+class AdapterNotFound(InputError, LookupError):
     """No committed version matches; the message lists what exists."""
 
 

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from pdgen_core import storage
+from pdgen_core.errors import InputError
 from pdgen_core.settings import get_settings
 
 from pdgen_core.models import gguf
@@ -28,7 +29,7 @@ REGISTERED = (gguf.SMOLLM2_NAME, "pdgen-tiny")
 LANGUAGES = {gguf.SMOLLM2_NAME: ("en",)}
 
 
-class ModelError(Exception):
+class ModelError(InputError):
     """The model cannot be used; the message says what to fix."""
 
 

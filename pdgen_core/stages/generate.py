@@ -13,14 +13,21 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from pdgen_core.errors import StageError
 from pdgen_core.spec import JobSpec
 from pdgen_core.run_context import RunContext
 from pdgen_core.stages.prompt import engine_request
 from pdgen_core.tasks import TASKS
 
 
-class EngineError(RuntimeError):
+class EngineError(StageError):
     """The vLLM engine could not start or died; the job fails with this message."""
+
+    def __init__(self, message: str):
+        super().__init__("generate", message)
+
+    def __reduce__(self):
+        return type(self), (self.message,)
 
 
 def max_num_seqs(spec: JobSpec) -> int:

@@ -14,6 +14,7 @@ from typing import Any
 import pyarrow as pa
 
 from pdgen_core import metrics
+from pdgen_core.errors import StageError
 from pdgen_core.guardrails import GuardContext, run_checks
 from pdgen_core.guardrails.truncation import trim_to_sentence
 from pdgen_core.models.chat import strip_thinking
@@ -111,6 +112,15 @@ def judge(row: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
 
 
 def guard_batch(batch: pa.Table, ctx: RunContext) -> pa.Table:
+    """Ray Data UDF body: engine output rows -> ``GEN_SCHEMA`` rows. A row never raises here
+    (a bad text is a reject); an exception is a bug in the guard, and the job's error says so."""
+    try:
+        return _guard_batch(batch, ctx)
+    except Exception as exc:
+        raise StageError("guard", f"the guard raised {type(exc).__name__}: {exc}") from exc
+
+
+def _guard_batch(batch: pa.Table, ctx: RunContext) -> pa.Table:
     cols = [c for c in WORK_SCHEMA.names + list(_ENGINE_COLS) if c in batch.column_names]
     rows = batch.select(cols).to_pylist()
     out = pa.Table.from_pylist([judge(r, ctx) for r in rows], schema=GEN_SCHEMA)

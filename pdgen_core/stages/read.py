@@ -10,12 +10,13 @@ from __future__ import annotations
 import pyarrow.dataset as pads
 
 from pdgen_core import storage
+from pdgen_core.errors import InputError
 from pdgen_core.spec import CatalogSpec
 
 REQUIRED = ("sku", "title")
 
 
-class CatalogError(Exception):
+class CatalogError(InputError):
     """The catalog cannot be read as mapped; the message names the column and the fix."""
 
 
