@@ -65,9 +65,13 @@ class CatalogSpec(_Strict):
 
 
 class ReviewsSpec(_Strict):
-    uri: Uri
-    columns: dict[str, str] = Field(default_factory=dict)
-    min_reviews: int = Field(default=3, ge=1)
+    uri: Uri = Field(description="Reviews Parquet file or folder (s3:// or local).")
+    columns: dict[str, str] = Field(
+        default_factory=dict,
+        description="Canonical review column -> the file's own name (sku, text, rating).")
+    min_reviews: int = Field(
+        default=3, ge=1,
+        description="Products with fewer reviews are rejected for review tasks (too_few_reviews).")
 
     @field_validator("columns")
     @classmethod
@@ -114,9 +118,13 @@ class RetrySamplingSpec(_Strict):
 
 
 class SamplingSpec(_Strict):
-    temperature: float = Field(default=0.7, ge=0.0, le=2.0)
-    top_p: float = Field(default=0.95, gt=0.0, le=1.0)
-    max_tokens: int = Field(default=160, ge=1, le=8192)
+    temperature: float = Field(
+        default=0.7, ge=0.0, le=2.0,
+        description="Sampling temperature; unless set here, each task's default for the prompt format.")
+    top_p: float = Field(default=0.95, gt=0.0, le=1.0,
+                         description="Nucleus sampling; unless set here, each task's default.")
+    max_tokens: int = Field(default=160, ge=1, le=8192,
+                            description="Output tokens per text; unless set here, each task's default.")
     repetition_penalty: float = Field(default=1.0, gt=0.0, le=2.0,
                                       description="vLLM's repetition penalty (1.0 = off).")
     seed: int = Field(default=0, ge=0, description="Base seed; each row derives its own from it.")
@@ -154,7 +162,8 @@ class ResourcesSpec(_Strict):
         description="vLLM gpu_memory_utilization: share of GPU memory, or of host memory on CPU "
         "(the KV cache). Default 0.9 on GPUs, 0.1 on the CPU.",
     )
-    max_lora_rank: int = Field(default=16, ge=1, le=512)
+    max_lora_rank: int = Field(default=16, ge=1, le=512,
+                               description="Largest LoRA rank the engine serves (>= each adapter's rank).")
     max_engine_restarts: int = Field(
         default=3, ge=0, le=100,
         description="Engine actors that die are replaced this many times; then the job fails.",
@@ -180,14 +189,18 @@ class GuardrailSpec(_Strict):
 
 class JobSpec(_Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$", description="Slug naming the job.")
-    catalog: CatalogSpec
-    reviews: ReviewsSpec | None = None
-    tasks: list[str] = Field(default_factory=lambda: ["description"], min_length=1)
-    locales: list[str] = Field(default_factory=lambda: ["en"], min_length=1)
-    model: ModelSpec = Field(default_factory=ModelSpec)
-    sampling: SamplingSpec = Field(default_factory=SamplingSpec)
-    output: OutputSpec
-    mode: Literal["incremental", "full"] = "incremental"
+    catalog: CatalogSpec = Field(description="The products to write for.")
+    reviews: ReviewsSpec | None = Field(default=None, description="Product reviews; needed by review_digest.")
+    tasks: list[str] = Field(default_factory=lambda: ["description"], min_length=1,
+                             description="Content tasks to run, each once (see pdgen_core/tasks/).")
+    locales: list[str] = Field(default_factory=lambda: ["en"], min_length=1,
+                               description="Languages to write (en, zh); a task runs only its own.")
+    model: ModelSpec = Field(default_factory=ModelSpec, description="The model and its adapters.")
+    sampling: SamplingSpec = Field(default_factory=SamplingSpec, description="How texts are sampled.")
+    output: OutputSpec = Field(description="Where the Delta tables and run records go.")
+    mode: Literal["incremental", "full"] = Field(
+        default="incremental",
+        description="incremental: regenerate only items whose inputs changed; full: everything.")
     on_delete: Literal["keep", "tombstone"] = Field(
         default="keep",
         description="A sku gone from the catalog: keep its content, or remove it from the current "
@@ -197,8 +210,10 @@ class JobSpec(_Strict):
         default_factory=lambda: ["general"], min_length=1,
         description="Audience segments for per-segment tasks (blurb).",
     )
-    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
-    guardrails: GuardrailSpec = Field(default_factory=GuardrailSpec)
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec,
+                                     description="Engine replicas, batching and hardware.")
+    guardrails: GuardrailSpec = Field(default_factory=GuardrailSpec,
+                                      description="What a text must pass to be committed.")
 
     @field_validator("tasks")
     @classmethod

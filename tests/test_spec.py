@@ -202,3 +202,26 @@ def test_guard_settings_are_typed_frozen_and_come_from_the_spec():
     row = {"locale": "en", "task": "description", "fields_json": "{}"}
     ctx = build_context(spec, "r", "m", frozenset())
     assert guard_context(row, ctx).url_allowlist == ("example.com",)
+
+
+def _fields(model, prefix=""):
+    """(dotted name, FieldInfo) of every field of ``model`` and of the models it nests."""
+    import typing
+
+    import pydantic
+
+    for name, f in model.model_fields.items():
+        yield prefix + name, f
+        for t in (f.annotation, *typing.get_args(f.annotation)):
+            if isinstance(t, type) and issubclass(t, pydantic.BaseModel):
+                yield from _fields(t, f"{prefix}{name}.")
+
+
+def test_every_job_spec_and_finetune_spec_field_is_described():
+    from pdgen_core.finetune.config import FinetuneSpec
+    from pdgen_core.spec import JobSpec
+
+    for spec in (JobSpec, FinetuneSpec):
+        missing = [n for n, f in _fields(spec) if not (f.description or "").strip()]
+        assert not missing, f"{spec.__name__}: fields without a description: {missing}"
+        assert len(list(_fields(spec))) > 20  # the walk reached the nested sections
