@@ -44,7 +44,7 @@ def show_samples(output_uri: str, task: str, reasons: dict[str, int], n: int = 1
 
 def main() -> None:
     from pdgen_core import log, storage
-    from pdgen_core.cli import print_summary
+    from pdgen_core.cli.run import print_summary
     from pdgen_core.pipeline import run_job
     from pdgen_core.s3server import local_s3
     from pdgen_core.spec import spec_from_dict
@@ -88,7 +88,7 @@ def _after_first_run(spec, record) -> None:
     import pyarrow.parquet as pq
 
     from pdgen_core import storage
-    from pdgen_core.cli import one_line
+    from pdgen_core.cli.run import one_line
     from pdgen_core.pipeline import run_job
 
     loc = storage.resolve(spec.catalog.uri)

@@ -90,3 +90,32 @@ def test_no_import_cycle_among_pdgen_modules():
 
 def test_the_cycle_check_finds_a_loop():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def _imports_of(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_only_the_cli_package_imports_typer():
+    """One CLI package: library modules (versions, jobs_api, audit, ...) have no Typer in them."""
+    offenders = sorted(m for m, p in modules().items()
+                       if not m.startswith("pdgen_core.cli") and "typer" in _imports_of(p))
+    assert offenders == []
+
+
+def test_cli_help_imports_no_engine_or_cluster():
+    """``pdgen --help`` stays fast: importing the CLI loads neither Ray nor vLLM nor torch."""
+    import subprocess
+    import sys
+
+    code = ("import sys, pdgen_core.cli; "
+            "print(sorted(m for m in ('ray', 'vllm', 'torch', 'transformers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                         env={**__import__("os").environ, "PYTHONPATH": str(ROOT)}, check=True)
+    assert out.stdout.strip() == "[]", out.stderr

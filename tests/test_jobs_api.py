@@ -24,6 +24,7 @@ import typer
 from typer.testing import CliRunner
 
 from pdgen_core import jobs_api
+from pdgen_core.cli import jobs as jobs_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -42,7 +43,7 @@ HELLO = textwrap.dedent(
 
 def _app() -> typer.Typer:
     app = typer.Typer()
-    jobs_api.register(app)
+    jobs_cli.register(app)
     return app
 
 

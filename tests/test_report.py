@@ -189,13 +189,13 @@ def test_report_in_chromium(output, tmp_path, browser):
     shutil.copyfile(shot, ARTIFACTS / "report.png")
 
 
-# --- `pdgen report` (pdgen_core.report_cli) -----------------------------------------------------
+# --- `pdgen report` (pdgen_core.cli.report) -----------------------------------------------------
 
 
 def _cli():
     import typer
 
-    from pdgen_core import report_cli
+    from pdgen_core.cli import report as report_cli
 
     app = typer.Typer()
     app.callback()(lambda: None)  # a group, as pdgen's app: `report` stays a subcommand

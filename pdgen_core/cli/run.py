@@ -1,27 +1,18 @@
-"""``pdgen``: the command line (Typer). Each command parses its input, calls the library, exits.
-
-Exit codes (``pdgen_core.errors``): 0 ok, 1 the job failed, 2 the input (spec, data, credentials)
-is wrong.
+"""``pdgen validate|run|refresh|synth-catalog``: the generation commands. Each parses its input,
+calls the library, exits; exit codes come from ``pdgen_core.errors``.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from pdgen_core.cli.app import app, console, err
 from pdgen_core.errors import INPUT_ERROR, StageError, exit_code
 from pdgen_core.spec import JobSpec, SpecError, load_spec
-
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Batch e-commerce content generation on Ray + vLLM, with Delta Lake outputs.")
-console = Console(stderr=False)
-# Errors are not wrapped: a wrapped line can split a command to copy (`--resume RUN_ID`).
-err = Console(stderr=True, soft_wrap=True)
 
 
 def _load(spec: Path, overrides: list[str] | None) -> JobSpec:
@@ -153,29 +144,3 @@ def synth_catalog(rows: int = typer.Option(1000, min=0), out: str = typer.Option
 
     paths = write_catalog(out, rows, files=files, seed=seed, bad_rows=bad_rows)
     console.print(f"wrote {rows + bad_rows} rows in {len(paths)} file(s) under {out}")
-
-
-def _register_optional() -> None:
-    """Commands owned by other modules register themselves here."""
-    import importlib
-
-    for mod in ("pdgen_core.versions", "pdgen_core.jobs_api", "pdgen_core.finetune.commands",
-                "pdgen_core.report_cli", "pdgen_core.audit"):
-        try:
-            m = importlib.import_module(mod)
-        except ModuleNotFoundError as exc:
-            if exc.name and mod.startswith(exc.name):
-                continue
-            raise
-        m.register(app)
-
-
-_register_optional()
-
-
-def main() -> None:  # pragma: no cover
-    app()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""Typer commands ``pdgen finetune SPEC`` and ``pdgen eval SPEC``; ``register(app)`` adds them."""
+"""``pdgen finetune SPEC`` and ``pdgen eval SPEC`` (``pdgen_core.finetune``); ``register(app)`` adds them."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import typer
 
 from pdgen_core.errors import exit_code
 from pdgen_core.spec import SpecError
+
 
 def _fail(spec: str, exc: Exception) -> None:
     """Exit as ``pdgen_core.errors.exit_code`` says (2: the spec, data or model); a bug raises."""
