@@ -35,7 +35,7 @@ def real_data(rel: str) -> Path:
 
 @pytest.fixture(scope="session")
 def s3():
-    from pdgen_core.s3server import local_s3
+    from pdgen_core.testing.s3server import local_s3
 
     with local_s3(buckets=("catalog", "content", "models")) as srv:
         yield srv

@@ -12,7 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from corpus import hostile
-from pdgen_core import chaos, storage
+from pdgen_core import storage
+from pdgen_core.testing import chaos
 from pdgen_core.spec import spec_from_dict
 from pdgen_core.stages import read, validate
 from pdgen_core.run_context import RunContext

@@ -107,7 +107,7 @@ def test_report_data_and_escaping(output, tmp_path):
 def test_report_reads_tables_over_s3(output, tmp_path):
     """The same tables and record behind the S3 protocol (moto's server on 127.0.0.1)."""
     from pdgen_core import storage
-    from pdgen_core.s3server import local_s3
+    from pdgen_core.testing.s3server import local_s3
 
     with local_s3(buckets=("reports",)):
         storage.upload_dir(output, storage.resolve("s3://reports/out"))
@@ -218,7 +218,7 @@ def test_report_command_over_s3_and_default_out(output, tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
     from pdgen_core import storage
-    from pdgen_core.s3server import local_s3
+    from pdgen_core.testing.s3server import local_s3
 
     monkeypatch.chdir(tmp_path)
     with local_s3(buckets=("reportcli",)):

@@ -1,7 +1,7 @@
 """``make local-ray``: the whole system on this machine, checked end to end through the Ray Jobs API.
 
-    python -m pdgen_core.local_ray            # start, submit, check, stop; exit 0 when all passed
-    python -m pdgen_core.local_ray --keep     # ... then keep the cluster up for `pdgen submit`
+    python -m pdgen_core.tools.local_ray            # start, submit, check, stop; exit 0 when all passed
+    python -m pdgen_core.tools.local_ray --keep     # ... then keep the cluster up for `pdgen submit`
 
 1. Starts the local S3 endpoint (moto, its own process) and a Ray head on 127.0.0.1
    (``ray start --head --block`` in its own process group, free ports, a private temp dir, token
@@ -22,11 +22,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,6 +33,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+
+from pdgen_core.testing.child import Child, free_port, free_ports
+from pdgen_core.testing.s3server import LocalS3
 
 CATALOG = "s3://catalog/products/"
 OUTPUT = "s3://content/local-ray/"
@@ -50,16 +51,6 @@ def say(msg: str) -> None:
 
 
 # --- processes ----------------------------------------------------------------------------------
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def _ours(marker: str) -> list:
@@ -99,7 +90,7 @@ class RayHead:
         from pdgen_core import jobs_api
 
         self._log = open(self.temp / "ray-start.log", "w")
-        self.proc = subprocess.Popen(
+        child = Child(
             [str(BIN / "ray"), "start", "--head", "--block", f"--num-cpus={self.num_cpus}",
              "--node-ip-address=127.0.0.1", f"--port={self.gcs}", "--include-dashboard=true",
              "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dash}",
@@ -108,18 +99,17 @@ class RayHead:
              f"--runtime-env-agent-port={self.renv}", f"--node-manager-port={self.nm}",
              f"--object-manager-port={self.om}", "--object-store-memory=1000000000",
              f"--temp-dir={self.temp}", "--disable-usage-stats"],
-            env=self.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                jobs_api.list_jobs(self.url)  # the Jobs API answers: the head is up
-                return self.url
-            except (ConnectionError, RuntimeError, OSError):
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("Ray head did not come up:\n"
-                                       + (self.temp / "ray-start.log").read_text()[-3000:]) from None
-                time.sleep(1)
+            env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
+        try:
+            # The Jobs API answers: the head is up. On failure the head is left for stop(), which
+            # also ends the processes it started.
+            child.start(lambda: jobs_api.list_jobs(self.url), timeout=timeout_s, poll_s=1,
+                        errors=(ConnectionError, RuntimeError, OSError), stop_on_failure=False,
+                        failure=lambda: "Ray head did not come up:\n"
+                        + (self.temp / "ray-start.log").read_text()[-3000:])
+        finally:
+            self.proc = child.proc
+        return self.url
 
     def stop(self) -> list[int]:
         """SIGTERM, a grace period, then SIGKILL: the group, plus any of ours that left it.
@@ -187,7 +177,7 @@ def generate_spec() -> dict:
     """``configs/demo.yaml`` made small: short texts, every text kept, one attempt."""
     from pdgen_core.spec import spec_from_dict
 
-    d = yaml.safe_load((Path(__file__).parent / "configs" / "demo.yaml").read_text())
+    d = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / "demo.yaml").read_text())
     for key in ("reviews", "segments"):  # description only: no reviews, one variant per sku
         d.pop(key, None)
     d.update(name="local-ray", catalog={**d["catalog"], "uri": CATALOG}, tasks=["description"],
@@ -554,7 +544,6 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
 
     from pdgen_core import jobs_api
-    from pdgen_core.s3server import LocalS3, free_port
 
     t0 = time.monotonic()
     signal.signal(signal.SIGTERM, _terminate)

@@ -10,7 +10,7 @@
   ``bench/results/chaos-latest.jsonl`` (``PDGEN_CHAOS_LOG`` overrides); the summary keeps the
   latest line per scenario.
 
-``python -m pdgen_core.chaos`` prints the figures table (what ``make chaos`` ends with).
+``python -m pdgen_core.testing.chaos`` prints the figures table (what ``make chaos`` ends with).
 """
 
 from __future__ import annotations

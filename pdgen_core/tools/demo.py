@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 
 console = Console()
-DEMO_SPEC = Path(__file__).parent / "configs" / "demo.yaml"
+DEMO_SPEC = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 ROWS, BAD_ROWS = 24, 8
 
 
@@ -46,7 +46,7 @@ def main() -> None:
     from pdgen_core import log, storage
     from pdgen_core.cli.run import print_summary
     from pdgen_core.pipeline import run_job
-    from pdgen_core.s3server import local_s3
+    from pdgen_core.testing.s3server import local_s3
     from pdgen_core.spec import spec_from_dict
     from pdgen_core.synth import make_catalog, write_catalog, write_reviews
 

@@ -1,6 +1,6 @@
 """``make bench``: side-by-side measurements in one run; ratios, not absolute times, are the claim.
 
-    python -m pdgen_core.bench [--rows 2000] [--incr-rows 100000] [--plan-rows 1000000,5000000]
+    python -m pdgen_core.tools.bench [--rows 2000] [--incr-rows 100000] [--plan-rows 1000000,5000000]
 
 a. pipeline overhead: pdgen end to end (Parquet on the local S3 endpoint -> plan -> generate ->
    guardrails -> Delta commit) against plain ``vllm.LLM.generate`` on the same prompts, model,
@@ -38,14 +38,14 @@ from pathlib import Path
 
 import psutil
 
-RESULTS = Path(__file__).resolve().parents[1] / "bench" / "results"
+RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results"
 COLUMNS = {"sku": "product_id", "title": "product_name", "price": "price_usd", "brand": "brand",
            "category": "category", "color": "color", "material": "material", "gender": "gender"}
 
 
 ALL_SECTIONS = frozenset({"pipeline", "incremental", "plan", "start", "real"})
 REAL_MODEL = "smollm2-135m-instruct"
-MYNTRA = (Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "myntra-fashion-catalog"
+MYNTRA = (Path(__file__).resolve().parents[3] / "shared" / "data" / "real" / "myntra-fashion-catalog"
           / "myntra_products_catalog.parquet")
 MYNTRA_COLUMNS = {"sku": "product_id", "title": "product_name", "brand": "brand", "price": "price_inr",
                   "gender": "gender", "color": "primary_color"}
@@ -186,7 +186,7 @@ def run_raw_vllm(sd: dict, sets: list[dict], tmp: Path, env: dict[str, str]) -> 
     spec dict ``sd``, with ``env`` added to this environment."""
     pf, of = tmp / "prompts.json", tmp / "raw.json"
     pf.write_text(json.dumps({"spec": sd, "sets": sets}))
-    subprocess.run([sys.executable, "-m", "pdgen_core.bench", "--raw-vllm", str(pf), str(of)], check=True,
+    subprocess.run([sys.executable, "-m", "pdgen_core.tools.bench", "--raw-vllm", str(pf), str(of)], check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **env})
     return json.loads(of.read_text())
 
@@ -515,7 +515,7 @@ def bench_plan(sizes: list[int]) -> list[dict]:
             sf, of = Path(d) / "spec.json", Path(d) / "out.json"
             sf.write_text(json.dumps(sd))
             env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
-            subprocess.run([sys.executable, "-m", "pdgen_core.bench", "--plan-child", str(sf), str(of)],
+            subprocess.run([sys.executable, "-m", "pdgen_core.tools.bench", "--plan-child", str(sf), str(of)],
                            check=True, env=env)
             child = json.loads(of.read_text())
         s = child["plan_s"]
@@ -650,7 +650,7 @@ def main() -> None:
 
     from pdgen_core import log
     from pdgen_core.ray_session import init_ray
-    from pdgen_core.s3server import local_s3
+    from pdgen_core.testing.s3server import local_s3
 
     log.configure(json=True, level="WARNING")
     with local_s3(buckets=("bench",)), tempfile.TemporaryDirectory() as tmp:

@@ -2,7 +2,7 @@
 own throughput benchmark on the same model.
 
     # on a Ray cluster with GPU workers (RAY_ADDRESS set), a real model folder or s3:// prefix:
-    python -m pdgen_core.bench_gpu --model s3://models/llama-3.1-8b-instruct/ \\
+    python -m pdgen_core.tools.bench_gpu --model s3://models/llama-3.1-8b-instruct/ \\
         --catalog s3://catalog/products/ --output s3://content/bench/ --rows 20000 --gpus 8
 
 It runs (1) ``vllm bench throughput`` on one GPU of this node with prompts of the catalog's mean
