@@ -146,7 +146,7 @@ def delta_options(settings: Settings | None = None) -> dict[str, str]:
     # delta-rs' object_store retries 5xx and resets with backoff by itself. A request that gets
     # no answer is cut at 30 s and retried; idle pooled connections are not reused, because a
     # keep-alive connection the server already dropped hung a listing for 120 s against
-    # moto's server (the "history() hung" note in DESIGN.md).
+    # moto's server (the "history() hung" note in the README's "Notes from building it").
     opts["max_retries"] = "8"
     opts["retry_timeout"] = "180s"
     opts["timeout"] = "30s"

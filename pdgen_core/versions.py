@@ -124,8 +124,8 @@ def promote(output_uri: str, run_id: str) -> dict[str, int]:
 def commit_infos(output_uri: str, task: str) -> list[dict[str, Any]]:
     """The ``commitInfo`` of each version, read from ``_delta_log/*.json`` directly.
 
-    ``DeltaTable.history()`` hung for minutes on a listing against moto's server (DESIGN.md's
-    note); reading the commit files through pyarrow is plain, bounded and enough for a listing.
+    ``DeltaTable.history()`` hung for minutes on a listing against moto's server (the README's
+    "Notes from building it"); reading the commit files through pyarrow is plain, bounded and enough for a listing.
     """
     log = _content(output_uri, task).child("_delta_log")
     out = []

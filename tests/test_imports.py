@@ -119,3 +119,21 @@ def test_cli_help_imports_no_engine_or_cluster():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                          env={**__import__("os").environ, "PYTHONPATH": str(ROOT)}, check=True)
     assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_the_readme_file_tree_matches_the_package():
+    """README's Files block names every module of pdgen_core (folders with a line of their own
+    stand for their modules) and nothing that is not there."""
+    import re
+
+    text = (ROOT / "README.md").read_text()
+    block = text.split("## Files", 1)[1].split("```", 2)[1]
+    listed = set(re.findall(r"^(pdgen_core/\S+)", block, re.M))
+    for entry in listed:
+        assert (ROOT / entry.rstrip("/")).exists(), f"README names {entry}, which is not there"
+    folders = {e for e in listed if e.endswith("/")}
+    for p in sorted(PKG.rglob("*.py")):
+        rel = p.relative_to(ROOT).as_posix()
+        if p.name.startswith("__") or any(rel.startswith(f) for f in folders):
+            continue
+        assert rel in listed, f"README's file tree lacks {rel}"

@@ -3,7 +3,7 @@
 
 The server runs in its own process. In a thread of the caller's process it deadlocks against
 delta-rs: calls such as ``DeltaTable.restore`` and ``history`` hold the GIL while they wait on
-HTTP, so the server thread can never answer (the "history() hung 180 s" note in DESIGN.md).
+HTTP, so the server thread can never answer (the "history() hung for 180 s" note in the README's "Notes from building it").
 
 ``python -m pdgen_core.testing.s3server --port 9000`` runs one in the foreground.
 """
