@@ -31,16 +31,11 @@ from pdgen_core.run_context import RunContext
 from pdgen_core.spec import JobSpec
 from pdgen_core.staging import RunLayout, StagedFiles, new_run_id
 from pdgen_core.stages import commit, read, rejects, validate
-from pdgen_core.stages.plan import plan_batch
+from pdgen_core.stages.contract import apply
+from pdgen_core.stages.plan import PLAN
 from pdgen_core.stages.reviews import with_reviews
 from pdgen_core.tasks import TASKS
 from pdgen_core.versions import publish
-
-# Rows per call of the per-row Python stages (cleaning, planning). Ray's default hands a UDF a
-# whole block, and a catalog file written with one big row group is one block: a 250k-row file
-# took one worker to 8 GB in the 5M-row plan benchmark. Bounded batches keep workers flat.
-UDF_BATCH_ROWS = 8192
-
 
 class GenerationRun:
     """One run of a job spec. ``run()`` returns the run record."""
@@ -120,30 +115,26 @@ class GenerationRun:
         if self.changes:
             feed = incremental.read_changes(self.changes, self.spec.catalog.columns)
             raw = incremental.apply_changes(raw, feed, self.spec.catalog.columns)
-        clean = raw.map_batches(validate.clean_batch, batch_format="pyarrow",
-                                batch_size=UDF_BATCH_ROWS).materialize()
+        clean = apply(raw, validate.CLEAN).materialize()
         dups = validate.find_duplicate_skus(clean.filter(lambda r: r["_reject"] is None))
         if dups:
-            clean = clean.map_batches(validate.mark_duplicates, fn_kwargs={"dup_skus": dups},
-                                      batch_size=UDF_BATCH_ROWS, batch_format="pyarrow").materialize()
+            clean = apply(clean, validate.MARK_DUPLICATES, dup_skus=dups).materialize()
         return clean
 
     def _plan(self, valid, ctx: RunContext):
-        return with_reviews(valid, self.spec).map_batches(
-            plan_batch, fn_kwargs={"ctx": ctx}, batch_format="pyarrow", batch_size=UDF_BATCH_ROWS)
+        return apply(with_reviews(valid, self.spec), PLAN, ctx=ctx)
 
     def _stage_validation_rejects(self, clean) -> None:
-        bad = clean.filter(lambda r: r["_reject"] is not None).map_batches(
-            rejects.validation_rejects, fn_kwargs={"tasks": tuple(self.spec.tasks), "run_id": self.run_id},
-            batch_format="pyarrow")
+        bad = apply(clean.filter(lambda r: r["_reject"] is not None), rejects.VALIDATION_REJECTS,
+                    tasks=tuple(self.spec.tasks), run_id=self.run_id)
         rejects.stage(bad, self.layout.validate_rejects)
 
     def _stage_plan_rejects(self, work):
         """Items a task cannot run on (too_few_reviews) go to the rejects; the rest to generation."""
         if not any(TASKS[t].needs_reviews for t in self.spec.tasks):
             return work
-        skipped = work.filter(lambda r: r["skip_reason"] is not None).map_batches(
-            rejects.plan_rejects, fn_kwargs={"run_id": self.run_id}, batch_format="pyarrow")
+        skipped = apply(work.filter(lambda r: r["skip_reason"] is not None), rejects.PLAN_REJECTS,
+                        run_id=self.run_id)
         rejects.stage(skipped, self.layout.plan_rejects)
         return work.filter(lambda r: r["skip_reason"] is None)
 

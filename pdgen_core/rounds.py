@@ -21,7 +21,8 @@ from pdgen_core.run_context import RunContext
 from pdgen_core.spec import JobSpec
 from pdgen_core.staging import RunLayout, staged_files, staged_rows
 from pdgen_core.stages import generate
-from pdgen_core.stages.guard import guard_batch
+from pdgen_core.stages.contract import RAY_DEFAULT, RowStage, apply
+from pdgen_core.stages.guard import GUARD
 from pdgen_core.stages.plan import WORK_SCHEMA
 from pdgen_core.errors import STAGE_FIXES, StageError, failed_stage, root_cause
 
@@ -34,6 +35,10 @@ def next_attempt(batch: pa.Table) -> pa.Table:
         r["attempt"] = int(r["attempt"]) + 1
         r["retry_reason"] = reason
     return pa.Table.from_pylist(rows, schema=WORK_SCHEMA)
+
+
+NEXT_ATTEMPT = RowStage("guard", next_attempt, needs=frozenset({"reason", "attempt"}), makes=WORK_SCHEMA,
+                        one_to_one=True, batch_size=RAY_DEFAULT)
 
 
 def stage_failure(exc: BaseException, k: int) -> StageError:
@@ -80,7 +85,7 @@ class Rounds:
 
     def _write(self, src, loc: storage.Location, k: int, total: int) -> None:
         proc = generate.build(self.spec, self.ctx, self.model_path, self.adapter_paths)
-        out = proc(src).map_batches(guard_batch, fn_kwargs={"ctx": self.ctx}, batch_format="pyarrow")
+        out = apply(proc(src), GUARD, ctx=self.ctx)
         try:
             with Progress(total, partial(staged_rows, loc), run_id=self.ctx.run_id,
                           task=",".join(self.spec.tasks)) as prog:
@@ -101,6 +106,5 @@ class Rounds:
         import ray
 
         self.log.info("round.retry", round=k + 1, rows=retries)
-        return (ray.data.read_parquet(files, filesystem=loc.fs)
-                .filter(lambda r: r["status"] == "retry")
-                .map_batches(next_attempt, batch_format="pyarrow"))
+        retry = ray.data.read_parquet(files, filesystem=loc.fs).filter(lambda r: r["status"] == "retry")
+        return apply(retry, NEXT_ATTEMPT)

@@ -19,6 +19,7 @@ from pdgen_core.guardrails import GuardContext, run_checks
 from pdgen_core.guardrails.truncation import trim_to_sentence
 from pdgen_core.models.chat import strip_thinking
 from pdgen_core.run_context import RunContext
+from pdgen_core.stages.contract import RAY_DEFAULT, RowStage
 from pdgen_core.stages.plan import WORK_SCHEMA
 from pdgen_core.stages.prompt import request_sampling
 from pdgen_core.text import strip_invisible
@@ -129,3 +130,10 @@ def _guard_batch(batch: pa.Table, ctx: RunContext) -> pa.Table:
     else:
         metrics.record_batch(out)
     return out
+
+
+# One engine output row -> one judged row. It needs the work item's key columns, which the engine
+# stage passes through; not the engine's own columns, which a batch of failed requests may lack
+# (those rows become engine_error rejects). Batches as the engine stage emits them.
+GUARD = RowStage("guard", guard_batch, needs=frozenset({"sku", "task", "locale", "variant", "attempt"}),
+                 makes=GEN_SCHEMA, one_to_one=True, batch_size=RAY_DEFAULT)

@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from pdgen_core import fingerprint as fp
 from pdgen_core.run_context import RunContext
+from pdgen_core.stages.contract import RowStage
 from pdgen_core.tasks import TASKS
 
 WORK_SCHEMA = pa.schema([
@@ -66,3 +67,7 @@ def plan_batch(batch: pa.Table, ctx: RunContext) -> pa.Table:
     """Ray Data UDF body: clean rows (``_reject`` null) -> work items."""
     items = [it for r in batch.to_pylist() for it in work_items(r, ctx)]
     return pa.Table.from_pylist(items, schema=WORK_SCHEMA)
+
+
+# One clean row -> one item per task, locale and variant: not 1:1.
+PLAN = RowStage("plan", plan_batch, needs=frozenset({"sku", "title"}), makes=WORK_SCHEMA, one_to_one=False)

@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from pdgen_core import storage
 from pdgen_core.stages.commit import REJECT_SCHEMA
+from pdgen_core.stages.contract import RAY_DEFAULT, RowStage
 
 
 def reject_row(*, sku: str | None, task: str, stage: str, reason: str, run_id: str,
@@ -44,6 +45,14 @@ def plan_rejects(batch: pa.Table, run_id: str) -> pa.Table:
                        input_fingerprint=r["input_fingerprint"])
             for r in batch.to_pylist()]
     return pa.Table.from_pylist(rows, schema=REJECT_SCHEMA)
+
+
+# A rejected catalog row is one reject per task (not 1:1); a skipped item is one reject.
+VALIDATION_REJECTS = RowStage("validate", validation_rejects, needs=frozenset({"sku", "_reject", "_detail"}),
+                              makes=REJECT_SCHEMA, one_to_one=False, batch_size=RAY_DEFAULT)
+PLAN_REJECTS = RowStage("plan", plan_rejects, needs=frozenset({"sku", "task", "locale", "variant",
+                                                               "skip_reason", "input_fingerprint"}),
+                        makes=REJECT_SCHEMA, one_to_one=True, batch_size=RAY_DEFAULT)
 
 
 def stage(ds, loc: storage.Location) -> None:

@@ -17,6 +17,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pdgen_core.hygiene import clean_field
+from pdgen_core.stages.contract import RowStage
+from pdgen_core.stages.read import REQUIRED
 from pdgen_core.text import norm_sku, norm_text
 
 TEXT_FIELDS = ("title", "brand", "category", "color", "gender", "material", "attributes", "description")
@@ -168,3 +170,9 @@ def known_brands(clean) -> frozenset[str]:
 
 def _distinct_brands(batch: pa.Table) -> pa.Table:
     return pa.table({"brand": pc.unique(batch.column("brand").combine_chunks()).cast(pa.string())})
+
+
+# The stage contract (``stages.contract``): cleaning and the duplicate marking keep every row.
+CLEAN = RowStage("validate", clean_batch, needs=frozenset(REQUIRED), makes=CLEAN_SCHEMA, one_to_one=True)
+MARK_DUPLICATES = RowStage("validate", mark_duplicates, needs=frozenset({"sku", "_reject", "_detail"}),
+                           makes=CLEAN_SCHEMA, one_to_one=True)
