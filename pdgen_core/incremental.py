@@ -147,6 +147,16 @@ def read_changes(uri: str, mapping: dict[str, str] | None = None) -> pa.Table:
     return t
 
 
+def unknown_feed_skus(feed: pa.Table, clean) -> int:
+    """Skus the changes feed names that the catalog does not have (nothing is regenerated for
+    them; the run record counts them). ``clean`` is the catalog narrowed to the feed's skus, so
+    its sku column is at most the feed's size."""
+    named = {str(v) for v in feed.column("sku").to_pylist() if v is not None}  # as apply_changes
+    found = {s for b in clean.select_columns(["sku"]).iter_batches(batch_format="pyarrow")
+             for s in b.column("sku").to_pylist() if s is not None}
+    return len(named - found)
+
+
 def apply_changes(raw, feed: pa.Table, mapping: dict[str, str]):
     """Keep the catalog rows whose sku is in the feed; the feed's other columns (canonical names
     or the catalog's own names) override the catalog's values."""

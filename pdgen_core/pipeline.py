@@ -112,17 +112,20 @@ class GenerationRun:
         """Read + validate once into Ray's object store (spilling to disk, never the driver):
         every later pass (duplicates, brands, rejects, plan) reads the cleaned blocks."""
         raw = read.read_catalog(self.spec.catalog, plan_cols)
-        if self.changes:
-            feed = incremental.read_changes(self.changes, self.spec.catalog.columns)
+        feed = incremental.read_changes(self.changes, self.spec.catalog.columns) if self.changes else None
+        if feed is not None:
             raw = incremental.apply_changes(raw, feed, self.spec.catalog.columns)
         clean = apply(raw, validate.CLEAN).materialize()
+        if feed is not None:
+            self.counts.feed_unknown_skus = incremental.unknown_feed_skus(feed, clean)
         dups = validate.find_duplicate_skus(clean.filter(lambda r: r["_reject"] is None))
         if dups:
             clean = apply(clean, validate.MARK_DUPLICATES, dup_skus=dups).materialize()
         return clean
 
     def _plan(self, valid, ctx: RunContext):
-        return apply(with_reviews(valid, self.spec), PLAN, ctx=ctx)
+        joined, self.counts.reviews_dropped = with_reviews(valid, self.spec)
+        return apply(joined, PLAN, ctx=ctx)
 
     def _stage_validation_rejects(self, clean) -> None:
         bad = apply(clean.filter(lambda r: r["_reject"] is not None), rejects.VALIDATION_REJECTS,

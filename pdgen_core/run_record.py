@@ -17,7 +17,6 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
-import pyarrow.parquet as pq
 
 from pdgen_core import storage
 from pdgen_core.spec import JobSpec
@@ -38,6 +37,8 @@ class Counts:
     flags: dict[str, dict[str, int]] = field(default_factory=dict)
     deleted: dict[str, int] = field(default_factory=dict)
     resumed: int = 0
+    reviews_dropped: int = 0      # reviews without a sku or any text left after hygiene
+    feed_unknown_skus: int = 0    # skus of a changes feed that are not in the catalog
     first_attempt: dict[str, int] = field(default_factory=dict)  # task -> accepted on the first attempt
     retries: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)  # task -> reason -> retried/passed
 
@@ -53,7 +54,7 @@ class Counts:
 def count_catalog_rows(uri: str, limit: int | None) -> int:
     """Rows of the catalog (Parquet footers), at most ``limit``."""
     loc, files = read.catalog_files(uri)
-    n = sum(pq.ParquetFile(loc.fs.open_input_file(f)).metadata.num_rows for f in files)
+    n = read.count_rows(files, loc.fs)
     return min(n, limit) if limit else n
 
 
@@ -193,6 +194,7 @@ def build_record(spec: JobSpec, run_id: str, c: Counts, started: dt.datetime, t0
             "unchanged": sum(v["unchanged"] for v in c.by_task.values()),
             "by_task": c.by_task, "rejects_by_reason": c.reasons, "input_flags": c.flags,
             "deleted": c.deleted, "on_delete": spec.on_delete, "resumed": c.resumed,
+            "reviews_dropped": c.reviews_dropped, "feed_unknown_skus": c.feed_unknown_skus,
             # Guard outcomes by attempt: accepted at once, and per reason of a rejected
             # attempt how many items were retried and how many of those then passed.
             "accepted_first_attempt": c.first_attempt, "retries_by_reason": c.retries,

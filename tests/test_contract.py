@@ -63,3 +63,28 @@ def test_cleaning_keeps_every_row_through_the_contract():
     t = pa.table({"sku": ["a", None, "a"], "title": ["T", "T", None], "price": [1.0, 2.0, 3.0]})
     out = validate.CLEAN(t)
     assert out.num_rows == 3 and out.schema.equals(validate.CLEAN_SCHEMA)
+
+
+def test_unknown_feed_skus_and_dropped_reviews_are_counted(tmp_path):
+    """A changes feed's skus that the catalog lacks, and reviews cleaning drops, reach the run
+    record's counts instead of vanishing."""
+    import pyarrow.parquet as pq
+
+    from pdgen_core import incremental
+    from pdgen_core.run_record import Counts
+    from pdgen_core.stages import read
+
+    class Clean:  # the narrowed catalog, as a Ray Dataset of it would answer
+        def select_columns(self, cols):
+            return self
+
+        def iter_batches(self, batch_format):
+            yield pa.table({"sku": ["a", None]})
+
+    feed = pa.table({"sku": ["a", "b", "c", None]})
+    assert incremental.unknown_feed_skus(feed, Clean()) == 2
+    pq.write_table(pa.table({"x": list(range(7))}), tmp_path / "r.parquet")
+    loc, files = read.catalog_files(str(tmp_path))
+    assert read.count_rows(files, loc.fs) == 7
+    c = Counts()
+    assert (c.reviews_dropped, c.feed_unknown_skus) == (0, 0)

@@ -8,6 +8,7 @@ before any work, with the column and the mapping to fix.
 from __future__ import annotations
 
 import pyarrow.dataset as pads
+import pyarrow.parquet as pq
 
 from pdgen_core import storage
 from pdgen_core.errors import InputError
@@ -26,6 +27,11 @@ def catalog_files(uri: str) -> tuple[storage.Location, list[str]]:
     if not files:
         raise CatalogError(f"catalog.uri {uri!r}: no Parquet files there; check the URI")
     return loc, files
+
+
+def count_rows(files: list[str], fs) -> int:
+    """Rows of Parquet files, from their footers."""
+    return sum(pq.ParquetFile(fs.open_input_file(f)).metadata.num_rows for f in files)
 
 
 def source_schema(uri: str):

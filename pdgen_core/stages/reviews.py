@@ -73,6 +73,12 @@ def group_reviews(group: pa.Table) -> pa.Table:
 def grouped_reviews(rv: ReviewsSpec):
     """One row per sku with its reviews, as a Ray Dataset. Up to ``PDGEN_BROADCAST_JOIN_ROWS``
     cleaned reviews are grouped in one task; more go through Ray's hash shuffle."""
+    return grouped_and_dropped(rv)[0]
+
+
+def grouped_and_dropped(rv: ReviewsSpec):
+    """``grouped_reviews``, and the number of reviews dropped by cleaning (no sku, or no text
+    left after hygiene): the raw count from the Parquet footers against the cleaned one."""
     import ray
 
     plan = column_plan(rv)
@@ -83,10 +89,11 @@ def grouped_reviews(rv: ReviewsSpec):
     if "rating" not in plan:
         ds = ds.add_column("rating", lambda b: pa.nulls(len(b), pa.float64()), batch_format="pyarrow")
     cleaned, refs = joins.small_side(ds.map_batches(clean_reviews, batch_format="pyarrow"))
+    dropped = read.count_rows(files, loc.fs) - cleaned.count()  # materialised: counts are metadata
     if refs is None:  # many reviews: Ray's hash shuffle groups them
-        return cleaned.groupby("sku").map_groups(group_reviews, batch_format="pyarrow")
+        return cleaned.groupby("sku").map_groups(group_reviews, batch_format="pyarrow"), dropped
     # Few enough to group in one task (no shuffle actors): sorted by sku, one pass.
-    return cleaned.repartition(1).map_batches(group_all, batch_format="pyarrow", batch_size=None)
+    return cleaned.repartition(1).map_batches(group_all, batch_format="pyarrow", batch_size=None), dropped
 
 
 def group_all(t: pa.Table) -> pa.Table:
@@ -104,7 +111,9 @@ def group_all(t: pa.Table) -> pa.Table:
 
 
 def with_reviews(valid, spec: JobSpec):
-    """Join each product's grouped reviews when a task reads them (broadcast when small)."""
+    """Join each product's grouped reviews when a task reads them (broadcast when small); also
+    the number of reviews cleaning dropped (for the run record)."""
     if not any(TASKS[t].needs_reviews for t in spec.tasks):
-        return valid
-    return joins.left_join_unique(valid, grouped_reviews(spec.reviews), "sku", GROUPED)
+        return valid, 0
+    grouped, dropped = grouped_and_dropped(spec.reviews)
+    return joins.left_join_unique(valid, grouped, "sku", GROUPED), dropped
