@@ -20,7 +20,11 @@ import random
 from pathlib import Path
 from typing import Any
 
+from pdgen_core import storage
 from pdgen_core.errors import InputError
+from pdgen_core.stages import commit
+from pdgen_core.stages.read import catalog_files
+from pdgen_core.tasks import TASKS
 
 COLUMNS = ("task", "sku", "locale", "variant", "text", "facts", "facts_note", "model", "adapter",
            "attempts", "finish_reason", "run_id", "publishable", "why")
@@ -32,9 +36,6 @@ class AuditError(InputError):
 
 def _accepted(output_uri: str, task: str, version: int | None, run_id: str) -> list[dict[str, Any]]:
     import pyarrow.compute as pc
-
-    from pdgen_core import storage
-    from pdgen_core.stages import commit
 
     dt = commit.open_table(storage.resolve(output_uri).child("content", task), version)
     if dt is None:
@@ -50,10 +51,6 @@ def _accepted(output_uri: str, task: str, version: int | None, run_id: str) -> l
 def _facts(spec: dict, task: str, skus: set[str]) -> tuple[dict[str, dict], str]:
     """sku -> the task's fields from the run's catalog, and a note when they cannot be read."""
     import pyarrow.dataset as pads
-
-    from pdgen_core import storage
-    from pdgen_core.stages.read import catalog_files
-    from pdgen_core.tasks import TASKS
 
     cat = spec.get("catalog") or {}
     if not cat.get("uri"):
@@ -79,7 +76,6 @@ def _facts(spec: dict, task: str, skus: set[str]) -> tuple[dict[str, dict], str]
 
 def sample(output_uri: str, run_id: str, per_task: int = 20, seed: int = 0) -> list[dict[str, Any]]:
     """Up to ``per_task`` accepted texts of each task of the run, with their facts."""
-    from pdgen_core import storage
 
     loc = storage.resolve(output_uri).child("runs", f"{run_id}.json")
     if not storage.exists(loc):

@@ -20,8 +20,9 @@ from __future__ import annotations
 import pyarrow as pa
 
 from pdgen_core import joins, storage
-from pdgen_core.staging import RunLayout
 from pdgen_core.stages import commit
+from pdgen_core.stages.read import catalog_files
+from pdgen_core.staging import RunLayout
 
 JOIN_KEY = ("sku", "locale", "variant", "input_fingerprint")
 
@@ -131,8 +132,6 @@ def read_changes(uri: str, mapping: dict[str, str] | None = None) -> pa.Table:
     """The changes feed: a Parquet file or folder with the sku column (``sku`` or the catalog's
     own name for it, e.g. ``product_id``) plus changed fields."""
     import pyarrow.dataset as pads
-
-    from pdgen_core.stages.read import catalog_files
 
     loc, files = catalog_files(uri)
     t = pads.dataset(files, filesystem=loc.fs, format="parquet").to_table()

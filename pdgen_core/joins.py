@@ -99,8 +99,6 @@ _ZERO = bytes(16)
 
 
 def broadcast_keys() -> int:
-    from pdgen_core.settings import get_settings
-
     return get_settings().broadcast_keys
 
 

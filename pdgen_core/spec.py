@@ -16,6 +16,7 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationEr
                       model_validator)
 
 from pdgen_core.errors import InputError
+from pdgen_core.tasks import LOCALES, TASKS
 
 CANONICAL_COLUMNS = (
     "sku", "title", "brand", "price", "description", "category", "color", "gender", "material",
@@ -218,8 +219,6 @@ class JobSpec(_Strict):
     @field_validator("tasks")
     @classmethod
     def _known_tasks(cls, v: list[str]) -> list[str]:
-        from pdgen_core.tasks import TASKS
-
         unknown = [t for t in v if t not in TASKS]
         if unknown:
             raise ValueError(f"unknown task(s) {unknown}; available: {sorted(TASKS)}")
@@ -230,8 +229,6 @@ class JobSpec(_Strict):
     @field_validator("locales")
     @classmethod
     def _known_locales(cls, v: list[str]) -> list[str]:
-        from pdgen_core.tasks import LOCALES
-
         unknown = [x for x in v if x not in LOCALES]
         if unknown:
             raise ValueError(f"unknown locale(s) {unknown}; available: {sorted(LOCALES)}")
@@ -239,8 +236,6 @@ class JobSpec(_Strict):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "JobSpec":
-        from pdgen_core.tasks import TASKS
-
         needs_reviews = [t for t in self.tasks if TASKS[t].needs_reviews]
         if needs_reviews and self.reviews is None:
             raise ValueError(

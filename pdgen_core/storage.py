@@ -15,6 +15,7 @@ from typing import Any, Callable, TypeVar
 
 import pyarrow.fs as pafs
 
+from pdgen_core.log import get_logger
 from pdgen_core.settings import Settings, get_settings
 
 T = TypeVar("T")
@@ -83,7 +84,6 @@ def retry_io(fn: Callable[[], T], what: str, attempts: int = RETRY_IO_ATTEMPTS,
              backoff_s: float = 0.5) -> T:
     """``fn()``, again (up to ``attempts`` in all, with backoff) when it fails with a transient
     S3 error. ``fn`` must be safe to repeat: a read, or a commit that knows its own run."""
-    from pdgen_core.log import get_logger
 
     for attempt in range(1, attempts + 1):
         try:

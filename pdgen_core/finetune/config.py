@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pdgen_core.spec import CANONICAL_COLUMNS, SpecError, _merge, _problems, parse_overrides
+from pdgen_core.tasks import TASKS
 
 # Metrics the evaluation reports; early stopping and best-checkpoint selection use one of them.
 METRIC_MODES: dict[str, Literal["min", "max"]] = {
@@ -174,16 +175,12 @@ class FinetuneSpec(_Strict):
     @field_validator("task")
     @classmethod
     def _known_task(cls, v: str) -> str:
-        from pdgen_core.tasks import TASKS
-
         if v not in TASKS:
             raise ValueError(f"unknown task {v!r}; available: {sorted(TASKS)}")
         return v
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "FinetuneSpec":
-        from pdgen_core.tasks import TASKS
-
         if self.locale not in TASKS[self.task].locales:
             raise ValueError(f"locale {self.locale!r}: task {self.task!r} has {list(TASKS[self.task].locales)}")
         if self.model.from_scratch and self.lora is not None:

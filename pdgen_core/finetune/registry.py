@@ -29,6 +29,7 @@ import pyarrow.fs as pafs
 from pdgen_core import storage
 from pdgen_core.errors import InputError
 from pdgen_core.log import get_logger
+from pdgen_core.models.resolve import _node_lock
 from pdgen_core.ray_session import on_every_node
 from pdgen_core.settings import get_settings
 
@@ -207,7 +208,6 @@ def resolve_adapter(output_uri: str, task: str, ref: str | int = "latest",
     version. S3 versions are downloaded once per node into the cache (keyed by the manifest's file
     hashes) and checked against the manifest; local ones are used in place. ``kind`` (``lora``)
     refuses a version of another kind with a message that says how to use it."""
-    from pdgen_core.models.resolve import _node_lock
 
     tl = _task_loc(output_uri, task)
     version = _pick(committed_versions(output_uri, task), ref, tl.uri)

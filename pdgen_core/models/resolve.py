@@ -23,6 +23,7 @@ from pdgen_core.errors import InputError
 from pdgen_core.settings import get_settings
 
 from pdgen_core.models import gguf
+from pdgen_core.models.tiny import TINY_VERSION
 
 REGISTERED = (gguf.SMOLLM2_NAME, "pdgen-tiny")
 # Languages a registered model writes; a spec asking another locale of it stops before any work.
@@ -46,7 +47,6 @@ def _node_lock(path: Path):
 
 def tiny_model_path() -> Path:
     """The cached ``pdgen-tiny`` folder: the trained one when ``pdgen finetune`` made it."""
-    from pdgen_core.models.tiny import TINY_VERSION
 
     root = get_settings().cache_dir / "models"
     trained = root / f"pdgen-tiny-trained-v{TINY_VERSION}"

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pdgen_core.hygiene import clean_field
+from pdgen_core.joins import small_side
 from pdgen_core.stages.contract import RowStage
 from pdgen_core.stages.read import REQUIRED
 from pdgen_core.text import norm_sku, norm_text
@@ -134,7 +135,6 @@ def _decodable(batch: pa.Table) -> pa.Table:
 def find_duplicate_skus(ds) -> frozenset[str]:
     """Skus of valid rows that occur more than once (a one-column aggregation in Ray; only the
     duplicates reach the driver)."""
-    from pdgen_core.joins import small_side
 
     skus, refs = small_side(ds.select_columns(["sku"]))
     if refs is None:  # a big catalog: Ray's hash-shuffle aggregation

@@ -37,6 +37,22 @@ import time
 from pathlib import Path
 
 import psutil
+from pdgen_core import log, storage
+from pdgen_core.context_from_spec import build_context
+from pdgen_core.guardrails import GUARDRAIL_SET_VERSION
+from pdgen_core.models.chat import eos_token_ids
+from pdgen_core.models.resolve import model_identity, resolve_model
+from pdgen_core.pipeline import GenerationRun, run_job
+from pdgen_core.ray_session import init_ray
+from pdgen_core.spec import spec_from_dict
+from pdgen_core.stages import commit
+from pdgen_core.stages.generate import engine_kwargs, engine_threads
+from pdgen_core.stages.plan import work_items
+from pdgen_core.stages.prompt import engine_request
+from pdgen_core.stages.validate import clean_row
+from pdgen_core.synth import write_catalog
+from pdgen_core.tasks import TASKS
+from pdgen_core.testing.s3server import local_s3
 
 RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results"
 COLUMNS = {"sku": "product_id", "title": "product_name", "price": "price_usd", "brand": "brand",
@@ -113,16 +129,6 @@ def prompts_for(sd: dict) -> dict:
     ``{"prompts", "params", "messages"}`` (``messages`` is None for completion prompts)."""
     import pyarrow.dataset as pads
 
-    from pdgen_core import storage
-    from pdgen_core.guardrails import GUARDRAIL_SET_VERSION
-    from pdgen_core.models.resolve import model_identity, resolve_model
-    from pdgen_core.context_from_spec import build_context
-    from pdgen_core.spec import spec_from_dict
-    from pdgen_core.stages.plan import work_items
-    from pdgen_core.stages.prompt import engine_request
-    from pdgen_core.stages.validate import clean_row
-    from pdgen_core.tasks import TASKS
-
     spec = spec_from_dict(sd)
     path = resolve_model(spec.model.source)
     ctx = build_context(spec, "bench", model_identity(path), frozenset(), model_path=path)
@@ -151,10 +157,6 @@ def raw_vllm(prompts_file: str, out_file: str) -> None:
 
     ``prompts_file``: ``{"spec": <spec dict>, "sets": [{"prompts", "params", "messages"}, ...]}``."""
     from vllm import LLM, SamplingParams
-
-    from pdgen_core.models.resolve import resolve_model
-    from pdgen_core.spec import spec_from_dict
-    from pdgen_core.stages.generate import engine_kwargs
 
     data = json.loads(Path(prompts_file).read_text())
     spec = spec_from_dict(data["spec"])
@@ -200,9 +202,6 @@ def hf_loop(prompts: list[str], max_tokens: int, batch: int = 16, model: str = "
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from pdgen_core.models.chat import eos_token_ids
-    from pdgen_core.models.resolve import resolve_model
-
     path = resolve_model(model)
     tok = AutoTokenizer.from_pretrained(path)
     tok.padding_side = "left"
@@ -238,9 +237,6 @@ def hf_loop(prompts: list[str], max_tokens: int, batch: int = 16, model: str = "
 
 
 def run_pdgen(spec: dict, **kw) -> tuple[dict, float]:
-    from pdgen_core.pipeline import run_job
-    from pdgen_core.spec import spec_from_dict
-
     t0 = time.monotonic()
     rec = run_job(spec_from_dict(spec), **kw)
     return rec, time.monotonic() - t0
@@ -255,7 +251,6 @@ def bench_pipeline(rows: int, max_tokens: int, tmp: Path) -> dict:
     in which every fixed cost (engine start, plan passes, commit) cancels; plain vLLM's the same
     way over its two ``generate`` calls on one engine. The marginal ratio is the rate a long
     catalog run goes at, against plain vLLM's."""
-    from pdgen_core.synth import write_catalog
 
     sizes = (rows, 3 * rows)
     sets = []
@@ -326,9 +321,6 @@ def real_catalogs(sizes: tuple[int, ...]) -> tuple[str, dict, str]:
     rows): (what they are, their columns, their currency)."""
     import pyarrow.parquet as pq
 
-    from pdgen_core import storage
-    from pdgen_core.synth import write_catalog
-
     if not MYNTRA.is_file():
         print(f"real: {MYNTRA} is absent (the shared data folder); the synthetic catalog instead", flush=True)
         for n in sizes:
@@ -358,9 +350,6 @@ def bench_real(rows: int, max_tokens: int, repeats: int, hf_rows: int, tmp: Path
 
     ``memory_fraction``: the engines' KV-cache share of host memory for both (default: pdgen's
     choice for this model, 0.3), for a box where other processes hold memory."""
-    from pdgen_core.models.resolve import resolve_model
-    from pdgen_core.spec import spec_from_dict
-    from pdgen_core.stages.generate import engine_threads
 
     resolve_model(REAL_MODEL)  # dequantized once into the node cache, before any timing
     sizes = (rows, 3 * rows)
@@ -427,11 +416,6 @@ def bench_incremental(rows: int, max_tokens: int) -> dict:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from pdgen_core import storage
-    from pdgen_core.pipeline import GenerationRun
-    from pdgen_core.spec import spec_from_dict
-    from pdgen_core.synth import write_catalog
-
     files = write_catalog("s3://bench/incr/", rows, files=4)
     spec = spec_dict("s3://bench/incr/", "s3://bench/incr-out/", max_tokens, mode="incremental")
     full, full_s = run_pdgen(spec)
@@ -458,10 +442,6 @@ def seed_content(spec, every: int = 100) -> int:
     Streams from Ray to the Delta writer; the driver holds one batch at a time."""
     import pyarrow as pa
     from deltalake import write_deltalake
-
-    from pdgen_core import storage
-    from pdgen_core.pipeline import GenerationRun
-    from pdgen_core.stages import commit
 
     job = GenerationRun(spec)
     keys = ["sku", "locale", "task", "variant", "input_fingerprint"]
@@ -493,9 +473,6 @@ def bench_plan(sizes: list[int]) -> list[dict]:
     import tempfile
 
     import ray
-
-    from pdgen_core.spec import spec_from_dict
-    from pdgen_core.synth import write_catalog
 
     out = []
     for n in sizes:
@@ -540,10 +517,6 @@ def plan_child(spec_file: str, out_file: str) -> None:
     The peak is VmHWM, the high-water mark of this process's own memory map. Not getrusage's
     ru_maxrss: Linux carries that across fork and exec, so a child reports at least the RSS its
     parent had when it forked (measured: 1,177 MB "before the plan" under a 1.3 GB parent)."""
-    from pdgen_core import log
-    from pdgen_core.pipeline import GenerationRun
-    from pdgen_core.ray_session import init_ray
-    from pdgen_core.spec import spec_from_dict
 
     log.configure(json=True, level="WARNING")
     init_ray()
@@ -568,8 +541,6 @@ def _vm_hwm_mb() -> float:
 
 
 def bench_start(tmp: Path) -> dict:
-    from pdgen_core.synth import write_catalog
-
     write_catalog("s3://bench/one/", 1, files=1)
     rec, wall = run_pdgen(spec_dict("s3://bench/one/", "s3://bench/one-out/", 8))
     return {"first_committed_row_s": wall, "generate_s_incl_engine_start": rec["timing"]["generate_s"]}
@@ -647,10 +618,6 @@ def main() -> None:
     if not only or only - ALL_SECTIONS:
         ap.error(f"--only: unknown section(s) {sorted(only - ALL_SECTIONS)}; choose from {sorted(ALL_SECTIONS)}")
     import tempfile
-
-    from pdgen_core import log
-    from pdgen_core.ray_session import init_ray
-    from pdgen_core.testing.s3server import local_s3
 
     log.configure(json=True, level="WARNING")
     with local_s3(buckets=("bench",)), tempfile.TemporaryDirectory() as tmp:
