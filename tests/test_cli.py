@@ -51,28 +51,6 @@ def test_versions_on_missing_table_is_a_clear_error(tmp_path):
     assert r.exit_code == 2 and "no content table" in r.stderr
 
 
-def test_engine_error_names_the_root_cause_behind_ray_wrappers():
-    from pdgen_core.errors import root_cause
-
-    try:
-        try:
-            raise ValueError("head_dim 32 is not supported on the CPU backend")
-        except ValueError as inner:
-            raise RuntimeError("Engine core initialization failed. See root cause above.") from inner
-    except RuntimeError as exc:
-        assert root_cause(exc) == "ValueError: head_dim 32 is not supported on the CPU backend"
-
-    class ActorDiedError(Exception):
-        pass
-
-    text = ("The actor died because of an error raised in its creation task, ray::Engine.__init__()\n"
-            "Traceback (most recent call last):\n  File \"x.py\", line 1\n"
-            "ray.exceptions.RayTaskError: wrapped\n"
-            "torch.OutOfMemoryError: cannot allocate 4.0 GiB for the KV cache\n")
-    assert root_cause(ActorDiedError(text)) == "torch.OutOfMemoryError: cannot allocate 4.0 GiB for the KV cache"
-    assert root_cause(KeyError("x")) == "KeyError: 'x'"
-
-
 def test_storage_failure_after_work_began_names_the_resume_command(tmp_path, monkeypatch):
     """A run that failed on storage mid-way says which run to resume and how; a failure in
     preflight (nothing staged) does not."""

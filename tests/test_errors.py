@@ -6,7 +6,7 @@ import pyarrow as pa
 import pytest
 
 from pdgen_core import errors
-from pdgen_core.errors import INPUT_ERROR, InputError, StageError, exit_code, failed_stage
+from pdgen_core.errors import INPUT_ERROR, InputError, StageError, exit_code, failed_stage, root_cause
 from pdgen_core.finetune.registry import AdapterNotFound
 from pdgen_core.models.resolve import ModelError
 from pdgen_core.rounds import stage_failure
@@ -100,3 +100,23 @@ def test_the_finetune_ray_job_is_the_finetune_command():
 
     text = (Path(__file__).resolve().parent.parent / "ray_jobs" / "finetune.py").read_text()
     assert 'app(["finetune", *sys.argv[1:]])' in text and "except" not in text
+
+
+def test_engine_error_names_the_root_cause_behind_ray_wrappers():
+    try:
+        try:
+            raise ValueError("head_dim 32 is not supported on the CPU backend")
+        except ValueError as inner:
+            raise RuntimeError("Engine core initialization failed. See root cause above.") from inner
+    except RuntimeError as exc:
+        assert root_cause(exc) == "ValueError: head_dim 32 is not supported on the CPU backend"
+
+    class ActorDiedError(Exception):
+        pass
+
+    text = ("The actor died because of an error raised in its creation task, ray::Engine.__init__()\n"
+            "Traceback (most recent call last):\n  File \"x.py\", line 1\n"
+            "ray.exceptions.RayTaskError: wrapped\n"
+            "torch.OutOfMemoryError: cannot allocate 4.0 GiB for the KV cache\n")
+    assert root_cause(ActorDiedError(text)) == "torch.OutOfMemoryError: cannot allocate 4.0 GiB for the KV cache"
+    assert root_cause(KeyError("x")) == "KeyError: 'x'"
