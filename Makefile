@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 demo: install
-	$(BIN)/python -m pdgen_core.demo
+	$(BIN)/python -m pdgen_core.tools.demo
 
 # Debian's Chromium for the HTML report's browser test (driven by playwright, never its download).
 browser:
@@ -39,7 +39,7 @@ test-fast: install
 
 # Benchmarks: side-by-side ratios in one run; figures to bench/results/<date>.json.
 bench: install
-	$(BIN)/python -m pdgen_core.bench
+	$(BIN)/python -m pdgen_core.tools.bench
 
 # Fault scenarios (killed workers, S3 faults, hostile input) with their figures.
 # Every scenario (the suite's S3-fault runs too, the suite's copies of the others skipped); the
@@ -48,12 +48,12 @@ chaos: install
 	rm -f bench/results/chaos-latest.jsonl
 	PDGEN_CHAOS_LOG=bench/results/chaos-latest.jsonl $(BIN)/python -m pytest -q -m "chaos or e2e" -k "not suite" \
 		tests/test_s3_faults.py tests/test_worker_faults.py tests/test_hostile_input.py tests/test_secrets.py
-	PDGEN_CHAOS_LOG=bench/results/chaos-latest.jsonl $(BIN)/python -m pdgen_core.chaos
+	PDGEN_CHAOS_LOG=bench/results/chaos-latest.jsonl $(BIN)/python -m pdgen_core.testing.chaos
 
 # A local Ray head + local S3, the real jobs submitted through the Ray Jobs API, outputs checked,
 # everything stopped again (also on failure).
 local-ray: install
-	$(BIN)/python -m pdgen_core.local_ray
+	$(BIN)/python -m pdgen_core.tools.local_ray
 
 clean:
 	rm -rf $(VENV) .cache demo-out .pytest_cache

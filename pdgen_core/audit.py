@@ -20,21 +20,22 @@ import random
 from pathlib import Path
 from typing import Any
 
-import typer
+from pdgen_core import storage
+from pdgen_core.errors import InputError
+from pdgen_core.stages import commit
+from pdgen_core.stages.read import catalog_files
+from pdgen_core.tasks import TASKS
 
 COLUMNS = ("task", "sku", "locale", "variant", "text", "facts", "facts_note", "model", "adapter",
            "attempts", "finish_reason", "run_id", "publishable", "why")
 
 
-class AuditError(Exception):
+class AuditError(InputError):
     """No such run, or nothing to audit; the message says what was looked for."""
 
 
 def _accepted(output_uri: str, task: str, version: int | None, run_id: str) -> list[dict[str, Any]]:
     import pyarrow.compute as pc
-
-    from pdgen_core import storage
-    from pdgen_core.stages import commit
 
     dt = commit.open_table(storage.resolve(output_uri).child("content", task), version)
     if dt is None:
@@ -50,10 +51,6 @@ def _accepted(output_uri: str, task: str, version: int | None, run_id: str) -> l
 def _facts(spec: dict, task: str, skus: set[str]) -> tuple[dict[str, dict], str]:
     """sku -> the task's fields from the run's catalog, and a note when they cannot be read."""
     import pyarrow.dataset as pads
-
-    from pdgen_core import storage
-    from pdgen_core.stages.read import catalog_files
-    from pdgen_core.tasks import TASKS
 
     cat = spec.get("catalog") or {}
     if not cat.get("uri"):
@@ -79,7 +76,6 @@ def _facts(spec: dict, task: str, skus: set[str]) -> tuple[dict[str, dict], str]
 
 def sample(output_uri: str, run_id: str, per_task: int = 20, seed: int = 0) -> list[dict[str, Any]]:
     """Up to ``per_task`` accepted texts of each task of the run, with their facts."""
-    from pdgen_core import storage
 
     loc = storage.resolve(output_uri).child("runs", f"{run_id}.json")
     if not storage.exists(loc):
@@ -119,29 +115,3 @@ def write(rows: list[dict[str, Any]], path: Path) -> Path:
             for r in rows:
                 f.write(json.dumps(r, ensure_ascii=False, default=str) + "\n")
     return path
-
-
-def register(app: typer.Typer) -> None:
-    """Add ``audit`` to the pdgen command line."""
-
-    @app.command("audit")
-    def audit_cmd(
-        run_id: str = typer.Argument(..., help="Run id, as in runs/<run_id>.json."),
-        output: str = typer.Option(..., "--output", "-o", envvar="PDGEN_OUTPUT",
-                                   help="The job's output.uri (s3:// or a folder)."),
-        per_task: int = typer.Option(20, "--per-task", min=1, help="Texts to sample per task."),
-        out: Path = typer.Option(Path("audit.csv"), "--out", help="File to write: .csv, else JSON lines."),
-        seed: int = typer.Option(0, help="Sampling seed: the same seed gives the same sample."),
-    ) -> None:
-        """Export a sample of a run's accepted texts with their facts, for a person to judge."""
-        try:
-            rows = sample(output, run_id, per_task, seed)
-        except (AuditError, OSError) as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from None
-        write(rows, out)
-        by_task: dict[str, int] = {}
-        for r in rows:
-            by_task[r["task"]] = by_task.get(r["task"], 0) + 1
-        typer.echo(f"wrote {len(rows)} texts to {out} ("
-                   + (", ".join(f"{t}: {n}" for t, n in by_task.items()) or "none accepted") + ")")

@@ -26,6 +26,7 @@ from ftfy.badness import is_bad
 
 from pdgen_core.guardrails.injection import PHRASE, find_instructions
 from pdgen_core.guardrails.pii import find_emails, find_phones, find_urls
+from pdgen_core.text import drop_invisible
 
 REMOVED = "[removed]"
 _SKIP_TAGS = frozenset({"script", "style", "noscript", "template", "head", "iframe", "object"})
@@ -38,11 +39,6 @@ _BLOCK_TAGS = frozenset({
 _FTFY = ftfy.TextFixerConfig(
     unescape_html=False, fix_latin_ligatures=False, fix_character_width=False, uncurl_quotes=False,
     fix_line_breaks=False, remove_control_chars=False, normalization=None, explain=False,
-)
-# Zero-width, bidi controls, BOM, soft hyphen, and C0/C1 controls other than whitespace.
-_INVISIBLE = re.compile(
-    "[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff"
-    "\x00-\x08\x0b\x0e-\x1f\x7f-\x9f]"
 )
 _MAX_ROUNDS = 4
 
@@ -96,7 +92,7 @@ def repair_text(text: str) -> tuple[str, bool]:
     for _ in range(_MAX_ROUNDS):
         fixed = ftfy.fix_text(text, _FTFY)
         repaired |= fixed != text
-        cleaned = " ".join(_INVISIBLE.sub("", fixed).split())
+        cleaned = " ".join(drop_invisible(fixed).split())
         if cleaned == text:
             break
         text = cleaned

@@ -9,6 +9,8 @@ driver:
 - ``deleted``: current keys whose sku has left the catalog (``on_delete: tombstone`` removes them
   from the current version; history keeps them).
 
+``narrow`` applies the first and the last to a run's plan, task by task.
+
 A changes feed (``pdgen refresh --changes``) narrows the catalog to the skus it names and lays the
 feed's fresher field values over the catalog's.
 """
@@ -19,6 +21,8 @@ import pyarrow as pa
 
 from pdgen_core import joins, storage
 from pdgen_core.stages import commit
+from pdgen_core.stages.read import catalog_files
+from pdgen_core.staging import RunLayout
 
 JOIN_KEY = ("sku", "locale", "variant", "input_fingerprint")
 
@@ -129,8 +133,6 @@ def read_changes(uri: str, mapping: dict[str, str] | None = None) -> pa.Table:
     own name for it, e.g. ``product_id``) plus changed fields."""
     import pyarrow.dataset as pads
 
-    from pdgen_core.stages.read import catalog_files
-
     loc, files = catalog_files(uri)
     t = pads.dataset(files, filesystem=loc.fs, format="parquet").to_table()
     t = storage.plain_types(t)
@@ -142,6 +144,16 @@ def read_changes(uri: str, mapping: dict[str, str] | None = None) -> pa.Table:
         raise ValueError(f"changes feed {uri!r} has no {names} column; columns: {t.column_names}. "
                          "A feed is Parquet with the sku plus the changed fields.")
     return t
+
+
+def unknown_feed_skus(feed: pa.Table, clean) -> int:
+    """Skus the changes feed names that the catalog does not have (nothing is regenerated for
+    them; the run record counts them). ``clean`` is the catalog narrowed to the feed's skus, so
+    its sku column is at most the feed's size."""
+    named = {str(v) for v in feed.column("sku").to_pylist() if v is not None}  # as apply_changes
+    found = {s for b in clean.select_columns(["sku"]).iter_batches(batch_format="pyarrow")
+             for s in b.column("sku").to_pylist() if s is not None}
+    return len(named - found)
 
 
 def apply_changes(raw, feed: pa.Table, mapping: dict[str, str]):
@@ -181,3 +193,47 @@ def readable_files(files: list[str], fs) -> list[str]:
                 raise  # S3 still failing after retries: keep the file, fail the resume
             fs.delete_file(f)
     return ok
+
+
+# -- the run's incremental plan ---------------------------------------------------------------------
+
+def union(parts):
+    return parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
+
+
+def committed(layout: RunLayout, task: str):
+    """The committed keys of ``task``'s content, read once (into the object store) for both the
+    changed and the deleted check; None before the first commit."""
+    cur = current_keys(layout.content(task))
+    return None if cur is None else cur.materialize()
+
+
+def changed(part, layout: RunLayout, task: str, current):
+    """``part`` (one task's items) without those committed (``current``), or rejected by the
+    guardrails, with the same fingerprint: what an incremental run generates."""
+    part = anti_join(part, current)
+    # Rejected by the guardrails for these very inputs (same model, sampling and seed):
+    # generating again gives the same text and the same rejection.
+    return anti_join(part, guard_rejected_keys(layout.rejects(task)))
+
+
+def narrow(work, layout: RunLayout, tasks, valid_skus=None):
+    """The items of ``work`` an incremental run generates: per task, those not committed with
+    the same fingerprint. With ``valid_skus`` (not for a changes feed: it is partial, so absence
+    is not deletion) the committed keys whose sku left the catalog are staged for the commit."""
+    parts = []
+    for t in tasks:
+        current = committed(layout, t)
+        parts.append(changed(work.filter(lambda r, t=t: r["task"] == t), layout, t, current))
+        if valid_skus is not None:
+            stage_deleted(layout, t, current, valid_skus)
+    return union(parts)
+
+
+def stage_deleted(layout: RunLayout, task: str, current, valid_skus) -> None:
+    gone = deleted_keys(current, valid_skus)
+    if gone is None:
+        return
+    out = layout.deleted(task)
+    storage.delete_tree(out)
+    gone.write_parquet(out.path, filesystem=out.fs)

@@ -31,14 +31,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pdgen_core.ray_session import shuffle_partitions
+from pdgen_core.settings import get_settings
+
 _SEP = "\x1f"  # unit separator: does not occur in cleaned keys (validation strips control chars)
 _CACHE: OrderedDict[tuple, Any] = OrderedDict()  # per worker process: a few broadcast sides
 _CACHE_SIZE = 4
 
 
 def broadcast_limit() -> int:
-    from pdgen_core.settings import get_settings
-
     return get_settings().broadcast_join_rows
 
 
@@ -56,8 +57,6 @@ def hash_partitions(rows: int, base: int) -> int:
 
 
 def _partitions(rows: int = 0) -> int:
-    from pdgen_core.pipeline import shuffle_partitions
-
     return hash_partitions(rows, shuffle_partitions())
 
 
@@ -100,8 +99,6 @@ _ZERO = bytes(16)
 
 
 def broadcast_keys() -> int:
-    from pdgen_core.settings import get_settings
-
     return get_settings().broadcast_keys
 
 

@@ -15,6 +15,9 @@ import yaml
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator,
                       model_validator)
 
+from pdgen_core.errors import InputError
+from pdgen_core.tasks import LOCALES, TASKS
+
 CANONICAL_COLUMNS = (
     "sku", "title", "brand", "price", "description", "category", "color", "gender", "material",
     "attributes",
@@ -63,9 +66,13 @@ class CatalogSpec(_Strict):
 
 
 class ReviewsSpec(_Strict):
-    uri: Uri
-    columns: dict[str, str] = Field(default_factory=dict)
-    min_reviews: int = Field(default=3, ge=1)
+    uri: Uri = Field(description="Reviews Parquet file or folder (s3:// or local).")
+    columns: dict[str, str] = Field(
+        default_factory=dict,
+        description="Canonical review column -> the file's own name (sku, text, rating).")
+    min_reviews: int = Field(
+        default=3, ge=1,
+        description="Products with fewer reviews are rejected for review tasks (too_few_reviews).")
 
     @field_validator("columns")
     @classmethod
@@ -112,9 +119,13 @@ class RetrySamplingSpec(_Strict):
 
 
 class SamplingSpec(_Strict):
-    temperature: float = Field(default=0.7, ge=0.0, le=2.0)
-    top_p: float = Field(default=0.95, gt=0.0, le=1.0)
-    max_tokens: int = Field(default=160, ge=1, le=8192)
+    temperature: float = Field(
+        default=0.7, ge=0.0, le=2.0,
+        description="Sampling temperature; unless set here, each task's default for the prompt format.")
+    top_p: float = Field(default=0.95, gt=0.0, le=1.0,
+                         description="Nucleus sampling; unless set here, each task's default.")
+    max_tokens: int = Field(default=160, ge=1, le=8192,
+                            description="Output tokens per text; unless set here, each task's default.")
     repetition_penalty: float = Field(default=1.0, gt=0.0, le=2.0,
                                       description="vLLM's repetition penalty (1.0 = off).")
     seed: int = Field(default=0, ge=0, description="Base seed; each row derives its own from it.")
@@ -152,7 +163,8 @@ class ResourcesSpec(_Strict):
         description="vLLM gpu_memory_utilization: share of GPU memory, or of host memory on CPU "
         "(the KV cache). Default 0.9 on GPUs, 0.1 on the CPU.",
     )
-    max_lora_rank: int = Field(default=16, ge=1, le=512)
+    max_lora_rank: int = Field(default=16, ge=1, le=512,
+                               description="Largest LoRA rank the engine serves (>= each adapter's rank).")
     max_engine_restarts: int = Field(
         default=3, ge=0, le=100,
         description="Engine actors that die are replaced this many times; then the job fails.",
@@ -160,22 +172,36 @@ class ResourcesSpec(_Strict):
 
 
 class GuardrailSpec(_Strict):
-    max_attempts: int = Field(default=2, ge=1, le=10)
-    min_chars: int = Field(default=20, ge=0)
-    max_chars: int = Field(default=2000, ge=1)
-    banned_terms: list[str] = Field(default_factory=list)
+    max_attempts: int = Field(
+        default=2, ge=1, le=10,
+        description="Generations per item: a text the guard rejects is written again with a new "
+        "seed (and sampling.retry's changes) until this many attempts; then it is a reject.")
+    min_chars: int = Field(default=20, ge=0, description="Shorter texts are rejected (too_short).")
+    max_chars: int = Field(default=2000, ge=1, description="Longer texts are rejected (too_long).")
+    banned_terms: list[str] = Field(
+        default_factory=list,
+        description="Terms no text may contain, matched case-insensitively on word boundaries "
+        "(banned_term).")
+    url_allowlist: list[str] = Field(
+        default_factory=list,
+        description="Domains a text may link to (their subdomains too); any other URL is "
+        "rejected (pii_url). Empty: no link passes (a catalog brand that looks like a domain is not a link).")
 
 
 class JobSpec(_Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$", description="Slug naming the job.")
-    catalog: CatalogSpec
-    reviews: ReviewsSpec | None = None
-    tasks: list[str] = Field(default_factory=lambda: ["description"], min_length=1)
-    locales: list[str] = Field(default_factory=lambda: ["en"], min_length=1)
-    model: ModelSpec = Field(default_factory=ModelSpec)
-    sampling: SamplingSpec = Field(default_factory=SamplingSpec)
-    output: OutputSpec
-    mode: Literal["incremental", "full"] = "incremental"
+    catalog: CatalogSpec = Field(description="The products to write for.")
+    reviews: ReviewsSpec | None = Field(default=None, description="Product reviews; needed by review_digest.")
+    tasks: list[str] = Field(default_factory=lambda: ["description"], min_length=1,
+                             description="Content tasks to run, each once (see pdgen_core/tasks/).")
+    locales: list[str] = Field(default_factory=lambda: ["en"], min_length=1,
+                               description="Languages to write (en, zh); a task runs only its own.")
+    model: ModelSpec = Field(default_factory=ModelSpec, description="The model and its adapters.")
+    sampling: SamplingSpec = Field(default_factory=SamplingSpec, description="How texts are sampled.")
+    output: OutputSpec = Field(description="Where the Delta tables and run records go.")
+    mode: Literal["incremental", "full"] = Field(
+        default="incremental",
+        description="incremental: regenerate only items whose inputs changed; full: everything.")
     on_delete: Literal["keep", "tombstone"] = Field(
         default="keep",
         description="A sku gone from the catalog: keep its content, or remove it from the current "
@@ -185,14 +211,14 @@ class JobSpec(_Strict):
         default_factory=lambda: ["general"], min_length=1,
         description="Audience segments for per-segment tasks (blurb).",
     )
-    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
-    guardrails: GuardrailSpec = Field(default_factory=GuardrailSpec)
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec,
+                                     description="Engine replicas, batching and hardware.")
+    guardrails: GuardrailSpec = Field(default_factory=GuardrailSpec,
+                                      description="What a text must pass to be committed.")
 
     @field_validator("tasks")
     @classmethod
     def _known_tasks(cls, v: list[str]) -> list[str]:
-        from pdgen_core.tasks import TASKS
-
         unknown = [t for t in v if t not in TASKS]
         if unknown:
             raise ValueError(f"unknown task(s) {unknown}; available: {sorted(TASKS)}")
@@ -203,8 +229,6 @@ class JobSpec(_Strict):
     @field_validator("locales")
     @classmethod
     def _known_locales(cls, v: list[str]) -> list[str]:
-        from pdgen_core.tasks import LOCALES
-
         unknown = [x for x in v if x not in LOCALES]
         if unknown:
             raise ValueError(f"unknown locale(s) {unknown}; available: {sorted(LOCALES)}")
@@ -212,8 +236,6 @@ class JobSpec(_Strict):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "JobSpec":
-        from pdgen_core.tasks import TASKS
-
         needs_reviews = [t for t in self.tasks if TASKS[t].needs_reviews]
         if needs_reviews and self.reviews is None:
             raise ValueError(
@@ -235,7 +257,7 @@ class JobSpec(_Strict):
         return self.model_dump(mode="json")
 
 
-class SpecError(Exception):
+class SpecError(InputError):
     """A spec that cannot run. ``problems`` holds one (field, value, fix) line per error."""
 
     def __init__(self, problems: list[str], source: str = "spec"):

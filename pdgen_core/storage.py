@@ -15,6 +15,7 @@ from typing import Any, Callable, TypeVar
 
 import pyarrow.fs as pafs
 
+from pdgen_core.log import get_logger
 from pdgen_core.settings import Settings, get_settings
 
 T = TypeVar("T")
@@ -83,7 +84,6 @@ def retry_io(fn: Callable[[], T], what: str, attempts: int = RETRY_IO_ATTEMPTS,
              backoff_s: float = 0.5) -> T:
     """``fn()``, again (up to ``attempts`` in all, with backoff) when it fails with a transient
     S3 error. ``fn`` must be safe to repeat: a read, or a commit that knows its own run."""
-    from pdgen_core.log import get_logger
 
     for attempt in range(1, attempts + 1):
         try:
@@ -146,7 +146,7 @@ def delta_options(settings: Settings | None = None) -> dict[str, str]:
     # delta-rs' object_store retries 5xx and resets with backoff by itself. A request that gets
     # no answer is cut at 30 s and retried; idle pooled connections are not reused, because a
     # keep-alive connection the server already dropped hung a listing for 120 s against
-    # moto's server (the "history() hung" note in DESIGN.md).
+    # moto's server (the "history() hung" note in the README's "Notes from building it").
     opts["max_retries"] = "8"
     opts["retry_timeout"] = "180s"
     opts["timeout"] = "30s"

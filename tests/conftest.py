@@ -35,7 +35,7 @@ def real_data(rel: str) -> Path:
 
 @pytest.fixture(scope="session")
 def s3():
-    from pdgen_core.s3server import local_s3
+    from pdgen_core.testing.s3server import local_s3
 
     with local_s3(buckets=("catalog", "content", "models")) as srv:
         yield srv
@@ -45,7 +45,7 @@ def s3():
 def ray_local(s3):
     import ray
 
-    from pdgen_core.pipeline import init_ray
+    from pdgen_core.ray_session import init_ray
 
     init_ray()
     ray.data.DataContext.get_current().enable_progress_bars = False

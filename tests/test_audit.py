@@ -13,6 +13,7 @@ import pytest
 from deltalake import write_deltalake
 
 from pdgen_core import audit
+from pdgen_core.cli import audit as audit_cli
 from pdgen_core.stages.commit import CONTENT_SCHEMA
 
 R1, R2 = "20261201T080000Z-aaaaaa", "20261201T090000Z-bbbbbb"
@@ -91,7 +92,7 @@ def _cli():
 
     app = typer.Typer()
     app.callback()(lambda: None)
-    audit.register(app)
+    audit_cli.register(app)
     return app
 
 

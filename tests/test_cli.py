@@ -51,28 +51,6 @@ def test_versions_on_missing_table_is_a_clear_error(tmp_path):
     assert r.exit_code == 2 and "no content table" in r.stderr
 
 
-def test_engine_error_names_the_root_cause_behind_ray_wrappers():
-    from pdgen_core.pipeline import root_cause
-
-    try:
-        try:
-            raise ValueError("head_dim 32 is not supported on the CPU backend")
-        except ValueError as inner:
-            raise RuntimeError("Engine core initialization failed. See root cause above.") from inner
-    except RuntimeError as exc:
-        assert root_cause(exc) == "ValueError: head_dim 32 is not supported on the CPU backend"
-
-    class ActorDiedError(Exception):
-        pass
-
-    text = ("The actor died because of an error raised in its creation task, ray::Engine.__init__()\n"
-            "Traceback (most recent call last):\n  File \"x.py\", line 1\n"
-            "ray.exceptions.RayTaskError: wrapped\n"
-            "torch.OutOfMemoryError: cannot allocate 4.0 GiB for the KV cache\n")
-    assert root_cause(ActorDiedError(text)) == "torch.OutOfMemoryError: cannot allocate 4.0 GiB for the KV cache"
-    assert root_cause(KeyError("x")) == "KeyError: 'x'"
-
-
 def test_storage_failure_after_work_began_names_the_resume_command(tmp_path, monkeypatch):
     """A run that failed on storage mid-way says which run to resume and how; a failure in
     preflight (nothing staged) does not."""
@@ -88,7 +66,7 @@ def test_storage_failure_after_work_began_names_the_resume_command(tmp_path, mon
         self._began = True
         raise OSError("When uploading part for key 'out/_staging/...': AWS Error SLOW_DOWN (503)")
 
-    monkeypatch.setattr(pipeline.Job, "_run", began)
+    monkeypatch.setattr(pipeline.GenerationRun, "_run", began)
     r = CliRunner().invoke(app, ["run", str(spec), "--run-id", "r-42"])
     assert r.exit_code == 2
     assert "error: storage:" in r.output and "pdgen run SPEC --resume r-42" in r.output
@@ -96,6 +74,6 @@ def test_storage_failure_after_work_began_names_the_resume_command(tmp_path, mon
     def preflight(self):
         raise OSError("bucket does not exist")
 
-    monkeypatch.setattr(pipeline.Job, "_run", preflight)
+    monkeypatch.setattr(pipeline.GenerationRun, "_run", preflight)
     r = CliRunner().invoke(app, ["refresh", str(spec)])
     assert r.exit_code == 2 and "error: storage:" in r.output and "--resume" not in r.output

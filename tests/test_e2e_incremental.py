@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from pdgen_core import storage
-from pdgen_core.pipeline import Job, run_job
+from pdgen_core.pipeline import GenerationRun, run_job
 from pdgen_core.spec import spec_from_dict
 from pdgen_core.stages.commit import open_table
 from pdgen_core.synth import make_catalog, make_reviews
@@ -163,7 +163,7 @@ def test_sigkill_driver_then_resume_commits_every_planned_item_once(ray_local, s
     # What a clean run commits: every planned item once, with its input fingerprint, either in the
     # content table or rejected by the guards. The plan needs no engine (read, validate, fingerprint).
     planned = {r["sku"]: r["input_fingerprint"] for r in
-               Job(spec_from_dict(killed)).planned_items().select_columns(["sku", "input_fingerprint"]).take_all()}
+               GenerationRun(spec_from_dict(killed)).planned_items().select_columns(["sku", "input_fingerprint"]).take_all()}
     assert len(planned) == cat.num_rows
     a = current("s3://e2e-kill/killed/", "description")
     rej = open_table(storage.resolve("s3://e2e-kill/killed/").child("rejects", "description"))

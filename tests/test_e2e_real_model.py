@@ -142,7 +142,7 @@ def test_a_locale_the_model_does_not_write_stops_before_any_work(tmp_path):
         "tasks": ["description"], "locales": ["en", "zh"], "output": {"uri": str(tmp_path / "out")},
         "model": {"source": "smollm2-135m-instruct"},
     })
-    from pdgen_core.pipeline import Job
+    from pdgen_core.pipeline import GenerationRun
 
     with pytest.raises(ModelError, match=r"locales \['zh'\].*writes only \['en'\]"):
-        Job(spec).preflight()
+        GenerationRun(spec).preflight()

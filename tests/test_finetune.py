@@ -541,7 +541,7 @@ def test_cli_commands_register_and_report_spec_errors(tmp_path):
     import typer
     from typer.testing import CliRunner
 
-    from pdgen_core.finetune.commands import register
+    from pdgen_core.cli.finetune import register
 
     app = typer.Typer()
     register(app)
@@ -558,7 +558,7 @@ def test_cli_eval_rejects_a_bad_split_or_engine_as_input_errors(tmp_path):
     import typer
     from typer.testing import CliRunner
 
-    from pdgen_core.finetune.commands import register
+    from pdgen_core.cli.finetune import register
 
     app = typer.Typer()
     register(app)

@@ -12,10 +12,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from corpus import hostile
-from pdgen_core import chaos, storage
+from pdgen_core import storage
+from pdgen_core.testing import chaos
 from pdgen_core.spec import spec_from_dict
 from pdgen_core.stages import read, validate
-from pdgen_core.stages.plan import RunContext, work_items
+from pdgen_core.run_context import RunContext
+from pdgen_core.stages.plan import work_items
 from pdgen_core.stages.prompt import engine_request
 
 SOURCE_COLUMNS = {"sku": "product_id", "title": "product_name", "price": "price_usd", "brand": "brand",
@@ -121,7 +123,7 @@ def _spec(catalog_uri: str, out: str, **columns) -> dict:
 def test_missing_required_column_stops_before_any_work(tmp_path):
     """A renamed title column: the job stops in preflight, naming the column, the mapping and the
     columns that exist; nothing is written to the output."""
-    from pdgen_core.pipeline import Job
+    from pdgen_core.pipeline import GenerationRun
 
     t = hostile.catalog().rename_columns(
         ["product_id", "name", "price_usd", "brand", "category", "color", "description",
@@ -130,7 +132,7 @@ def test_missing_required_column_stops_before_any_work(tmp_path):
     out = tmp_path / "out"
     spec = spec_from_dict(_spec(uri, str(out)))
     with pytest.raises(read.CatalogError) as ei:
-        Job(spec).run()
+        GenerationRun(spec).run()
     msg = str(ei.value)
     assert "'product_name'" in msg and "'title'" in msg and "catalog.columns.title" in msg
     assert "'name'" in msg  # the available columns, so the fix is obvious

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,8 @@ import typer
 from typer.testing import CliRunner
 
 from pdgen_core import jobs_api
+from pdgen_core.cli import jobs as jobs_cli
+from pdgen_core.testing.child import free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -42,7 +43,7 @@ HELLO = textwrap.dedent(
 
 def _app() -> typer.Typer:
     app = typer.Typer()
-    jobs_api.register(app)
+    jobs_cli.register(app)
     return app
 
 
@@ -106,16 +107,6 @@ def test_unknown_entrypoint_and_missing_address_say_what_to_do(tree, monkeypatch
 # --- e2e: a real Ray head -----------------------------------------------------------------------
 
 
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 def _ours(marker: str) -> list[psutil.Process]:
     """Processes whose command line names our head's private temp dir or GCS port."""
     out = []
@@ -133,7 +124,7 @@ def ray_head():
     """``ray start --head --block`` in its own process group, on free ports, with a private temp
     dir; stopped by process group and by the PIDs that carry our temp dir, never by ``ray stop`` (which
     would end every Ray on this shared machine)."""
-    gcs, dash, client, agent, agent_grpc, metrics, renv, nm, om = _free_ports(9)
+    gcs, dash, client, agent, agent_grpc, metrics, renv, nm, om = free_ports(9)
     # Short on purpose: Ray puts Unix sockets under it, and socket paths end at 107 bytes.
     temp = Path(tempfile.mkdtemp(prefix="pdray-", dir="/tmp"))
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")}

@@ -1,4 +1,4 @@
-"""``python -m pdgen_core.local_ray`` (what ``make local-ray`` runs) as a subprocess: a Ray head and
+"""``python -m pdgen_core.tools.local_ray`` (what ``make local-ray`` runs) as a subprocess: a Ray head and
 the local S3 started, the real jobs submitted through the Jobs API, their outputs checked,
 everything stopped. Asserts the exit code and the summary it prints."""
 
@@ -29,7 +29,7 @@ ROWS = 12
 def test_local_ray_end_to_end(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
-    proc = subprocess.Popen([sys.executable, "-m", "pdgen_core.local_ray", "--timeout", str(BUDGET_S),
+    proc = subprocess.Popen([sys.executable, "-m", "pdgen_core.tools.local_ray", "--timeout", str(BUDGET_S),
                              "--rows", str(ROWS)],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

@@ -25,8 +25,10 @@ from hypothesis import strategies as st
 
 from pdgen_core.spec import CANONICAL_COLUMNS, SpecError, load_spec, spec_from_dict
 from pdgen_core.stages import validate
-from pdgen_core.stages.plan import RunContext, work_items
+from pdgen_core.run_context import RunContext
+from pdgen_core.stages.plan import work_items
 from pdgen_core.tasks import TASKS
+from pdgen_core.text import norm_sku
 
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -130,7 +132,8 @@ def test_fingerprint_changes_with_model_adapter_sampling_currency_locale(row):
 
 _CHILD = """
 import json, sys
-from pdgen_core.stages.plan import RunContext, work_items
+from pdgen_core.run_context import RunContext
+from pdgen_core.stages.plan import work_items
 rows, tasks = json.load(sys.stdin)
 out = []
 for row in rows:
@@ -283,7 +286,7 @@ def test_clean_batch_keeps_every_row_in_order(skus, data):
     for raw, row in zip(skus, out.to_pylist()):
         assert_clean_strings(row)
         if row["_reject"] is None:
-            assert row["sku"] == validate.norm_sku(raw)
+            assert row["sku"] == norm_sku(raw)
     dups = validate.mark_duplicates(out, frozenset(s for s in out.column("sku").to_pylist() if s))
     assert dups.num_rows == n
 

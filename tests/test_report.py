@@ -107,7 +107,7 @@ def test_report_data_and_escaping(output, tmp_path):
 def test_report_reads_tables_over_s3(output, tmp_path):
     """The same tables and record behind the S3 protocol (moto's server on 127.0.0.1)."""
     from pdgen_core import storage
-    from pdgen_core.s3server import local_s3
+    from pdgen_core.testing.s3server import local_s3
 
     with local_s3(buckets=("reports",)):
         storage.upload_dir(output, storage.resolve("s3://reports/out"))
@@ -189,13 +189,13 @@ def test_report_in_chromium(output, tmp_path, browser):
     shutil.copyfile(shot, ARTIFACTS / "report.png")
 
 
-# --- `pdgen report` (pdgen_core.report_cli) -----------------------------------------------------
+# --- `pdgen report` (pdgen_core.cli.report) -----------------------------------------------------
 
 
 def _cli():
     import typer
 
-    from pdgen_core import report_cli
+    from pdgen_core.cli import report as report_cli
 
     app = typer.Typer()
     app.callback()(lambda: None)  # a group, as pdgen's app: `report` stays a subcommand
@@ -218,7 +218,7 @@ def test_report_command_over_s3_and_default_out(output, tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
     from pdgen_core import storage
-    from pdgen_core.s3server import local_s3
+    from pdgen_core.testing.s3server import local_s3
 
     monkeypatch.chdir(tmp_path)
     with local_s3(buckets=("reportcli",)):

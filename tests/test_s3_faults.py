@@ -1,4 +1,4 @@
-"""S3 faults: a job whose S3 endpoint is the fault-injecting proxy (``pdgen_core.faults``).
+"""S3 faults: a job whose S3 endpoint is the fault-injecting proxy (``pdgen_core.testing.faults``).
 
 Transient faults (503 SlowDown, resets, latency) are absorbed by the retry settings of botocore,
 pyarrow and delta-rs: the run completes with nothing lost or duplicated. Persistent faults fail
@@ -16,8 +16,9 @@ import time
 import pyarrow.parquet as pq
 import pytest
 
-from pdgen_core import chaos, storage
-from pdgen_core.faults import FaultConfig, FaultProxy, fault_proxy
+from pdgen_core import storage
+from pdgen_core.testing import chaos
+from pdgen_core.testing.faults import FaultConfig, FaultProxy, fault_proxy
 from pdgen_core.stages.commit import current_version
 from pdgen_core.synth import make_catalog
 
@@ -116,7 +117,7 @@ def test_proxy_injects_what_it_is_told_and_clients_retry_through_it(s3):
     assert st["injected"] == st["slowdown"] + st["reset"] + st["lost_response"]
     # deterministic for a seed, whatever the interleaving: the n-th request of one (method, path)
     # meets the same fault
-    from pdgen_core.faults import _State
+    from pdgen_core.testing.faults import _State
 
     a, b = _State(s3.endpoint, cfg), _State(s3.endpoint, cfg)
     seq = [("GET", f"/k/{i % 4}") for i in range(40)]

@@ -16,7 +16,8 @@ import time
 import pyarrow.parquet as pq
 import pytest
 
-from pdgen_core import chaos, storage
+from pdgen_core import storage
+from pdgen_core.testing import chaos
 from pdgen_core.spec import SpecError, spec_from_dict
 from pdgen_core.synth import make_catalog
 

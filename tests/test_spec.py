@@ -129,7 +129,7 @@ def test_a_guard_retry_changes_the_sampling_not_only_the_seed():
     """At temperature 0 a new seed alone writes the same rejected text again: a retry adds
     ``sampling.retry`` (a repetition penalty by default). Specs that never set it keep their
     fingerprints' sampling hash; one that sets it has it in the hash."""
-    from pdgen_core.pipeline import build_context
+    from pdgen_core.context_from_spec import build_context
     from pdgen_core.stages.plan import work_items
     from pdgen_core.stages.prompt import engine_request
 
@@ -163,3 +163,52 @@ def test_retry_sampling_is_checked_with_the_field_named():
         spec_from_dict({**GOOD, "sampling": {"retry": {"repetition_penalty": 0, "top_k": 3}}})
     msg = str(e.value)
     assert "sampling.retry.repetition_penalty" in msg and "sampling.retry.top_k" in msg
+
+
+def test_guard_settings_are_typed_frozen_and_come_from_the_spec():
+    """``RunContext.guard`` is a frozen ``GuardSettings`` built from ``guardrails`` (the
+    url_allowlist too); its defaults are the spec's."""
+    import dataclasses
+
+    from pdgen_core.context_from_spec import build_context
+    from pdgen_core.run_context import GuardSettings
+    from pdgen_core.stages.guard import guard_context
+
+    spec = spec_from_dict({**GOOD, "guardrails": {"max_chars": 900, "url_allowlist": ["example.com"],
+                                                  "banned_terms": ["cheap"]}})
+    g = build_context(spec, "r", "m", frozenset({"Acme"})).guard
+    assert g == GuardSettings(known_brands=frozenset({"Acme"}), banned_terms=("cheap",),
+                              url_allowlist=("example.com",), min_chars=20, max_chars=900)
+    try:
+        g.max_chars = 1  # type: ignore[misc]
+        raise AssertionError("GuardSettings must be frozen")
+    except dataclasses.FrozenInstanceError:
+        pass
+    defaults = spec_from_dict(GOOD).guardrails
+    assert (GuardSettings().min_chars, GuardSettings().max_chars) == (defaults.min_chars, defaults.max_chars)
+    row = {"locale": "en", "task": "description", "fields_json": "{}"}
+    ctx = build_context(spec, "r", "m", frozenset())
+    assert guard_context(row, ctx).url_allowlist == ("example.com",)
+
+
+def _fields(model, prefix=""):
+    """(dotted name, FieldInfo) of every field of ``model`` and of the models it nests."""
+    import typing
+
+    import pydantic
+
+    for name, f in model.model_fields.items():
+        yield prefix + name, f
+        for t in (f.annotation, *typing.get_args(f.annotation)):
+            if isinstance(t, type) and issubclass(t, pydantic.BaseModel):
+                yield from _fields(t, f"{prefix}{name}.")
+
+
+def test_every_job_spec_and_finetune_spec_field_is_described():
+    from pdgen_core.finetune.config import FinetuneSpec
+    from pdgen_core.spec import JobSpec
+
+    for spec in (JobSpec, FinetuneSpec):
+        missing = [n for n, f in _fields(spec) if not (f.description or "").strip()]
+        assert not missing, f"{spec.__name__}: fields without a description: {missing}"
+        assert len(list(_fields(spec))) > 20  # the walk reached the nested sections

@@ -2,7 +2,8 @@ import math
 
 import pyarrow as pa
 
-from pdgen_core.stages.validate import CLEAN_SCHEMA, clean_batch, clean_row, norm_text, parse_price
+from pdgen_core.stages.validate import CLEAN_SCHEMA, clean_batch, clean_row, parse_price
+from pdgen_core.text import norm_text
 
 
 def test_norm_text_whitespace_nbsp_controls():

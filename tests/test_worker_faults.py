@@ -7,7 +7,7 @@
 - A model vLLM's CPU backend refuses (head_dim 16: "Unsupported CPU attention configuration")
   fails the job at once with ``EngineError``, not after endless actor restarts.
 
-The last test prints the chaos figures table (``pdgen_core.chaos``) at the end of ``make chaos``.
+The last test prints the chaos figures table (``pdgen_core.testing.chaos``) at the end of ``make chaos``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from pdgen_core import chaos, storage
+from pdgen_core import storage
+from pdgen_core.testing import chaos
 from pdgen_core.spec import spec_from_dict
 from pdgen_core.synth import make_catalog
 

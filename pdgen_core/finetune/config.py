@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pdgen_core.spec import CANONICAL_COLUMNS, SpecError, _merge, _problems, parse_overrides
+from pdgen_core.tasks import TASKS
 
 # Metrics the evaluation reports; early stopping and best-checkpoint selection use one of them.
 METRIC_MODES: dict[str, Literal["min", "max"]] = {
@@ -65,7 +66,7 @@ class TinySpec(_Strict):
     """Size of the Llama made when ``model.from_scratch`` is true (head_dim is fixed at 64)."""
 
     hidden: int = Field(default=256, ge=64, le=4096, description="Multiple of 64: heads = hidden / 64.")
-    layers: int = Field(default=4, ge=1, le=64)
+    layers: int = Field(default=4, ge=1, le=64, description="Transformer layers.")
     vocab_size: int = Field(default=4096, ge=300, le=65536, description="BPE vocabulary to train.")
 
     @field_validator("hidden")
@@ -80,7 +81,7 @@ class ModelSpec(_Strict):
     source: str | None = Field(default="pdgen-tiny", description="Base model: HF folder, s3:// prefix "
                                "or pdgen-tiny (trained once on first use). Ignored when from_scratch.")
     from_scratch: bool = Field(default=False, description="Train a tiny Llama and its tokenizer from scratch.")
-    tiny: TinySpec = Field(default_factory=TinySpec)
+    tiny: TinySpec = Field(default_factory=TinySpec, description="The from-scratch model's shape.")
     max_seq_len: int = Field(default=384, ge=32, le=8192, description="Prompt + answer tokens; longer pairs are dropped.")
     prompt_format: Literal["auto", "chat", "completion"] = Field(
         default="completion", description="The prompt the pairs are built with, as the job spec's "
@@ -93,18 +94,20 @@ class ModelSpec(_Strict):
 
 
 class LoraSpec(_Strict):
-    target_modules: list[str] = Field(default_factory=lambda: list(LLAMA_MODULES), min_length=1)
+    target_modules: list[str] = Field(default_factory=lambda: list(LLAMA_MODULES), min_length=1,
+                                      description="Linear layers that get LoRA weights.")
     rank: int = Field(default=16, ge=1, le=256, description="vLLM needs max_lora_rank >= this.")
-    alpha: float = Field(default=32.0, gt=0)
-    dropout: float = Field(default=0.05, ge=0.0, lt=1.0)
+    alpha: float = Field(default=32.0, gt=0, description="LoRA scaling: updates scale by alpha / rank.")
+    dropout: float = Field(default=0.05, ge=0.0, lt=1.0, description="Dropout on the LoRA input.")
 
 
 class OptimSpec(_Strict):
-    lr: float = Field(default=2e-3, gt=0.0, le=1.0)
+    lr: float = Field(default=2e-3, gt=0.0, le=1.0, description="Peak learning rate (AdamW).")
     weight_decay: float = Field(default=0.01, ge=0.0, le=1.0, description="AdamW; not on norms and biases.")
-    betas: tuple[float, float] = (0.9, 0.95)
-    warmup_steps: int = Field(default=20, ge=0)
-    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    betas: tuple[float, float] = Field(default=(0.9, 0.95), description="AdamW betas.")
+    warmup_steps: int = Field(default=20, ge=0, description="Linear warm-up steps to lr.")
+    schedule: Literal["cosine", "linear", "constant"] = Field(
+        default="cosine", description="Decay after warm-up, down to min_lr_ratio x lr.")
     min_lr_ratio: float = Field(default=0.1, ge=0.0, le=1.0, description="Final lr as a share of lr.")
     grad_clip: float = Field(default=1.0, gt=0.0, description="Max global gradient norm.")
 
@@ -112,7 +115,7 @@ class OptimSpec(_Strict):
 class EarlyStopSpec(_Strict):
     metric: str = Field(default="val_loss", description=f"One of {sorted(METRIC_MODES)}.")
     patience: int = Field(default=2, ge=1, description="Evaluations without improvement before stopping.")
-    min_delta: float = Field(default=0.0, ge=0.0)
+    min_delta: float = Field(default=0.0, ge=0.0, description="Smallest change that counts as an improvement.")
 
     @field_validator("metric")
     @classmethod
@@ -127,7 +130,7 @@ class EarlyStopSpec(_Strict):
 
 
 class TrainSpec(_Strict):
-    epochs: int = Field(default=1, ge=1, le=1000)
+    epochs: int = Field(default=1, ge=1, le=1000, description="Passes over the training pairs.")
     max_steps: int | None = Field(default=None, ge=1, description="Stop after this many optimizer steps.")
     max_seconds: float | None = Field(default=None, gt=0, description="Stop training after this long.")
     batch_size: int = Field(default=16, ge=1, le=4096, description="Pairs per worker per step.")
@@ -137,15 +140,16 @@ class TrainSpec(_Strict):
                               "BLEU/chrF/ROUGE-L/guardrails per evaluation.")
     eval_pairs: int | None = Field(default=None, ge=1, description="Validation pairs whose loss each "
                                    "evaluation scores (the same first N every time); None: all of them.")
-    max_new_tokens: int = Field(default=128, ge=1, le=4096)
-    early_stopping: EarlyStopSpec = Field(default_factory=EarlyStopSpec)
+    max_new_tokens: int = Field(default=128, ge=1, le=4096, description="Generation budget of the eval samples.")
+    early_stopping: EarlyStopSpec = Field(default_factory=EarlyStopSpec,
+                                          description="Stop when a validation metric stops improving.")
     keep_checkpoints: int = Field(default=2, ge=1, description="Best checkpoints kept (plus the latest).")
 
 
 class ResourcesSpec(_Strict):
     num_workers: int = Field(default=1, ge=0, le=1024, description="Ray Train workers; 0 runs in-process.")
-    use_gpu: bool = False
-    cpus_per_worker: float = Field(default=1.0, gt=0.0)
+    use_gpu: bool = Field(default=False, description="One GPU per Ray Train worker.")
+    cpus_per_worker: float = Field(default=1.0, gt=0.0, description="CPUs Ray reserves per worker.")
     max_failures: int = Field(default=1, ge=0, description="Worker-group restarts from the latest checkpoint.")
 
 
@@ -156,31 +160,27 @@ class OutputSpec(_Strict):
 class FinetuneSpec(_Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$",
                       description="Run name; re-running the same name resumes from its latest checkpoint.")
-    task: str = "description"
-    locale: str = "en"
-    data: DataSpec
-    model: ModelSpec = Field(default_factory=ModelSpec)
+    task: str = Field(default="description", description="The task whose adapter is trained.")
+    locale: str = Field(default="en", description="The locale of its prompts and reference texts.")
+    data: DataSpec = Field(description="The reference texts to train on.")
+    model: ModelSpec = Field(default_factory=ModelSpec, description="The base model (or a from-scratch one).")
     lora: LoraSpec | None = Field(default=None, description="LoRA settings; default LoRA unless from_scratch.")
-    optim: OptimSpec = Field(default_factory=OptimSpec)
-    train: TrainSpec = Field(default_factory=TrainSpec)
-    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    optim: OptimSpec = Field(default_factory=OptimSpec, description="Optimizer and learning-rate schedule.")
+    train: TrainSpec = Field(default_factory=TrainSpec, description="Steps, evaluation and checkpoints.")
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="Ray Train workers.")
     storage_path: str = Field(description="Ray Train checkpoints: s3://bucket/prefix or a local folder.")
-    output: OutputSpec
-    seed: int = Field(default=0, ge=0)
+    output: OutputSpec = Field(description="The adapter registry to publish to.")
+    seed: int = Field(default=0, ge=0, description="Seeds initialisation, shuffling and the eval samples.")
 
     @field_validator("task")
     @classmethod
     def _known_task(cls, v: str) -> str:
-        from pdgen_core.tasks import TASKS
-
         if v not in TASKS:
             raise ValueError(f"unknown task {v!r}; available: {sorted(TASKS)}")
         return v
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "FinetuneSpec":
-        from pdgen_core.tasks import TASKS
-
         if self.locale not in TASKS[self.task].locales:
             raise ValueError(f"locale {self.locale!r}: task {self.task!r} has {list(TASKS[self.task].locales)}")
         if self.model.from_scratch and self.lora is not None:
@@ -231,7 +231,7 @@ def load_finetune_spec(path: str | Path, overrides: list[str] | None = None) -> 
                          "(see pdgen_core/configs/finetune-*.yaml)"])
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, ValueError) as exc:  # PyYAML raises ValueError for "2024-13-01"
         raise SpecError([f"not valid YAML: {exc}"], str(p)) from None
     if overrides and isinstance(data, dict):
         data = _merge(data, parse_overrides(overrides))

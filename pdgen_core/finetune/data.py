@@ -23,7 +23,9 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
+from pdgen_core.models.chat import render
 from pdgen_core.spec import CANONICAL_COLUMNS
+from pdgen_core.tasks import TASKS
 
 SYNTH_COLUMNS = {"sku": "product_id", "title": "product_name", "price": "price_usd"}
 _NON_WORD = re.compile(r"[^\w]+")
@@ -171,8 +173,6 @@ def chat_prompt(model_path: str, task: str, row: dict[str, Any], locale: str, cu
     template, ending with the assistant's turn. ``few_shot=False`` keeps the system instruction
     and the row's own user turn and drops the worked examples: an adapter has learnt the answer's
     form, and the examples would triple every prompt (see the fine-tune YAML)."""
-    from pdgen_core.models.chat import render
-    from pdgen_core.tasks import TASKS
 
     messages = TASKS[task].messages(row, locale, currency)
     if not few_shot:
@@ -191,7 +191,6 @@ def build_pairs(rows: Iterable[dict[str, Any]], task: str = "description", local
     glued words are split (``repair_glued``) and a reference that keeps a glued non-word is
     dropped as ``glued_words``. Dedup and the split key use the catalog's own text, so repairing
     never moves a product across the train/val/test split."""
-    from pdgen_core.tasks import TASKS
 
     t = TASKS[task]
     rows = list(rows)

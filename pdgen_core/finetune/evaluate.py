@@ -30,8 +30,12 @@ from typing import Any
 from pdgen_core.finetune import data as D
 from pdgen_core.finetune import registry
 from pdgen_core.finetune.config import DataSpec, FinetuneSpec, ModelSpec
+from pdgen_core.finetune.loop import generate
 from pdgen_core.finetune.metrics import guard_reasons, text_metrics
+from pdgen_core.finetune.train import pairs_for, prompt_format
 from pdgen_core.log import get_logger
+from pdgen_core.models.chat import chat_template
+from pdgen_core.models.resolve import resolve_model
 from pdgen_core.tasks import TASKS
 
 SYSTEMS = ("fine-tuned", "untuned", "template")
@@ -61,7 +65,6 @@ def held_out(spec: FinetuneSpec, tok, limit: int | None, split: str = "test",
     """The test split (the validation split if the spec sets no test share, or ``split="val"``),
     as pairs and rows: built as ``pdgen finetune`` built them (prompts in the spec's format on
     ``base_path``, references repaired as the spec says; the test split is never filtered)."""
-    from pdgen_core.finetune.train import pairs_for
 
     if split not in SPLITS:
         raise ValueError(f"split {split!r}: choose one of {', '.join(SPLITS)}")
@@ -131,8 +134,6 @@ def _hf_generate(model_dir: Path, prompts: list[str], max_tokens: int, adapter: 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from pdgen_core.finetune.loop import generate
-
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
     if adapter is not None:
@@ -148,7 +149,6 @@ def _model_folder(source: str) -> Path:
         from pdgen_core.finetune.scratch import ensure_trained_tiny
 
         return ensure_trained_tiny()
-    from pdgen_core.models.resolve import resolve_model
 
     return resolve_model(source)
 
@@ -174,7 +174,6 @@ def catalog_brands(spec: FinetuneSpec) -> frozenset[str]:
 def _prompts_for_model(spec: FinetuneSpec, folder: Path, rows: list[dict]) -> tuple[list[str], str]:
     """An extra model's prompts as generation would send them: its chat template with the task's
     examples when it has one, else the completion template."""
-    from pdgen_core.models.chat import chat_template
 
     if chat_template(folder):
         return [D.chat_prompt(str(folder), spec.task, r, spec.locale, spec.data.currency, True) for r in rows], "chat"
@@ -247,7 +246,6 @@ def evaluate_spec(spec: FinetuneSpec, adapter: str = "latest", limit: int | None
         test, rows = held_out(spec, tok, limit, split, base_for_prompts)
         if not test:
             raise ValueError(f"data.uri {spec.data.uri!r}: the held-out split is empty; raise data.test_fraction")
-        from pdgen_core.finetune.train import prompt_format
 
         fmt = prompt_format(spec, base_for_prompts)
         brands = catalog_brands(spec)

@@ -26,6 +26,7 @@ from pdgen_core.finetune import metrics as M
 from pdgen_core.finetune.config import FinetuneSpec
 from pdgen_core.finetune.data import Pair, collate, encode_pairs
 from pdgen_core.log import get_logger
+from pdgen_core.models.resolve import resolve_model
 
 PROGRESS_EVERY_S = 30.0
 STATE_FILE = "pdgen_state.json"
@@ -57,7 +58,6 @@ def worker_base_path(spec: FinetuneSpec, base_path: str | None) -> Path:
 
         raise ModelError(f"pdgen-tiny was trained on the driver's node ({base_path}); this worker's node "
                          "lacks it: upload the folder to s3:// and name that prefix as model.source")
-    from pdgen_core.models.resolve import resolve_model
 
     return resolve_model(spec.model.source)
 

@@ -13,6 +13,7 @@ import math
 from typing import Any, Callable
 
 from pdgen_core.finetune.data import normalise
+from pdgen_core.tasks import TASKS
 
 MIN_CHARS = 20
 
@@ -54,7 +55,6 @@ def _guardrails(task: str, prompt_format: str = "completion",
         from pdgen_core.guardrails.truncation import trim_to_sentence
     except ImportError:
         return None
-    from pdgen_core.tasks import TASKS
 
     t = TASKS[task]
     other = tuple(n for n in t.guardrails if n not in GROUNDING)

@@ -19,13 +19,18 @@ import json
 import os
 import shutil
 import time
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pyarrow.fs as pafs
 
 from pdgen_core import storage
+from pdgen_core.errors import InputError
 from pdgen_core.log import get_logger
+from pdgen_core.models.resolve import _node_lock
+from pdgen_core.ray_session import on_every_node
 from pdgen_core.settings import get_settings
 
 COMMITTED = "_COMMITTED"
@@ -33,7 +38,7 @@ CLAIM = "_CLAIM"
 NOT_EXPORTED = {"trainer_state.pt", "pdgen_state.json", "samples.json", "README.md"}
 
 
-class AdapterNotFound(LookupError):
+class AdapterNotFound(InputError, LookupError):
     """No committed version matches; the message lists what exists."""
 
 
@@ -203,7 +208,6 @@ def resolve_adapter(output_uri: str, task: str, ref: str | int = "latest",
     version. S3 versions are downloaded once per node into the cache (keyed by the manifest's file
     hashes) and checked against the manifest; local ones are used in place. ``kind`` (``lora``)
     refuses a version of another kind with a message that says how to use it."""
-    from pdgen_core.models.resolve import _node_lock
 
     tl = _task_loc(output_uri, task)
     version = _pick(committed_versions(output_uri, task), ref, tl.uri)
@@ -237,3 +241,32 @@ def resolve_adapter_uri(uri: str, kind: str | None = None) -> tuple[Path, int]:
 
 def read_card(path: Path) -> dict[str, Any]:
     return json.loads((Path(path) / "card.json").read_text())
+
+
+@dataclass(frozen=True)
+class RunAdapters:
+    """A generation run's adapters: per task the identity (lineage and fingerprints) and the local
+    folder on every node, and the tasks whose card says ``prompt.few_shot: false``."""
+
+    identities: dict[str, str]
+    paths: dict[str, str]
+    zero_shot: frozenset[str]
+
+
+def adapters_for_run(output_uri: str, refs: dict[str, str]) -> RunAdapters:
+    """Resolve ``model.adapters`` (task -> ref) on every node. ``latest`` or a version number refer
+    to ``<output>/adapters/<task>/``; a full URI (``s3://.../adapters/<task>/<n>``) to another
+    registry. vLLM loads each through a LoRA request per row (the ``model`` column of
+    ray.data.llm)."""
+    identities, paths, zero_shot = {}, {}, set()
+    for task, ref in refs.items():
+        if "://" in ref or ref.startswith("/"):
+            resolve = partial(resolve_adapter_uri, ref, kind="lora")
+        else:
+            resolve = partial(resolve_adapter, output_uri, task, ref, kind="lora")
+        path, version = on_every_node(resolve)
+        identities[task] = f"{task}/v{version}@{Path(path).name}"
+        paths[task] = str(path)
+        if (read_card(Path(path)).get("prompt") or {}).get("few_shot") is False:
+            zero_shot.add(task)
+    return RunAdapters(identities, paths, frozenset(zero_shot))

@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from pdgen_core.finetune import train
+from pdgen_core.finetune import registry
 from pdgen_core.finetune.config import FinetuneSpec
 from pdgen_core.log import get_logger
+from pdgen_core.models.resolve import resolve_model
 
 
 def base_model_path(spec: FinetuneSpec) -> Path:
@@ -22,14 +24,12 @@ def base_model_path(spec: FinetuneSpec) -> Path:
         from pdgen_core.finetune.scratch import ensure_trained_tiny
 
         return ensure_trained_tiny()
-    from pdgen_core.models.resolve import resolve_model
 
     return resolve_model(spec.model.source)
 
 
 def run_finetune(spec: FinetuneSpec, register: bool = True) -> dict[str, Any]:
     """Prepare data, train, and (``register``) publish the best checkpoint; returns a summary."""
-    from pdgen_core.finetune import registry
 
     log = get_logger(component="finetune", run=spec.name, task=spec.task)
     base = None if spec.model.from_scratch else base_model_path(spec)

@@ -16,7 +16,11 @@ import shutil
 import time
 from pathlib import Path
 
+from pdgen_core.finetune.config import load_finetune_spec
+from pdgen_core.finetune.train import fit, prepare
 from pdgen_core.log import get_logger
+from pdgen_core.models.resolve import _node_lock
+from pdgen_core.models.tiny import TINY_VERSION
 from pdgen_core.settings import get_settings
 
 SETUP_RESERVE_S = 60  # tokenizer, model build, final evaluation and export, on a busy 2-core box
@@ -24,15 +28,12 @@ TINY_YAML = Path(__file__).resolve().parents[1] / "configs" / "finetune-tiny.yam
 
 
 def trained_tiny_path() -> Path:
-    from pdgen_core.models.tiny import TINY_VERSION
-
     return get_settings().cache_dir / "models" / f"pdgen-tiny-trained-v{TINY_VERSION}"
 
 
 def tiny_spec(max_seconds: float, work: Path):
     """``configs/finetune-tiny.yaml`` (the one recipe), run in-process under a time box, with its
     checkpoints in ``work``."""
-    from pdgen_core.finetune.config import load_finetune_spec
 
     return load_finetune_spec(TINY_YAML, [
         f"train.max_seconds={max_seconds}", "resources.num_workers=0",
@@ -43,8 +44,6 @@ def tiny_spec(max_seconds: float, work: Path):
 
 def ensure_trained_tiny(max_seconds: float = 300) -> Path:
     """The trained tiny model's folder, training it first (within ``max_seconds``) if absent."""
-    from pdgen_core.finetune.train import fit, prepare
-    from pdgen_core.models.resolve import _node_lock
 
     dest = trained_tiny_path()
     if (dest / "config.json").is_file():

@@ -26,9 +26,13 @@ from typing import Any
 
 from pdgen_core import storage
 from pdgen_core.finetune import data as D
+from pdgen_core.finetune import metrics as M
 from pdgen_core.finetune.config import FinetuneSpec
 from pdgen_core.finetune.loop import STATE_FILE, train_loop_per_worker
 from pdgen_core.log import get_logger
+from pdgen_core.models.chat import chat_template, prompt_format as resolve_format
+from pdgen_core.models.resolve import model_identity
+from pdgen_core.tasks import TASKS
 
 
 @dataclass
@@ -61,7 +65,6 @@ def prompt_format(spec: FinetuneSpec, base_path: Path | None) -> str:
     """``chat`` or ``completion``: the spec's ``model.prompt_format`` on this base model."""
     if spec.model.from_scratch or base_path is None:
         return "completion"
-    from pdgen_core.models.chat import prompt_format as resolve_format
 
     return resolve_format(spec.model.prompt_format, base_path)
 
@@ -82,8 +85,6 @@ def clean_for_training(spec: FinetuneSpec, pairs: list[D.Pair], rows: list[dict]
     """Train/val pairs as the spec cleans them: the brand named (``data.name_brand``), and only
     references the task's guardrails accept against their own row (``data.reference_guard``)."""
     import dataclasses
-
-    from pdgen_core.finetune import metrics as M
 
     d = spec.data
     if d.name_brand:
@@ -217,9 +218,6 @@ def fit(spec: FinetuneSpec, prep: Prepared, base_path: Path | None = None) -> Fi
 def card_for(spec: FinetuneSpec, prep: Prepared, out: FitOutcome, base_path: Path | None = None) -> dict[str, Any]:
     """The registry card: base model, data (counts, repairs, drops), the prompt it was trained
     on, metrics, hyperparameters, run id."""
-    from pdgen_core.models.chat import chat_template
-    from pdgen_core.models.resolve import model_identity
-    from pdgen_core.tasks import TASKS
 
     base = None
     if not spec.model.from_scratch and base_path is not None:

@@ -10,7 +10,8 @@ import re
 import unicodedata
 from functools import lru_cache
 
-_INVISIBLE = re.compile("[\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\u061c]")
+from pdgen_core.text import drop_invisible
+
 _LATIN = "0-9A-Za-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f\u1e00-\u1eff"
 _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _KANA = "\u3040-\u30ff"
@@ -23,7 +24,7 @@ _CJK_CHAR = re.compile(rf"[{_CJK}]")
 def normalise(text: str) -> str:
     """NFKC (fullwidth letters become ASCII) without invisible characters, so that "ｆｒｅｅ" or
     "f\u200bree" cannot slip past a term check."""
-    return _INVISIBLE.sub("", unicodedata.normalize("NFKC", text))
+    return drop_invisible(unicodedata.normalize("NFKC", text))
 
 
 def tokens(text: str) -> list[str]:

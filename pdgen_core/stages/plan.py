@@ -2,19 +2,19 @@
 its input fingerprint. Incremental runs then keep only the items whose fingerprint differs from
 the committed content (``pdgen_core.incremental``).
 
-``RunContext`` is everything a worker needs to plan, prompt and guard, in one picklable object
-built once on the driver.
+The ``RunContext`` (``pdgen_core.run_context``) carries what a worker needs to plan.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 
 from pdgen_core import fingerprint as fp
+from pdgen_core.run_context import RunContext
+from pdgen_core.stages.contract import RowStage
 from pdgen_core.tasks import TASKS
 
 WORK_SCHEMA = pa.schema([
@@ -25,41 +25,6 @@ WORK_SCHEMA = pa.schema([
     # Why the previous attempt was rejected (null on the first): a retry changes what caused it.
     ("retry_reason", pa.string()),
 ])
-
-
-@dataclass(frozen=True)
-class RunContext:
-    run_id: str
-    tasks: tuple[str, ...]
-    locales: tuple[str, ...]
-    currency: str
-    model: str                                   # model identity (name@revision-or-hash)
-    adapters: dict[str, str] = field(default_factory=dict)       # task -> adapter identity
-    sampling: dict[str, dict[str, Any]] = field(default_factory=dict)  # task -> params (no seed)
-    base_seed: int = 0
-    retry_sampling: dict[str, Any] = field(default_factory=dict)  # a guard retry's changes (not the seed)
-    retry_in_hash: bool = False                  # the spec sets sampling.retry: part of the fingerprint
-    guardrails_version: str = "1"
-    variants: dict[str, tuple[str, ...]] = field(default_factory=dict)  # task -> variants
-    guard: dict[str, Any] = field(default_factory=dict)          # guardrail settings from the spec
-    max_attempts: int = 2
-    min_reviews: int = 3
-    prompt_format: str = "completion"            # chat | completion (resolved from model.prompt_format)
-    model_path: str = ""                         # the node-cache folder: its tokenizer renders chat prompts
-    templates: dict[str, str] = field(default_factory=dict)     # task -> template id (lineage)
-    zero_shot: frozenset[str] = frozenset()      # adapter tasks trained without the worked examples
-
-    def template(self, task: str) -> str:
-        return self.templates.get(task) or TASKS[task].template_id
-
-    def sampling_hash(self, task: str) -> str:
-        # The default retry settings stay out, so fingerprints made before sampling.retry existed
-        # still match; a spec that sets them explicitly has them in its fingerprints.
-        extra = {"retry": self.retry_sampling} if self.retry_in_hash else {}
-        return fp.sampling_hash({**self.sampling[task], "base_seed": self.base_seed, **extra})
-
-    def task_locales(self, task: str) -> tuple[str, ...]:
-        return tuple(loc for loc in self.locales if loc in TASKS[task].locales)
 
 
 def work_items(row: dict[str, Any], ctx: RunContext) -> list[dict[str, Any]]:
@@ -102,3 +67,7 @@ def plan_batch(batch: pa.Table, ctx: RunContext) -> pa.Table:
     """Ray Data UDF body: clean rows (``_reject`` null) -> work items."""
     items = [it for r in batch.to_pylist() for it in work_items(r, ctx)]
     return pa.Table.from_pylist(items, schema=WORK_SCHEMA)
+
+
+# One clean row -> one item per task, locale and variant: not 1:1.
+PLAN = RowStage("plan", plan_batch, needs=frozenset({"sku", "title"}), makes=WORK_SCHEMA, one_to_one=False)

@@ -12,7 +12,7 @@ from typing import Any
 
 from pdgen_core import fingerprint as fp
 from pdgen_core.models import chat
-from pdgen_core.stages.plan import RunContext
+from pdgen_core.run_context import RunContext
 from pdgen_core.tasks import TASKS
 
 

@@ -8,14 +8,16 @@ before any work, with the column and the mapping to fix.
 from __future__ import annotations
 
 import pyarrow.dataset as pads
+import pyarrow.parquet as pq
 
 from pdgen_core import storage
+from pdgen_core.errors import InputError
 from pdgen_core.spec import CatalogSpec
 
 REQUIRED = ("sku", "title")
 
 
-class CatalogError(Exception):
+class CatalogError(InputError):
     """The catalog cannot be read as mapped; the message names the column and the fix."""
 
 
@@ -25,6 +27,11 @@ def catalog_files(uri: str) -> tuple[storage.Location, list[str]]:
     if not files:
         raise CatalogError(f"catalog.uri {uri!r}: no Parquet files there; check the URI")
     return loc, files
+
+
+def count_rows(files: list[str], fs) -> int:
+    """Rows of Parquet files, from their footers."""
+    return sum(pq.ParquetFile(fs.open_input_file(f)).metadata.num_rows for f in files)
 
 
 def source_schema(uri: str):

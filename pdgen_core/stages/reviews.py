@@ -12,11 +12,12 @@ import json
 
 import pyarrow as pa
 
-from pdgen_core import storage
+from pdgen_core import joins, storage
 from pdgen_core.hygiene import clean_field
-from pdgen_core.spec import ReviewsSpec
+from pdgen_core.spec import JobSpec, ReviewsSpec
 from pdgen_core.stages import read
-from pdgen_core.stages.validate import norm_sku
+from pdgen_core.tasks import TASKS
+from pdgen_core.text import norm_sku
 
 KEEP = 20
 TEXT_CAP = 600
@@ -72,9 +73,13 @@ def group_reviews(group: pa.Table) -> pa.Table:
 def grouped_reviews(rv: ReviewsSpec):
     """One row per sku with its reviews, as a Ray Dataset. Up to ``PDGEN_BROADCAST_JOIN_ROWS``
     cleaned reviews are grouped in one task; more go through Ray's hash shuffle."""
-    import ray
+    return grouped_and_dropped(rv)[0]
 
-    from pdgen_core.joins import small_side
+
+def grouped_and_dropped(rv: ReviewsSpec):
+    """``grouped_reviews``, and the number of reviews dropped by cleaning (no sku, or no text
+    left after hygiene): the raw count from the Parquet footers against the cleaned one."""
+    import ray
 
     plan = column_plan(rv)
     loc, files = read.catalog_files(rv.uri)
@@ -83,11 +88,12 @@ def grouped_reviews(rv: ReviewsSpec):
     ds = ds.rename_columns({src: canon for canon, src in plan.items()})
     if "rating" not in plan:
         ds = ds.add_column("rating", lambda b: pa.nulls(len(b), pa.float64()), batch_format="pyarrow")
-    cleaned, refs = small_side(ds.map_batches(clean_reviews, batch_format="pyarrow"))
+    cleaned, refs = joins.small_side(ds.map_batches(clean_reviews, batch_format="pyarrow"))
+    dropped = read.count_rows(files, loc.fs) - cleaned.count()  # materialised: counts are metadata
     if refs is None:  # many reviews: Ray's hash shuffle groups them
-        return cleaned.groupby("sku").map_groups(group_reviews, batch_format="pyarrow")
+        return cleaned.groupby("sku").map_groups(group_reviews, batch_format="pyarrow"), dropped
     # Few enough to group in one task (no shuffle actors): sorted by sku, one pass.
-    return cleaned.repartition(1).map_batches(group_all, batch_format="pyarrow", batch_size=None)
+    return cleaned.repartition(1).map_batches(group_all, batch_format="pyarrow", batch_size=None), dropped
 
 
 def group_all(t: pa.Table) -> pa.Table:
@@ -102,3 +108,12 @@ def group_all(t: pa.Table) -> pa.Table:
             parts.append(group_reviews(t.slice(start, i - start)))
             start = i
     return pa.concat_tables(parts)
+
+
+def with_reviews(valid, spec: JobSpec):
+    """Join each product's grouped reviews when a task reads them (broadcast when small); also
+    the number of reviews cleaning dropped (for the run record)."""
+    if not any(TASKS[t].needs_reviews for t in spec.tasks):
+        return valid, 0
+    grouped, dropped = grouped_and_dropped(spec.reviews)
+    return joins.left_join_unique(valid, grouped, "sku", GROUPED), dropped

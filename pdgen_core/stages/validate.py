@@ -11,14 +11,16 @@ wrong price is worse than no text.
 from __future__ import annotations
 
 import math
-import re
-import unicodedata
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from pdgen_core.hygiene import clean_field
+from pdgen_core.joins import small_side
+from pdgen_core.stages.contract import RowStage
+from pdgen_core.stages.read import REQUIRED
+from pdgen_core.text import norm_sku, norm_text
 
 TEXT_FIELDS = ("title", "brand", "category", "color", "gender", "material", "attributes", "description")
 CAPS = {"title": 300, "description": 4000, "attributes": 1000}
@@ -27,13 +29,6 @@ SKU_CAP = 128
 # Fields that reach prompts get full input hygiene; the reference description (fine-tuning only)
 # is just normalised.
 HYGIENE_FIELDS = frozenset(TEXT_FIELDS) - {"description"}
-# Also the Arabic letter mark (a bidi control), soft hyphen, deprecated format characters and
-# Unicode tag characters, which are invisible but readable by a model ("ASCII smuggling" of
-# instructions); they cost subdivision-flag emoji their tags.
-_STRIP = re.compile(r"[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u00ad\u061c\u180e"
-                    r"\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb"
-                    r"\U000e0000-\U000e007f]")
-_WS = re.compile(r"\s+")
 
 CLEAN_SCHEMA = pa.schema(
     [("sku", pa.string())]
@@ -41,37 +36,6 @@ CLEAN_SCHEMA = pa.schema(
     + [("price", pa.float64()), ("input_flags", pa.string()), ("_reject", pa.string()),
        ("_detail", pa.string())]
 )
-
-
-def strip_invisible(text: str) -> str:
-    """``text`` in NFC without control, bidi, zero-width and tag characters (tabs and newlines
-    stay). Generated text goes through this too: a model can emit what it read."""
-    return _STRIP.sub("", unicodedata.normalize("NFC", text))
-
-
-def norm_text(value: Any) -> str | None:
-    """One clean line of text, or None when nothing is left."""
-    if value is None:
-        return None
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", errors="replace")
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        value = "; ".join(f"{k}: {v}" for k, v in value.items() if v not in (None, ""))
-    elif isinstance(value, (list, tuple)):
-        value = ", ".join(str(v) for v in value if v not in (None, ""))
-    s = unicodedata.normalize("NFC", str(value))
-    s = _WS.sub(" ", _STRIP.sub("", s.replace("\u00a0", " "))).strip()
-    return s or None
-
-
-def norm_sku(value: Any) -> str | None:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return norm_text(value)
 
 
 def parse_price(value: Any) -> tuple[float | None, str | None]:
@@ -171,7 +135,6 @@ def _decodable(batch: pa.Table) -> pa.Table:
 def find_duplicate_skus(ds) -> frozenset[str]:
     """Skus of valid rows that occur more than once (a one-column aggregation in Ray; only the
     duplicates reach the driver)."""
-    from pdgen_core.joins import small_side
 
     skus, refs = small_side(ds.select_columns(["sku"]))
     if refs is None:  # a big catalog: Ray's hash-shuffle aggregation
@@ -195,3 +158,21 @@ def mark_duplicates(batch: pa.Table, dup_skus: frozenset[str]) -> pa.Table:
             r["_reject"] = "duplicate_sku"
             r["_detail"] = f"sku {r['sku'][:60]!r} appears more than once in the catalog"
     return pa.Table.from_pylist(rows, schema=CLEAN_SCHEMA)
+
+
+def known_brands(clean) -> frozenset[str]:
+    """Every brand of the cleaned catalog (for the guard's ``other_brand``): distinct brands per
+    block, merged on the driver (few), so no shuffle."""
+    per_block = clean.map_batches(_distinct_brands, batch_format="pyarrow", batch_size=None)
+    return frozenset(b for batch in per_block.iter_batches(batch_format="pyarrow")
+                     for b in batch.column("brand").to_pylist() if b)
+
+
+def _distinct_brands(batch: pa.Table) -> pa.Table:
+    return pa.table({"brand": pc.unique(batch.column("brand").combine_chunks()).cast(pa.string())})
+
+
+# The stage contract (``stages.contract``): cleaning and the duplicate marking keep every row.
+CLEAN = RowStage("validate", clean_batch, needs=frozenset(REQUIRED), makes=CLEAN_SCHEMA, one_to_one=True)
+MARK_DUPLICATES = RowStage("validate", mark_duplicates, needs=frozenset({"sku", "_reject", "_detail"}),
+                           makes=CLEAN_SCHEMA, one_to_one=True)

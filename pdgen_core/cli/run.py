@@ -1,25 +1,18 @@
-"""``pdgen``: the command line (Typer). Each command parses its input, calls the library, exits.
-
-Exit codes: 0 ok, 1 the job failed, 2 the input (spec, data, credentials) is wrong.
+"""``pdgen validate|run|refresh|synth-catalog``: the generation commands. Each parses its input,
+calls the library, exits; exit codes come from ``pdgen_core.errors``.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from pdgen_core.cli.app import app, console, err
+from pdgen_core.errors import INPUT_ERROR, StageError, exit_code
 from pdgen_core.spec import JobSpec, SpecError, load_spec
-
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Batch e-commerce content generation on Ray + vLLM, with Delta Lake outputs.")
-console = Console(stderr=False)
-# Errors are not wrapped: a wrapped line can split a command to copy (`--resume RUN_ID`).
-err = Console(stderr=True, soft_wrap=True)
 
 
 def _load(spec: Path, overrides: list[str] | None) -> JobSpec:
@@ -27,13 +20,13 @@ def _load(spec: Path, overrides: list[str] | None) -> JobSpec:
         return load_spec(spec, overrides)
     except SpecError as exc:
         err.print(f"[red]{exc}[/red]", markup=True, highlight=False)
-        raise typer.Exit(2) from None
+        raise typer.Exit(INPUT_ERROR) from None
 
 
 def data_problems(s: JobSpec) -> list[str]:
     """Problems with the data a spec points at (catalog columns, model), without running."""
     from pdgen_core.models.resolve import ModelError, resolve_model
-    from pdgen_core.pipeline import wanted_fields
+    from pdgen_core.context_from_spec import wanted_fields
     from pdgen_core.stages.read import CatalogError, column_plan
 
     out = []
@@ -58,7 +51,7 @@ def validate(spec: Path, check_data: bool = typer.Option(True, help="Also open t
         err.print(f"{spec}: {len(problems)} problem(s)", highlight=False)
         for p in problems:
             err.print(f"  - {p}", highlight=False, markup=False)
-        raise typer.Exit(2)
+        raise typer.Exit(INPUT_ERROR)
     console.print(f"{spec}: ok ({s.name}: tasks {s.tasks}, locales {s.locales}, mode {s.mode})")
 
 
@@ -93,23 +86,25 @@ def _resume_hint(exc: BaseException, command: str) -> str:
 
 def _run(spec: JobSpec, run_id: Optional[str], resume: bool = False, changes: Optional[str] = None,
          command: str = "run") -> dict:
-    from pdgen_core.models.resolve import ModelError
     from pdgen_core.pipeline import run_job
-    from pdgen_core.stages.generate import EngineError
-    from pdgen_core.stages.read import CatalogError
 
     try:
         return run_job(spec, run_id, resume=resume, changes=changes)
-    except (CatalogError, ModelError, ValueError) as exc:
-        err.print(f"error: {exc}", markup=False, highlight=False)
-        raise typer.Exit(2) from None
-    except OSError as exc:
-        err.print(f"error: storage: {exc}\nCheck output.uri, the bucket, and AWS_* credentials in the "
-                  "environment." + _resume_hint(exc, command), markup=False, highlight=False)
-        raise typer.Exit(2) from None
-    except EngineError as exc:
-        err.print(f"error: {exc}" + _resume_hint(exc, command), markup=False, highlight=False)
-        raise typer.Exit(1) from None
+    except Exception as exc:
+        code = exit_code(exc)
+        if code is None:  # a bug: its traceback is the message
+            raise
+        # Storage and stage failures leave staged work to resume; wrong input is fixed and re-run.
+        hint = _resume_hint(exc, command) if isinstance(exc, (OSError, StageError)) else ""
+        err.print(_failure(exc) + hint, markup=False, highlight=False)
+        raise typer.Exit(code) from None
+
+
+def _failure(exc: Exception) -> str:
+    if isinstance(exc, OSError):
+        return (f"error: storage: {exc}\nCheck output.uri, the bucket, and AWS_* credentials in the "
+                "environment.")
+    return f"error: {exc}"
 
 
 @app.command()
@@ -149,29 +144,3 @@ def synth_catalog(rows: int = typer.Option(1000, min=0), out: str = typer.Option
 
     paths = write_catalog(out, rows, files=files, seed=seed, bad_rows=bad_rows)
     console.print(f"wrote {rows + bad_rows} rows in {len(paths)} file(s) under {out}")
-
-
-def _register_optional() -> None:
-    """Commands owned by other modules register themselves here."""
-    import importlib
-
-    for mod in ("pdgen_core.versions", "pdgen_core.jobs_api", "pdgen_core.finetune.commands",
-                "pdgen_core.report_cli", "pdgen_core.audit"):
-        try:
-            m = importlib.import_module(mod)
-        except ModuleNotFoundError as exc:
-            if exc.name and mod.startswith(exc.name):
-                continue
-            raise
-        m.register(app)
-
-
-_register_optional()
-
-
-def main() -> None:  # pragma: no cover
-    app()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

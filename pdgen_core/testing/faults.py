@@ -13,7 +13,7 @@ so a proxy thread inside the caller's process would deadlock against it. Control
 reconfiguration) goes through ``/__faults__/...`` paths, which no S3 bucket name can take
 (bucket names have no underscores).
 
-``python -m pdgen_core.faults --upstream http://127.0.0.1:9000 --p503 0.1`` runs one in the
+``python -m pdgen_core.testing.faults --upstream http://127.0.0.1:9000 --p503 0.1`` runs one in the
 foreground and prints its endpoint.
 """
 
@@ -26,6 +26,7 @@ import os
 import re
 import socket
 import struct
+import sys
 import threading
 import time
 import urllib.request
@@ -33,6 +34,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
+
+from pdgen_core.testing.child import Child, free_port
 
 CONTROL = "/__faults__"
 _HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer",
@@ -321,8 +324,6 @@ class FaultProxy:
     """Start/stop the proxy in a subprocess; ``endpoint`` is what AWS_ENDPOINT_URL should be."""
 
     def __init__(self, upstream: str, config: FaultConfig | None = None, port: int | None = None):
-        from pdgen_core.s3server import free_port
-
         self.upstream = upstream
         self.config = config or FaultConfig()
         self.port = port or free_port()
@@ -333,24 +334,12 @@ class FaultProxy:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30.0) -> "FaultProxy":
-        import subprocess
-        import sys
-
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "pdgen_core.faults", "--serve", "--upstream", self.upstream,
-             "--port", str(self.port), "--config", json.dumps(asdict(self.config))],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        )
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self.stats()
-                return self
-            except OSError:
-                if self._proc.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"fault proxy did not start on {self.endpoint}") from None
-                time.sleep(0.1)
+        self._proc = Child([sys.executable, "-m", "pdgen_core.testing.faults", "--serve", "--upstream",
+                            self.upstream, "--port", str(self.port),
+                            "--config", json.dumps(asdict(self.config))]).start(
+            self.stats, timeout=timeout, poll_s=0.1,
+            failure=lambda: f"fault proxy did not start on {self.endpoint}")
+        return self
 
     def _call(self, path: str, data: bytes | None = None) -> dict:
         req = urllib.request.Request(self.endpoint + CONTROL + path, data=data,
@@ -370,11 +359,7 @@ class FaultProxy:
 
     def stop(self) -> None:
         if self._proc is not None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=10)
-            except Exception:
-                self._proc.kill()
+            self._proc.stop()
             self._proc = None
 
 

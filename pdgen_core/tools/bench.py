@@ -1,6 +1,6 @@
 """``make bench``: side-by-side measurements in one run; ratios, not absolute times, are the claim.
 
-    python -m pdgen_core.bench [--rows 2000] [--incr-rows 100000] [--plan-rows 1000000,5000000]
+    python -m pdgen_core.tools.bench [--rows 2000] [--incr-rows 100000] [--plan-rows 1000000,5000000]
 
 a. pipeline overhead: pdgen end to end (Parquet on the local S3 endpoint -> plan -> generate ->
    guardrails -> Delta commit) against plain ``vllm.LLM.generate`` on the same prompts, model,
@@ -37,15 +37,31 @@ import time
 from pathlib import Path
 
 import psutil
+from pdgen_core import log, storage
+from pdgen_core.context_from_spec import build_context
+from pdgen_core.guardrails import GUARDRAIL_SET_VERSION
+from pdgen_core.models.chat import eos_token_ids
+from pdgen_core.models.resolve import model_identity, resolve_model
+from pdgen_core.pipeline import GenerationRun, run_job
+from pdgen_core.ray_session import init_ray
+from pdgen_core.spec import spec_from_dict
+from pdgen_core.stages import commit
+from pdgen_core.stages.generate import engine_kwargs, engine_threads
+from pdgen_core.stages.plan import work_items
+from pdgen_core.stages.prompt import engine_request
+from pdgen_core.stages.validate import clean_row
+from pdgen_core.synth import write_catalog
+from pdgen_core.tasks import TASKS
+from pdgen_core.testing.s3server import local_s3
 
-RESULTS = Path(__file__).resolve().parents[1] / "bench" / "results"
+RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results"
 COLUMNS = {"sku": "product_id", "title": "product_name", "price": "price_usd", "brand": "brand",
            "category": "category", "color": "color", "material": "material", "gender": "gender"}
 
 
 ALL_SECTIONS = frozenset({"pipeline", "incremental", "plan", "start", "real"})
 REAL_MODEL = "smollm2-135m-instruct"
-MYNTRA = (Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "myntra-fashion-catalog"
+MYNTRA = (Path(__file__).resolve().parents[3] / "shared" / "data" / "real" / "myntra-fashion-catalog"
           / "myntra_products_catalog.parquet")
 MYNTRA_COLUMNS = {"sku": "product_id", "title": "product_name", "brand": "brand", "price": "price_inr",
                   "gender": "gender", "color": "primary_color"}
@@ -113,16 +129,6 @@ def prompts_for(sd: dict) -> dict:
     ``{"prompts", "params", "messages"}`` (``messages`` is None for completion prompts)."""
     import pyarrow.dataset as pads
 
-    from pdgen_core import storage
-    from pdgen_core.guardrails import GUARDRAIL_SET_VERSION
-    from pdgen_core.models.resolve import model_identity, resolve_model
-    from pdgen_core.pipeline import build_context
-    from pdgen_core.spec import spec_from_dict
-    from pdgen_core.stages.plan import work_items
-    from pdgen_core.stages.prompt import engine_request
-    from pdgen_core.stages.validate import clean_row
-    from pdgen_core.tasks import TASKS
-
     spec = spec_from_dict(sd)
     path = resolve_model(spec.model.source)
     ctx = build_context(spec, "bench", model_identity(path), frozenset(), model_path=path)
@@ -151,10 +157,6 @@ def raw_vllm(prompts_file: str, out_file: str) -> None:
 
     ``prompts_file``: ``{"spec": <spec dict>, "sets": [{"prompts", "params", "messages"}, ...]}``."""
     from vllm import LLM, SamplingParams
-
-    from pdgen_core.models.resolve import resolve_model
-    from pdgen_core.spec import spec_from_dict
-    from pdgen_core.stages.generate import engine_kwargs
 
     data = json.loads(Path(prompts_file).read_text())
     spec = spec_from_dict(data["spec"])
@@ -186,7 +188,7 @@ def run_raw_vllm(sd: dict, sets: list[dict], tmp: Path, env: dict[str, str]) -> 
     spec dict ``sd``, with ``env`` added to this environment."""
     pf, of = tmp / "prompts.json", tmp / "raw.json"
     pf.write_text(json.dumps({"spec": sd, "sets": sets}))
-    subprocess.run([sys.executable, "-m", "pdgen_core.bench", "--raw-vllm", str(pf), str(of)], check=True,
+    subprocess.run([sys.executable, "-m", "pdgen_core.tools.bench", "--raw-vllm", str(pf), str(of)], check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **env})
     return json.loads(of.read_text())
 
@@ -199,9 +201,6 @@ def hf_loop(prompts: list[str], max_tokens: int, batch: int = 16, model: str = "
     ``threads``: torch threads for the loop (default: torch's own)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from pdgen_core.models.chat import eos_token_ids
-    from pdgen_core.models.resolve import resolve_model
 
     path = resolve_model(model)
     tok = AutoTokenizer.from_pretrained(path)
@@ -238,9 +237,6 @@ def hf_loop(prompts: list[str], max_tokens: int, batch: int = 16, model: str = "
 
 
 def run_pdgen(spec: dict, **kw) -> tuple[dict, float]:
-    from pdgen_core.pipeline import run_job
-    from pdgen_core.spec import spec_from_dict
-
     t0 = time.monotonic()
     rec = run_job(spec_from_dict(spec), **kw)
     return rec, time.monotonic() - t0
@@ -255,7 +251,6 @@ def bench_pipeline(rows: int, max_tokens: int, tmp: Path) -> dict:
     in which every fixed cost (engine start, plan passes, commit) cancels; plain vLLM's the same
     way over its two ``generate`` calls on one engine. The marginal ratio is the rate a long
     catalog run goes at, against plain vLLM's."""
-    from pdgen_core.synth import write_catalog
 
     sizes = (rows, 3 * rows)
     sets = []
@@ -326,9 +321,6 @@ def real_catalogs(sizes: tuple[int, ...]) -> tuple[str, dict, str]:
     rows): (what they are, their columns, their currency)."""
     import pyarrow.parquet as pq
 
-    from pdgen_core import storage
-    from pdgen_core.synth import write_catalog
-
     if not MYNTRA.is_file():
         print(f"real: {MYNTRA} is absent (the shared data folder); the synthetic catalog instead", flush=True)
         for n in sizes:
@@ -358,9 +350,6 @@ def bench_real(rows: int, max_tokens: int, repeats: int, hf_rows: int, tmp: Path
 
     ``memory_fraction``: the engines' KV-cache share of host memory for both (default: pdgen's
     choice for this model, 0.3), for a box where other processes hold memory."""
-    from pdgen_core.models.resolve import resolve_model
-    from pdgen_core.spec import spec_from_dict
-    from pdgen_core.stages.generate import engine_threads
 
     resolve_model(REAL_MODEL)  # dequantized once into the node cache, before any timing
     sizes = (rows, 3 * rows)
@@ -374,7 +363,7 @@ def bench_real(rows: int, max_tokens: int, repeats: int, hf_rows: int, tmp: Path
     assert sets[0]["messages"], f"{REAL_MODEL}: expected the chat format"
     hf_set = {k: v[:hf_rows] for k, v in sets[0].items()}
     threads = engine_threads(spec_from_dict(sd(rows)))
-    env = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "OMP_NUM_THREADS": str(threads)}  # as set_engine_threads
+    env = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "OMP_NUM_THREADS": str(threads)}  # as generate.map_batches_kwargs
     # A small run first, so that the measured runs find Ray's workers, imports and page cache warm.
     run_pdgen(sd(8, "s3://bench/real-warm-out/"))
     reps = []
@@ -427,11 +416,6 @@ def bench_incremental(rows: int, max_tokens: int) -> dict:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from pdgen_core import storage
-    from pdgen_core.pipeline import Job
-    from pdgen_core.spec import spec_from_dict
-    from pdgen_core.synth import write_catalog
-
     files = write_catalog("s3://bench/incr/", rows, files=4)
     spec = spec_dict("s3://bench/incr/", "s3://bench/incr-out/", max_tokens, mode="incremental")
     full, full_s = run_pdgen(spec)
@@ -443,7 +427,7 @@ def bench_incremental(rows: int, max_tokens: int) -> dict:
                      pc.if_else(idx, pc.add(t.column("price_usd"), 1.0), t.column("price_usd")))
     pq.write_table(t, loc.path, filesystem=loc.fs)
     t0 = time.monotonic()
-    planned = Job(spec_from_dict(spec)).plan_only()
+    planned = GenerationRun(spec_from_dict(spec)).plan_only()
     plan_s = time.monotonic() - t0
     incr, incr_s = run_pdgen(spec)
     regenerated = sum(v["accepted"] + v["rejected"] for v in incr["counts"]["by_task"].values())
@@ -459,11 +443,7 @@ def seed_content(spec, every: int = 100) -> int:
     import pyarrow as pa
     from deltalake import write_deltalake
 
-    from pdgen_core import storage
-    from pdgen_core.pipeline import Job
-    from pdgen_core.stages import commit
-
-    job = Job(spec)
+    job = GenerationRun(spec)
     keys = ["sku", "locale", "task", "variant", "input_fingerprint"]
     work = job.planned_items().select_columns(keys)
     now = pa.scalar(dt.datetime.now(dt.timezone.utc), commit.CONTENT_SCHEMA.field("generated_at").type)
@@ -481,7 +461,7 @@ def seed_content(spec, every: int = 100) -> int:
             cols["run_id"] = pa.array(["seed"] * b.num_rows, pa.string())
             yield from pa.Table.from_pydict(cols, schema=commit.CONTENT_SCHEMA).to_batches()
 
-    loc = job.paths.content(spec.tasks[0])
+    loc = job.layout.content(spec.tasks[0])
     write_deltalake(loc.uri, pa.RecordBatchReader.from_batches(commit.CONTENT_SCHEMA, batches()),
                     mode="overwrite", storage_options=storage.table_options(loc))
     return kept
@@ -493,9 +473,6 @@ def bench_plan(sizes: list[int]) -> list[dict]:
     import tempfile
 
     import ray
-
-    from pdgen_core.spec import spec_from_dict
-    from pdgen_core.synth import write_catalog
 
     out = []
     for n in sizes:
@@ -515,7 +492,7 @@ def bench_plan(sizes: list[int]) -> list[dict]:
             sf, of = Path(d) / "spec.json", Path(d) / "out.json"
             sf.write_text(json.dumps(sd))
             env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
-            subprocess.run([sys.executable, "-m", "pdgen_core.bench", "--plan-child", str(sf), str(of)],
+            subprocess.run([sys.executable, "-m", "pdgen_core.tools.bench", "--plan-child", str(sf), str(of)],
                            check=True, env=env)
             child = json.loads(of.read_text())
         s = child["plan_s"]
@@ -540,9 +517,6 @@ def plan_child(spec_file: str, out_file: str) -> None:
     The peak is VmHWM, the high-water mark of this process's own memory map. Not getrusage's
     ru_maxrss: Linux carries that across fork and exec, so a child reports at least the RSS its
     parent had when it forked (measured: 1,177 MB "before the plan" under a 1.3 GB parent)."""
-    from pdgen_core import log
-    from pdgen_core.pipeline import Job, init_ray
-    from pdgen_core.spec import spec_from_dict
 
     log.configure(json=True, level="WARNING")
     init_ray()
@@ -552,7 +526,7 @@ def plan_child(spec_file: str, out_file: str) -> None:
     spec = spec_from_dict(json.loads(Path(spec_file).read_text()))
     before = _vm_hwm_mb()
     t0 = time.monotonic()
-    planned = Job(spec).plan_only()
+    planned = GenerationRun(spec).plan_only()
     s = time.monotonic() - t0
     Path(out_file).write_text(json.dumps({
         "plan_s": s, "planned": planned, "driver_rss_before_plan_mb": before,
@@ -567,8 +541,6 @@ def _vm_hwm_mb() -> float:
 
 
 def bench_start(tmp: Path) -> dict:
-    from pdgen_core.synth import write_catalog
-
     write_catalog("s3://bench/one/", 1, files=1)
     rec, wall = run_pdgen(spec_dict("s3://bench/one/", "s3://bench/one-out/", 8))
     return {"first_committed_row_s": wall, "generate_s_incl_engine_start": rec["timing"]["generate_s"]}
@@ -646,10 +618,6 @@ def main() -> None:
     if not only or only - ALL_SECTIONS:
         ap.error(f"--only: unknown section(s) {sorted(only - ALL_SECTIONS)}; choose from {sorted(ALL_SECTIONS)}")
     import tempfile
-
-    from pdgen_core import log
-    from pdgen_core.pipeline import init_ray
-    from pdgen_core.s3server import local_s3
 
     log.configure(json=True, level="WARNING")
     with local_s3(buckets=("bench",)), tempfile.TemporaryDirectory() as tmp:

@@ -2,7 +2,7 @@
 own throughput benchmark on the same model.
 
     # on a Ray cluster with GPU workers (RAY_ADDRESS set), a real model folder or s3:// prefix:
-    python -m pdgen_core.bench_gpu --model s3://models/llama-3.1-8b-instruct/ \\
+    python -m pdgen_core.tools.bench_gpu --model s3://models/llama-3.1-8b-instruct/ \\
         --catalog s3://catalog/products/ --output s3://content/bench/ --rows 20000 --gpus 8
 
 It runs (1) ``vllm bench throughput`` on one GPU of this node with prompts of the catalog's mean
@@ -18,6 +18,9 @@ import re
 import subprocess
 import sys
 import time
+from pdgen_core.models.resolve import resolve_model
+from pdgen_core.pipeline import run_job
+from pdgen_core.spec import spec_from_dict
 
 
 def vllm_throughput(model: str, input_len: int, output_len: int, prompts: int) -> float:
@@ -43,10 +46,6 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=160)
     ap.add_argument("--input-len", type=int, default=220, help="mean prompt tokens of the catalog")
     a = ap.parse_args()
-
-    from pdgen_core.models.resolve import resolve_model
-    from pdgen_core.pipeline import run_job
-    from pdgen_core.spec import spec_from_dict
 
     local = str(resolve_model(a.model))
     ref = vllm_throughput(local, a.input_len, a.max_tokens, min(a.rows, 2000))

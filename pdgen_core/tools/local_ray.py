@@ -1,7 +1,7 @@
 """``make local-ray``: the whole system on this machine, checked end to end through the Ray Jobs API.
 
-    python -m pdgen_core.local_ray            # start, submit, check, stop; exit 0 when all passed
-    python -m pdgen_core.local_ray --keep     # ... then keep the cluster up for `pdgen submit`
+    python -m pdgen_core.tools.local_ray            # start, submit, check, stop; exit 0 when all passed
+    python -m pdgen_core.tools.local_ray --keep     # ... then keep the cluster up for `pdgen submit`
 
 1. Starts the local S3 endpoint (moto, its own process) and a Ray head on 127.0.0.1
    (``ray start --head --block`` in its own process group, free ports, a private temp dir, token
@@ -22,11 +22,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,6 +33,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+
+from pdgen_core import jobs_api, storage
+from pdgen_core.finetune.registry import list_adapters
+from pdgen_core.models.resolve import resolve_model
+from pdgen_core.report import build_report
+from pdgen_core.settings import get_settings
+from pdgen_core.spec import spec_from_dict
+from pdgen_core.stages.commit import open_table
+from pdgen_core.synth import write_catalog
+from pdgen_core.testing.child import Child, free_port, free_ports
+from pdgen_core.testing.s3server import LocalS3
 
 CATALOG = "s3://catalog/products/"
 OUTPUT = "s3://content/local-ray/"
@@ -50,16 +59,6 @@ def say(msg: str) -> None:
 
 
 # --- processes ----------------------------------------------------------------------------------
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def _ours(marker: str) -> list:
@@ -96,10 +95,8 @@ class RayHead:
         return f"http://127.0.0.1:{self.dash}"
 
     def start(self, timeout_s: float = 180) -> str:
-        from pdgen_core import jobs_api
-
         self._log = open(self.temp / "ray-start.log", "w")
-        self.proc = subprocess.Popen(
+        child = Child(
             [str(BIN / "ray"), "start", "--head", "--block", f"--num-cpus={self.num_cpus}",
              "--node-ip-address=127.0.0.1", f"--port={self.gcs}", "--include-dashboard=true",
              "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dash}",
@@ -108,18 +105,17 @@ class RayHead:
              f"--runtime-env-agent-port={self.renv}", f"--node-manager-port={self.nm}",
              f"--object-manager-port={self.om}", "--object-store-memory=1000000000",
              f"--temp-dir={self.temp}", "--disable-usage-stats"],
-            env=self.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                jobs_api.list_jobs(self.url)  # the Jobs API answers: the head is up
-                return self.url
-            except (ConnectionError, RuntimeError, OSError):
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("Ray head did not come up:\n"
-                                       + (self.temp / "ray-start.log").read_text()[-3000:]) from None
-                time.sleep(1)
+            env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
+        try:
+            # The Jobs API answers: the head is up. On failure the head is left for stop(), which
+            # also ends the processes it started.
+            child.start(lambda: jobs_api.list_jobs(self.url), timeout=timeout_s, poll_s=1,
+                        errors=(ConnectionError, RuntimeError, OSError), stop_on_failure=False,
+                        failure=lambda: "Ray head did not come up:\n"
+                        + (self.temp / "ray-start.log").read_text()[-3000:])
+        finally:
+            self.proc = child.proc
+        return self.url
 
     def stop(self) -> list[int]:
         """SIGTERM, a grace period, then SIGKILL: the group, plus any of ours that left it.
@@ -163,8 +159,6 @@ class RayHead:
 
 
 def head_env(s3_env: dict[str, str], source: Path) -> dict[str, str]:
-    from pdgen_core.settings import get_settings
-
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")}
     env.update(s3_env)  # endpoint and credentials: every worker of the cluster inherits them
     env.update(
@@ -185,9 +179,8 @@ def head_env(s3_env: dict[str, str], source: Path) -> dict[str, str]:
 
 def generate_spec() -> dict:
     """``configs/demo.yaml`` made small: short texts, every text kept, one attempt."""
-    from pdgen_core.spec import spec_from_dict
 
-    d = yaml.safe_load((Path(__file__).parent / "configs" / "demo.yaml").read_text())
+    d = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / "demo.yaml").read_text())
     for key in ("reviews", "segments"):  # description only: no reviews, one variant per sku
         d.pop(key, None)
     d.update(name="local-ray", catalog={**d["catalog"], "uri": CATALOG}, tasks=["description"],
@@ -250,8 +243,6 @@ class Report:
 
 
 def _submit(step: Step, spec: Path, entrypoint: str, url: str, endpoint: str) -> None:
-    from pdgen_core import jobs_api
-
     t0 = time.monotonic()
     while True:
         try:
@@ -270,8 +261,6 @@ def _submit(step: Step, spec: Path, entrypoint: str, url: str, endpoint: str) ->
 
 
 def _wait(step: Step, url: str, deadline: float) -> None:
-    from pdgen_core import jobs_api
-
     unreachable_since = None
     while True:
         try:
@@ -293,7 +282,6 @@ def run_job(step: Step, spec: Path, entrypoint: str, url: str, endpoint: str, lo
             deadline: float) -> bool:
     """Submit through the Jobs API (the path of ``pdgen submit --no-pip``), wait until the job
     ends or ``deadline`` (monotonic) passes, keep the log."""
-    from pdgen_core import jobs_api
 
     t0 = time.monotonic()
     _submit(step, spec, entrypoint, url, endpoint)
@@ -317,8 +305,6 @@ def job_ok(report: Report, step: Step, ok: bool) -> bool:
 
 
 def run_records(output: str) -> dict[str, dict]:
-    from pdgen_core import storage
-
     runs = storage.resolve(output).child("runs")
     return {Path(f).stem: storage.read_json(storage.resolve("s3://" + f)) for f in storage.list_files(runs, ".json")}
 
@@ -348,9 +334,6 @@ def counts_balance(report: Report, step: str, rec: dict) -> bool:
 
 
 def table_rows(kind: str, columns: list[str], run_id: str | None = None) -> list[dict]:
-    from pdgen_core import storage
-    from pdgen_core.stages.commit import open_table
-
     dt = open_table(storage.resolve(OUTPUT).child(kind, "description"))
     if dt is None:
         return []
@@ -366,8 +349,6 @@ def change_prices(skus_with_content: set[str], n: int) -> list[str]:
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
-
-    from pdgen_core import storage
 
     loc = storage.resolve(CATALOG)
     first = sorted(storage.list_files(loc, ".parquet"))[0]
@@ -388,7 +369,6 @@ def check_generate(report: Report, rec: dict, work: Path) -> set[str]:
     report.check("generate: content Delta table has rows",
                  0 < len(rows) == accepted and {r["run_id"] for r in rows} == {rec["run_id"]},
                  f"{len(rows)} rows (accepted {accepted}), table version {rec['tables'].get('content/description')}")
-    from pdgen_core.report import build_report
 
     try:
         html = build_report(OUTPUT, rec["run_id"], str(work / "report.html")).read_text()
@@ -420,8 +400,6 @@ def check_refresh(report: Report, rec: dict, changed: list[str], valid_without_c
 
 
 def check_finetune(report: Report, spec_name: str) -> None:
-    from pdgen_core.finetune.registry import list_adapters
-
     ads = [a for a in list_adapters(OUTPUT, "description") if a["run_id"] == spec_name]
     report.check("finetune: adapter version registered", bool(ads),
                  ", ".join(f"v{a['version']} {a['kind']} at {a['uri']}" for a in ads) or "none in the registry")
@@ -468,7 +446,6 @@ def print_summary(report: Report, head: RayHead | None, endpoint: str, total_s: 
 
 def stop_running_jobs(report: Report, url: str, wait_s: float = 20) -> None:
     """Ask the Jobs API to stop jobs still running (Ctrl-C mid-job), so their drivers end cleanly."""
-    from pdgen_core import jobs_api
 
     for s in report.steps:
         if s.status == "RUNNING":
@@ -487,8 +464,6 @@ def upload_base_model() -> str:
     """The fine-tune's base model, on S3 as a cluster would have it: this node's cached
     ``pdgen-tiny`` folder. (``model.source: pdgen-tiny`` in a fine-tune spec means the *trained*
     tiny model, which is trained on first use: minutes, not what this check is about.)"""
-    from pdgen_core import storage
-    from pdgen_core.models.resolve import resolve_model
 
     uri = OUTPUT + "models/base/"
     storage.upload_dir(resolve_model("pdgen-tiny"), storage.resolve(uri))
@@ -499,8 +474,6 @@ def _valid_skus() -> set[str]:
     """Skus of the catalog that validation keeps (not in the first run's validate rejects)."""
     import pyarrow.dataset as pads
 
-    from pdgen_core import storage
-
     loc = storage.resolve(CATALOG)
     skus = set(pads.dataset(storage.list_files(loc, ".parquet"), filesystem=loc.fs)
                .to_table(columns=["product_id"]).column("product_id").to_pylist())
@@ -509,8 +482,6 @@ def _valid_skus() -> set[str]:
 
 
 def scenario(report: Report, url: str, endpoint: str, work: Path, deadline: float) -> None:
-    from pdgen_core.synth import write_catalog
-
     write_catalog(CATALOG, report.rows, files=2, bad_rows=BAD_ROWS)
     say(f"catalog: {report.rows} products + {BAD_ROWS} bad rows -> {CATALOG}")
     specs = work / "specs"
@@ -557,9 +528,6 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if a.rows <= CHANGED:
         ap.error(f"--rows must exceed {CHANGED}, the rows the refresh step changes")
-
-    from pdgen_core import jobs_api
-    from pdgen_core.s3server import LocalS3, free_port
 
     t0 = time.monotonic()
     signal.signal(signal.SIGTERM, _terminate)

@@ -10,7 +10,7 @@
   ``bench/results/chaos-latest.jsonl`` (``PDGEN_CHAOS_LOG`` overrides); the summary keeps the
   latest line per scenario.
 
-``python -m pdgen_core.chaos`` prints the figures table (what ``make chaos`` ends with).
+``python -m pdgen_core.testing.chaos`` prints the figures table (what ``make chaos`` ends with).
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ from typing import Any
 import pyarrow as pa
 
 from pdgen_core import storage
+from pdgen_core.stages import validate
+from pdgen_core.stages.commit import open_table
 
 COLUMNS = ("scenario", "rows", "lost", "duplicated", "leaks", "result", "wall_s", "faults")
 
@@ -114,7 +116,6 @@ class Audit:
 
 def expected_keys(catalog: pa.Table, columns: dict[str, str], locales=("en",), variants=("",)) -> set:
     """(sku, locale, variant) of every row the pipeline's validation accepts (duplicates removed)."""
-    from pdgen_core.stages import validate
 
     canon = {c: catalog.column(src) for c, src in columns.items() if src in catalog.column_names}
     clean = validate.clean_batch(pa.table(canon)).to_pylist()
@@ -127,7 +128,6 @@ def expected_keys(catalog: pa.Table, columns: dict[str, str], locales=("en",), v
 
 def audit(output_uri: str, task: str, record: dict[str, Any], expected: set) -> Audit:
     """Lost and duplicated rows of ``record``'s run in ``task``'s tables at ``output_uri``."""
-    from pdgen_core.stages.commit import open_table
 
     out = storage.resolve(output_uri)
     problems: list[str] = []

@@ -1,4 +1,4 @@
-"""Typer commands ``pdgen finetune SPEC`` and ``pdgen eval SPEC``; ``register(app)`` adds them."""
+"""``pdgen finetune SPEC`` and ``pdgen eval SPEC`` (``pdgen_core.finetune``); ``register(app)`` adds them."""
 
 from __future__ import annotations
 
@@ -10,15 +10,17 @@ from typing import Optional
 
 import typer
 
-# Exit codes as in pdgen's CLI: 0 ok, 1 the job failed, 2 the input (spec, data, model) is wrong.
-INPUT_ERROR = 2
+from pdgen_core.errors import exit_code
+from pdgen_core.spec import SpecError
 
 
-def _input_errors() -> tuple[type[BaseException], ...]:
-    from pdgen_core.finetune.registry import AdapterNotFound
-    from pdgen_core.models.resolve import ModelError
-
-    return (ValueError, FileNotFoundError, ModelError, AdapterNotFound)
+def _fail(spec: str, exc: Exception) -> None:
+    """Exit as ``pdgen_core.errors.exit_code`` says (2: the spec, data or model); a bug raises."""
+    code = exit_code(exc)
+    if code is None:
+        raise exc
+    typer.echo(str(exc) if isinstance(exc, SpecError) else f"{spec}: {exc}", err=True)
+    raise typer.Exit(code) from None
 
 
 def register(app: typer.Typer) -> None:
@@ -34,18 +36,11 @@ def register(app: typer.Typer) -> None:
         publish the best checkpoint to <output>/adapters/<task>/<version>/. Re-running the same
         `name` resumes from its latest checkpoint."""
         from pdgen_core.finetune import load_finetune_spec, run_finetune
-        from pdgen_core.spec import SpecError
 
         try:
-            s = load_finetune_spec(spec, set_ or [])
-        except SpecError as exc:
-            typer.echo(str(exc), err=True)
-            raise typer.Exit(INPUT_ERROR) from None
-        try:
-            summary = run_finetune(s, register=not no_register)
-        except _input_errors() as exc:
-            typer.echo(f"{spec}: {exc}", err=True)
-            raise typer.Exit(INPUT_ERROR) from None
+            summary = run_finetune(load_finetune_spec(spec, set_ or []), register=not no_register)
+        except Exception as exc:
+            _fail(spec, exc)
         typer.echo(json.dumps(summary, indent=2, default=str))
 
     @app.command("eval")
@@ -72,21 +67,15 @@ def register(app: typer.Typer) -> None:
         """Fine-tuned vs untuned vs template baseline on the held-out split: ROUGE-L, chrF, BLEU,
         guardrail pass rate."""
         from pdgen_core.finetune import evaluate_spec, load_finetune_spec
-        from pdgen_core.spec import SpecError
 
         try:
             s = load_finetune_spec(spec, set_ or [])
-        except SpecError as exc:
-            typer.echo(str(exc), err=True)
-            raise typer.Exit(INPUT_ERROR) from None
-        try:
             report = evaluate_spec(s, adapter=adapter, limit=limit or None, max_new_tokens=max_new_tokens,
                                    engine=engine, repetition_penalty=repetition_penalty,
                                    no_repeat_ngram_size=no_repeat_ngram, split=split,
                                    also_models=also_model or (), guard_retry=guard_retry)
-        except _input_errors() as exc:
-            typer.echo(f"{spec}: {exc}", err=True)
-            raise typer.Exit(INPUT_ERROR) from None
+        except Exception as exc:
+            _fail(spec, exc)
         typer.echo(report["table"])
         report["command"] = shlex.join(["pdgen", *sys.argv[1:]])
         report["date"] = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

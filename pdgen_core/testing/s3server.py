@@ -3,25 +3,22 @@
 
 The server runs in its own process. In a thread of the caller's process it deadlocks against
 delta-rs: calls such as ``DeltaTable.restore`` and ``history`` hold the GIL while they wait on
-HTTP, so the server thread can never answer (the "history() hung 180 s" note in DESIGN.md).
+HTTP, so the server thread can never answer (the "history() hung for 180 s" note in the README's "Notes from building it").
 
-``python -m pdgen_core.s3server --port 9000`` runs one in the foreground.
+``python -m pdgen_core.testing.s3server --port 9000`` runs one in the foreground.
 """
 
 from __future__ import annotations
 
 import os
-import socket
+import sys
+import urllib.request
 from contextlib import contextmanager
+
+from pdgen_core.testing.child import Child, free_port
 
 TEST_KEY_ID = "pdgen-local-key"
 TEST_SECRET = "pdgen-local-secret"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class LocalS3:
@@ -47,25 +44,10 @@ class LocalS3:
         }
 
     def start(self, timeout: float = 60.0) -> "LocalS3":
-        import subprocess
-        import sys
-        import time
-        import urllib.request
-
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "pdgen_core.s3server", "--serve", "--port", str(self.port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        )
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                urllib.request.urlopen(self.endpoint + "/moto-api/", timeout=2).read()
-                break
-            except OSError:
-                if self._proc.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"local S3 server did not start on {self.endpoint}") from None
-                time.sleep(0.2)
+        self._proc = Child([sys.executable, "-m", "pdgen_core.testing.s3server", "--serve",
+                            "--port", str(self.port)]).start(
+            lambda: urllib.request.urlopen(self.endpoint + "/moto-api/", timeout=2).read(),
+            timeout=timeout, failure=lambda: f"local S3 server did not start on {self.endpoint}")
         for b in self.buckets:
             self.create_bucket(b)
         return self
@@ -82,11 +64,7 @@ class LocalS3:
 
     def stop(self) -> None:
         if self._proc is not None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=10)
-            except Exception:
-                self._proc.kill()
+            self._proc.stop()
             self._proc = None
 
 

@@ -19,16 +19,22 @@ from pathlib import Path
 import yaml
 from rich.console import Console
 from rich.markup import escape
+from pdgen_core import log, storage
+from pdgen_core.cli.run import one_line, print_summary
+from pdgen_core.models.resolve import model_identity, resolve_model
+from pdgen_core.pipeline import run_job
+from pdgen_core.spec import spec_from_dict
+from pdgen_core.stages.commit import open_table
+from pdgen_core.synth import make_catalog, write_catalog, write_reviews
+from pdgen_core.testing.s3server import local_s3
 
 console = Console()
-DEMO_SPEC = Path(__file__).parent / "configs" / "demo.yaml"
+DEMO_SPEC = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 ROWS, BAD_ROWS = 24, 8
 
 
 def show_samples(output_uri: str, task: str, reasons: dict[str, int], n: int = 10) -> None:
     """Up to ``n`` accepted texts of ``task``, unedited, then its rejects by reason."""
-    from pdgen_core import storage
-    from pdgen_core.stages.commit import open_table
 
     dt = open_table(storage.resolve(output_uri).child("content", task))
     rows = dt.to_pyarrow_table(columns=["sku", "text", "attempts"]).slice(0, n).to_pylist() if dt else []
@@ -43,13 +49,6 @@ def show_samples(output_uri: str, task: str, reasons: dict[str, int], n: int = 1
 
 
 def main() -> None:
-    from pdgen_core import log, storage
-    from pdgen_core.cli import print_summary
-    from pdgen_core.pipeline import run_job
-    from pdgen_core.s3server import local_s3
-    from pdgen_core.spec import spec_from_dict
-    from pdgen_core.synth import make_catalog, write_catalog, write_reviews
-
     log.configure()
     spec_dict = yaml.safe_load(DEMO_SPEC.read_text())
     with local_s3(buckets=("catalog", "content")) as s3:
@@ -74,7 +73,6 @@ def main() -> None:
 
 def _ensure_model(source: str) -> None:
     """Make the model's node-cache folder once (SmolLM2: dequantize its GGUF, about 35 s)."""
-    from pdgen_core.models.resolve import model_identity, resolve_model
 
     path = resolve_model(source)
     console.print(f"model: {model_identity(path)}, cached at {path}")
@@ -86,10 +84,6 @@ def _after_first_run(spec, record) -> None:
     import pyarrow.compute as pc
     import pyarrow.dataset as pads
     import pyarrow.parquet as pq
-
-    from pdgen_core import storage
-    from pdgen_core.cli import one_line
-    from pdgen_core.pipeline import run_job
 
     loc = storage.resolve(spec.catalog.uri)
     first = storage.list_files(loc, ".parquet")[0]

@@ -1,0 +1,13 @@
+"""The ``pdgen`` Typer app and its consoles, apart from the commands so that every command module
+can import them without importing the package that assembles them."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Batch e-commerce content generation on Ray + vLLM, with Delta Lake outputs.")
+console = Console(stderr=False)
+# Errors are not wrapped: a wrapped line can split a command to copy (`--resume RUN_ID`).
+err = Console(stderr=True, soft_wrap=True)

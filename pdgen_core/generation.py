@@ -1,0 +1,67 @@
+"""The generation pass: the engine actors generate, guard and retry every item, and stage every
+attempt under ``_staging/<run_id>/generated/``.
+
+One pass over the work, one engine per actor for the whole job (``stages.generate.EngineActor``):
+a text the guard sends back goes into the same engine again at once, with its retry's sampling,
+so retries cost generations, never engine starts or passes over the data. A staged file holds
+whole items (an item's ``retry`` rows beside its final one), so a resumed run keeps the items a
+crashed attempt staged and generates only the rest.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+from pdgen_core import incremental, storage
+from pdgen_core.errors import STAGE_FIXES, StageError, failed_stage, root_cause
+from pdgen_core.log import get_logger
+from pdgen_core.progress import Progress
+from pdgen_core.run_context import RunContext
+from pdgen_core.spec import JobSpec
+from pdgen_core.staging import RunLayout, final_rows, staged_files, staged_items
+from pdgen_core.stages import generate
+
+
+def stage_failure(exc: BaseException) -> StageError:
+    """The error for a failed pass, named for the stage that raised: an ``EngineError`` when it
+    was the engine, a ``StageError("guard" | "storage")`` otherwise."""
+    stage = failed_stage(exc)
+    msg = (f"generation failed ({stage}): {root_cause(exc)}\n{STAGE_FIXES[stage]}\n"
+           f"detail: {type(exc).__name__}: {str(exc)[-800:]}")
+    return generate.EngineError(msg) if stage == "generate" else StageError(stage, msg)
+
+
+class Generation:
+    """The generation pass of one run; ``resumed`` and ``progress`` are for its record."""
+
+    def __init__(self, spec: JobSpec, ctx: RunContext, layout: RunLayout, model_path: Path,
+                 adapter_paths: dict[str, str], resume: bool = False):
+        self.spec, self.ctx, self.layout = spec, ctx, layout
+        self.model_path, self.adapter_paths, self.resume = model_path, adapter_paths, resume
+        self.log = get_logger(run_id=ctx.run_id, job=spec.name)
+        self.resumed = 0
+        self.progress: list = []
+
+    def run(self, work, total: int) -> None:
+        """Generate ``work`` (``total`` items: the progress bar's)."""
+        loc = self.layout.generated
+        src = self._resume_or_clear(work, loc)
+        out = generate.build(self.spec, self.ctx, self.model_path, self.adapter_paths)(src)
+        try:
+            with Progress(total, partial(staged_items, loc), run_id=self.ctx.run_id,
+                          task=",".join(self.spec.tasks)) as prog:
+                out.write_parquet(loc.path, filesystem=loc.fs)
+            self.progress = prog.samples
+        except Exception as exc:  # a broken system, not a bad row: fail the job, naming the part
+            raise stage_failure(exc) from exc
+
+    def _resume_or_clear(self, src, loc: storage.Location):
+        if not self.resume:
+            storage.delete_tree(loc)
+            return src
+        done = incremental.readable_files(staged_files(loc), loc.fs)
+        if done:
+            self.resumed += final_rows(done, loc.fs)
+        self.log.info("generate.resume", staged_files=len(done))
+        return incremental.anti_join(src, incremental.staged_keys(done, loc.fs))

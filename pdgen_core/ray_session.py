@@ -1,0 +1,50 @@
+"""The Ray session: start or join the cluster once per driver, and run a function on every node.
+
+Apart from the pipeline so that the floors below it (``joins``, ``incremental``, the stages) can
+ask for the cluster's shuffle parallelism without importing the orchestrator back: that import
+closed a six-module circle (``joins -> pipeline -> incremental -> joins``, with the stages).
+Ray itself is imported inside the functions: importing this module costs nothing.
+"""
+
+from __future__ import annotations
+
+from pdgen_core.settings import get_settings
+
+
+def init_ray() -> None:
+    """Join ``RAY_ADDRESS`` (or start Ray in-process) with pdgen's Data settings; once."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    # Only non-secret facts travel in the runtime env; workers inherit credentials from their node.
+    env = {"VLLM_LOGGING_LEVEL": "WARNING", "PDGEN_CACHE_DIR": str(get_settings().cache_dir),
+           "TOKENIZERS_PARALLELISM": "false"}
+    ray.init(address=get_settings().ray_address, runtime_env={"env_vars": env},
+             ignore_reinit_error=True, log_to_driver=True, configure_logging=False)
+    ctx = ray.data.DataContext.get_current()
+    # Hash shuffles (duplicate skus, review grouping, joins) default to 200 partitions: 200 tasks
+    # per aggregation dominate a small run. Scale with the cluster instead.
+    ctx.default_hash_shuffle_parallelism = shuffle_partitions()
+    ctx.enable_progress_bars = True
+    ctx.print_on_execution_start = False
+
+
+def shuffle_partitions() -> int:
+    """Two hash-shuffle partitions per CPU of the cluster, between 2 and 200."""
+    import ray
+
+    return max(2, min(200, int(ray.cluster_resources().get("CPU", 2)) * 2))
+
+
+def on_every_node(fn):
+    """Run ``fn`` (which caches into the node-local cache) on every alive Ray node; return the
+    local result. Downloads of models and adapters happen once per node this way."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = ray.get_runtime_context().get_node_id()
+    remote = ray.remote(num_cpus=0)(lambda f: f())
+    ray.get([remote.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
+             .remote(fn) for n in ray.nodes() if n.get("Alive") and n["NodeID"] != here])
+    return fn()
