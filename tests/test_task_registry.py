@@ -288,6 +288,24 @@ def test_json_parse_extra_reasons():
     assert faq("\n " + json.dumps({"faqs": FAQ_OK}) + "\n") is None
 
 
+def test_json_parse_on_what_smollm2_wrote_in_the_demo():
+    """Real outputs of the 2026-12-01 demo (smollm2-135m-instruct) that the guard accepted: a
+    headline cut after a whole word at its maxLength, a body that only repeats the headline, an
+    FAQ whose "questions" are not questions."""
+    ad, faq = TASKS["ad_copy"].parse, TASKS["faq"].parse
+    cut = {"body": "A canvas jacket for men.", "headline": "A graphic design jacket for a "}
+    assert ad(json.dumps(cut)) == "truncated"
+    assert ad(json.dumps({"body": "Northwind Unisex Headphones", "headline": "Northwind Unisex Headphones at"})) == "truncated"
+    assert ad(json.dumps({"body": "A tent made of ceramic.", "headline": "Tailspin Men Green Tent,"})) == "truncated"
+    assert ad(json.dumps({"body": "Contoso Unisex Red Tent", "headline": "Contoso Unisex Red Tent"})) == "body_repeats_headline"
+    assert ad(json.dumps({"body": "A leather-wrapped kettle for men.", "headline": "Trey Men Blue Kettle for men."})) is None
+    nonsense = {"faqs": [{"a": "Contoso", "q": "How do you make these head phones?"},
+                         {"a": "They are made using fabric.", "q": "I am not sure about that,"},
+                         {"a": "The company has no idea how to create them yet!",
+                          "q": "No way! I'm going to have to find someone who can help me out now!"}]}
+    assert faq(json.dumps(nonsense)) == "not_a_question"
+
+
 # --- grounding --------------------------------------------------------------------------------
 
 def faq_text(*pairs: tuple[str, str]) -> str:

@@ -29,7 +29,8 @@ INVENTED = frozenset({"ungrounded_number", "ungrounded_name", "attribute_mismatc
                       "brand_missing", "price_mismatch", "meta_text", "prompt_echo",
                       "ungrounded_answer", "ungrounded_question", "first_person_review",
                       "wrong_language", "invalid_json", "schema_mismatch", "empty_field",
-                      "faq_count", "duplicate_question", "too_short", "empty", "banned_term",
+                      "faq_count", "duplicate_question", "not_a_question",
+                      "body_repeats_headline", "too_short", "empty", "banned_term",
                       "pii_email", "pii_phone", "pii_url", "injection_echo"})
 RETRY_RULES_VERSION = "1"   # bump with any rule change: retries are part of what an output is
 

@@ -39,10 +39,27 @@ def cut_at_limit(value: str, limit: int, sentence: bool) -> bool:
     return not tail[-1:].isalnum() and tail[-1:] not in ".!?)\"" or bool(m and not is_word(m.group().lower()))
 
 
+# Words a phrase cannot end on: a headline that does ("Northwind Unisex Headphones at", "A graphic
+# design jacket for a ") was cut at its maxLength after a whole word (demo, 2026-12-01).
+DANGLING = frozenset("a an the and or but for with of on at to in by from your its our their as "
+                     "is are this that".split())
+
+
+def dangles(value: str) -> bool:
+    """The phrase stops mid-way: on a word it cannot end on, or on a comma, colon or dash."""
+    tail = value.rstrip()
+    if tail.endswith((",", ";", ":", "-", "–", "&")):
+        return True
+    words = re.findall(r"[A-Za-z']+", tail[-12:])
+    return bool(words) and tail[-1:].isalpha() and words[-1].lower() in DANGLING
+
+
 def parse(text: str) -> str | None:
     """``invalid_json``; ``schema_mismatch`` (not an object, keys other than exactly headline and
     body, a value not a string); ``empty_field``; ``headline_too_long``; ``body_too_long``;
-    ``truncated`` (a field cut at its limit by guided decoding, see ``cut_at_limit``)."""
+    ``truncated`` (a field cut at its limit by guided decoding, see ``cut_at_limit``, or one that
+    stops mid-phrase, see ``dangles``); ``body_repeats_headline`` (the body says the headline
+    again and nothing more)."""
     obj, reason = load_object(text)
     if reason:
         return reason
@@ -56,7 +73,15 @@ def parse(text: str) -> str | None:
         return "body_too_long"
     if cut_at_limit(obj["headline"], HEADLINE_MAX, False) or cut_at_limit(obj["body"], BODY_MAX, True):
         return "truncated"
+    if dangles(obj["headline"]) or dangles(obj["body"]):
+        return "truncated"
+    if _norm(obj["body"]) == _norm(obj["headline"]):
+        return "body_repeats_headline"
     return None
+
+
+def _norm(value: str) -> str:
+    return " ".join(re.findall(r"\w+", value.casefold()))
 
 
 TASK = Task(

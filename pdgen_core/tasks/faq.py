@@ -43,9 +43,15 @@ def _pairs(obj: dict) -> list | None:
     return faqs if ok else None
 
 
+def _is_question(q: str) -> bool:
+    return q.rstrip().endswith(("?", "？"))
+
+
 def parse(text: str) -> str | None:
     """``invalid_json``; ``schema_mismatch`` (shape or extra keys); ``faq_count`` (not 3-5
-    pairs); ``empty_field`` (a blank q or a); ``faq_too_long``; ``duplicate_question``."""
+    pairs); ``empty_field`` (a blank q or a); ``faq_too_long``; ``duplicate_question``;
+    ``not_a_question`` (a q that does not end in a question mark: "I am not sure about that,";
+    a one-word answer passes ("Cotton." is a fine answer to "What is it made of?")."""
     obj, reason = load_object(text)
     if reason:
         return reason
@@ -60,6 +66,8 @@ def parse(text: str) -> str | None:
         return "faq_too_long"
     if len({" ".join(p["q"].casefold().split()) for p in pairs}) < len(pairs):
         return "duplicate_question"
+    if not all(_is_question(p["q"]) for p in pairs):
+        return "not_a_question"
     return None
 
 
