@@ -234,6 +234,14 @@ class EngineActor:
         metrics.record_batch(table.append_column("time_taken_llm", pa.array(latency, pa.float64())))
         return table
 
+    def __del__(self):
+        # Ray Data drops the pool's handles when the pass ends, and this runs before the actor
+        # exits (as ray.data.llm's engine stage does): stop the engine core here rather than
+        # leave its teardown to the interpreter's exit.
+        llm = getattr(self, "llm", None)
+        if llm is not None:
+            llm.llm_engine.engine_core.shutdown()
+
     def _enqueue(self, row: dict[str, Any]) -> str:
         from vllm import SamplingParams
         from vllm.sampling_params import StructuredOutputsParams
