@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from pdgen_core import metrics
 from pdgen_core.errors import StageError
+from pdgen_core.log import get_logger
 from pdgen_core.run_context import RunContext
 from pdgen_core.spec import JobSpec
 from pdgen_core.stages.guard import GEN_SCHEMA, judge, next_attempt
@@ -191,12 +192,14 @@ class EngineActor:
         from vllm.lora.request import LoRARequest
 
         self.ctx = ctx
+        self.log = get_logger(run_id=ctx.run_id)
         self.llm = LLM(model=model_path, **engine_kwargs)
         self.adapter_paths = adapter_paths
         self.loras = {task: LoRARequest(lora_name=task, lora_int_id=i + 1, lora_path=path)
                       for i, (task, path) in enumerate(sorted(adapter_paths.items()))}
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        started = time.monotonic()
         t0: dict[str, float] = {}
         waiting: dict[str, dict[str, Any]] = {}
         out: list[dict[str, Any]] = []
@@ -232,6 +235,11 @@ class EngineActor:
                     submit(next_attempt(judged))
         table = pa.Table.from_pylist(out, schema=GEN_SCHEMA)
         metrics.record_batch(table.append_column("time_taken_llm", pa.array(latency, pa.float64())))
+        status = [r["status"] for r in out]
+        self.log.info("generate.batch", items=batch.num_rows, accepted=status.count("accepted"),
+                      rejected=status.count("rejected"), retried=status.count("retry"),
+                      tokens_out=sum(int(r["tokens_out"] or 0) for r in out),
+                      seconds=round(time.monotonic() - started, 2))
         return table
 
     def __del__(self):
