@@ -3,9 +3,9 @@ attempt under ``_staging/<run_id>/generated/``.
 
 One pass over the work, one engine per actor for the whole job (``stages.generate.EngineActor``):
 a text the guard sends back goes into the same engine again at once, with its retry's sampling,
-so retries cost generations, never engine starts or passes over the data. A staged file holds
-whole items (an item's ``retry`` rows beside its final one), so a resumed run keeps the items a
-crashed attempt staged and generates only the rest.
+so retries cost generations, never engine starts or passes over the data. An item's ``retry``
+rows are staged beside its final one; a resumed run keeps the items a crashed attempt staged
+with their final row and generates the rest.
 """
 
 from __future__ import annotations

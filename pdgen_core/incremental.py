@@ -112,12 +112,21 @@ def guard_rejected_keys(loc: storage.Location):
 
 
 def staged_keys(files: list[str], fs):
+    """Keys of the items a crashed run staged with their final row (accepted or rejected). An
+    item with only ``retry`` rows staged (its final row in a file that was never written) is
+    generated again."""
+    import pyarrow.compute as pc
     import ray
 
     if not files:
         return None
-    ds = ray.data.read_parquet(files, filesystem=fs, columns=list(JOIN_KEY))
-    return ds.map_batches(storage.plain_types, batch_format="pyarrow", zero_copy_batch=True)
+
+    def final(batch: pa.Table) -> pa.Table:
+        keep = pc.fill_null(pc.not_equal(batch.column("status"), "retry"), True)
+        return storage.plain_types(batch.filter(keep).select(list(JOIN_KEY)))
+
+    ds = ray.data.read_parquet(files, filesystem=fs, columns=[*JOIN_KEY, "status"])
+    return ds.map_batches(final, batch_format="pyarrow")
 
 
 def deleted_keys(current, valid_skus):

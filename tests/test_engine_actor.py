@@ -129,3 +129,17 @@ def test_the_engine_core_stops_when_the_actor_goes():
     a(items(a, ROW))
     del a
     assert engine.shut_down == 1
+
+
+def test_a_resume_keeps_only_items_staged_with_their_final_row(ray_local, tmp_path):
+    import pyarrow.fs as pafs
+    import pyarrow.parquet as pq
+
+    from pdgen_core import incremental
+
+    key = {"locale": "en", "variant": "", "input_fingerprint": "f1"}
+    rows = [{"sku": "A", **key, "status": "retry"}, {"sku": "A", **key, "status": "accepted"},
+            {"sku": "B", **key, "status": "retry"}, {"sku": "C", **key, "status": "rejected"}]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "part-0.parquet")
+    keys = incremental.staged_keys([str(tmp_path / "part-0.parquet")], pafs.LocalFileSystem()).take_all()
+    assert sorted(k["sku"] for k in keys) == ["A", "C"]  # B's final row was never staged: again

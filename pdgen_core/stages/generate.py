@@ -183,8 +183,8 @@ class EngineActor:
     20 s per run with retries on this machine, minutes for a large model on a GPU).
 
     What comes out is every attempt: a ``retry`` row per rejected attempt that went round again,
-    and the item's final row (``accepted`` or ``rejected``), all from one call, so a staged file
-    never holds half an item."""
+    and the item's final row (``accepted`` or ``rejected``), all from one call; a resumed run
+    regenerates an item whose final row was not staged (``incremental.staged_keys``)."""
 
     def __init__(self, model_path: str, engine_kwargs: dict[str, Any], ctx: RunContext,
                  adapter_paths: dict[str, str]):
