@@ -297,6 +297,7 @@ def test_json_parse_on_what_smollm2_wrote_in_the_demo():
     assert ad(json.dumps(cut)) == "truncated"
     assert ad(json.dumps({"body": "Northwind Unisex Headphones", "headline": "Northwind Unisex Headphones at"})) == "truncated"
     assert ad(json.dumps({"body": "A tent made of ceramic.", "headline": "Tailspin Men Green Tent,"})) == "truncated"
+    assert ad(json.dumps({"body": "A red tent.", "headline": "A tent made of wool that can't"})) == "truncated"
     assert ad(json.dumps({"body": "Contoso Unisex Red Tent", "headline": "Contoso Unisex Red Tent"})) == "body_repeats_headline"
     assert ad(json.dumps({"body": "A leather-wrapped kettle for men.", "headline": "Trey Men Blue Kettle for men."})) is None
     nonsense = {"faqs": [{"a": "Contoso", "q": "How do you make these head phones?"},

@@ -40,9 +40,11 @@ def cut_at_limit(value: str, limit: int, sentence: bool) -> bool:
 
 
 # Words a phrase cannot end on: a headline that does ("Northwind Unisex Headphones at", "A graphic
-# design jacket for a ") was cut at its maxLength after a whole word (demo, 2026-12-01).
+# design jacket for a ", "A tent made of wool that can't") was cut at its maxLength after a whole
+# word (demo, 2026-12-01).
 DANGLING = frozenset("a an the and or but for with of on at to in by from your its our their as "
-                     "is are this that".split())
+                     "is are was were be been has have had this that can can't cannot will won't "
+                     "would should could may might must not".split())
 
 
 def dangles(value: str) -> bool:
