@@ -164,6 +164,16 @@ def test_name_brand_after_the_first_clause():
     assert D.name_brand("Short one", "X") == "Short one" and D.name_brand("Any text", None) == "Any text"
 
 
+def test_end_sentence_closes_a_comma_list():
+    assert D.end_sentence("Brown printed shirt, has a spread collar, one patch pocket") == \
+        "Brown printed shirt, has a spread collar, one patch pocket."
+    assert D.end_sentence("Blue kurta, straight hem, ") == "Blue kurta, straight hem."
+    assert D.end_sentence("Grey jeans - ") == "Grey jeans."
+    assert D.end_sentence("A fine bag. ") == "A fine bag."
+    assert D.end_sentence("Is it warm?") == "Is it warm?"
+    assert D.end_sentence("很好。") == "很好。"
+
+
 @pytest.fixture(scope="module")
 def smollm2():
     """SmolLM2-135M-Instruct from the installed wheel, dequantized once into the test cache."""

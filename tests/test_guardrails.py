@@ -55,7 +55,7 @@ def test_version_and_reasons_are_declared():
     assert isinstance(GUARDRAIL_SET_VERSION, str) and GUARDRAIL_SET_VERSION
     # Set 3: claims, opposites and an unnamed product in attributes; degenerate's doubled
     # possessive and repeated clause. A check that changes what it accepts bumps it.
-    assert GUARDRAIL_SET_VERSION == "3"
+    assert GUARDRAIL_SET_VERSION == "4"
     assert {"empty", "too_short", "too_long", "price_mismatch", "injection_echo"} <= REASONS
 
 
@@ -261,6 +261,21 @@ def test_brand_members_run_alone():
 ])
 def test_banned_terms(text, terms, expected):
     assert reason("banned", text, GuardContext(banned_terms=terms)) == expected
+
+
+@pytest.mark.parametrize("text, title, expected", [
+    # SmolLM2 on a real Myntra dress row (2026-12-01)
+    ("A navy blue denim stripper dress for girls.", "Tokyo Talkies Women Navy Blue Denim Dress", "unfit_term"),
+    ("A SHITTY tee for men.", "Roadster Men Grey T-shirt", "unfit_term"),
+    ("Cut and strip wires with ease.", "Stanley Wire Stripper", None),       # the row says it
+    ("A wire stripper with soft grips.", "Stanley Wire Stripper 6 inch", None),
+    ("A nude bra with striped straps.", "Amante Nude Bra", None),            # a colour, a design
+    ("A striped kurta for women.", "Anouk Women Kurta", None),
+])
+def test_unfit_words_unless_the_row_states_them(text, title, expected):
+    ctx = GuardContext(title=title, fields={"title": title})
+    assert reason("banned", text, ctx) == expected
+    assert reason("banned.unfit", text, ctx) == expected
 
 
 # ---------------------------------------------------------------- PII

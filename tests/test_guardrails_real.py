@@ -14,6 +14,8 @@ that good; tighten them when it gets better, never loosen them to pass.
 
 from __future__ import annotations
 
+import json
+
 from dataclasses import replace
 from pathlib import Path
 
@@ -491,6 +493,19 @@ def test_a_cut_text_with_no_complete_sentence_is_truncated():
 def test_ad_copy_cut_by_guided_decoding_is_truncated():
     assert smollm2.judge(example('"Rubie\'s Marvel: Avengers EndeG"')) == "truncated"
     assert TASKS["ad_copy"].parse('{"headline": "Soft Cotton Tee", "body": "A soft tee."}') is None
+
+
+@pytest.mark.parametrize("headline, title, cut", [
+    # SmolLM2 on real Myntra rows (2026-12-01): the 30-character limit fell inside a title word
+    ("Raymond Men Maroon Striped Col", "Raymond Men Maroon Striped Collar Formal Shirt", True),
+    ("Baby Doll Bedding Chevron Wind", "Baby Doll Bedding Chevron Window Valance", True),
+    ("Raymond Maroon Striped Collar", "Raymond Men Maroon Striped Collar Formal Shirt", False),  # a whole word
+    ("Striped Col", "Raymond Men Maroon Striped Collar Formal Shirt", False),   # short: not at the limit
+])
+def test_ad_copy_headline_cut_inside_a_title_word_is_truncated(headline, title, cut):
+    ground = TASKS["ad_copy"].ground
+    text = json.dumps({"headline": headline[:30], "body": "Sharp stripes for the office."})
+    assert ground(text, {"title": title}) == ("truncated" if cut else None)
 
 
 # ---------------------------------------------------------------- real human texts

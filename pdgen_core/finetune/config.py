@@ -48,6 +48,10 @@ class DataSpec(_Strict):
     name_brand: bool = Field(default=False, description="Train and validate on reference texts that name "
                              "the row's brand (\" from <brand>\" after the first clause): catalog copy "
                              "rarely does, and the guardrails refuse a description without it.")
+    end_sentence: bool = Field(default=False, description="End every train and validation reference "
+                               "on a full stop (a trailing comma or dash becomes one): catalog comma "
+                               "lists rarely end one, and an adapter that learns them writes texts "
+                               "the guard cannot trim to a last sentence when cut at max_tokens.")
     reference_guard: bool = Field(default=False, description="Train and validate only on reference texts "
                                   "that pass the task's guardrails against their own row (a reference "
                                   "naming a warranty or a fabric the facts lack teaches invention); the "

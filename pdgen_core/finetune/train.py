@@ -82,13 +82,16 @@ def pairs_for(spec: FinetuneSpec, rows: list[dict], base_path: Path | None) -> t
 
 def clean_for_training(spec: FinetuneSpec, pairs: list[D.Pair], rows: list[dict],
                        dropped: dict[str, int], fmt: str = "completion") -> list[D.Pair]:
-    """Train/val pairs as the spec cleans them: the brand named (``data.name_brand``), and only
+    """Train/val pairs as the spec cleans them: the brand named (``data.name_brand``), a full stop
+    at the end (``data.end_sentence``), and only
     references the task's guardrails accept against their own row (``data.reference_guard``)."""
     import dataclasses
 
     d = spec.data
     if d.name_brand:
         pairs = [dataclasses.replace(p, target=D.name_brand(p.target, p.brand)) for p in pairs]
+    if d.end_sentence:
+        pairs = [dataclasses.replace(p, target=D.end_sentence(p.target)) for p in pairs]
     if not d.reference_guard:
         return pairs
     by_sku = {str(r.get("sku") or i): r for i, r in enumerate(rows)}

@@ -11,7 +11,8 @@ Tasks name groups (``length``, ``repetition``, ``price``, ``brand``, ``banned``,
 
 The reasons, one module each (set version 2 added the second block, from what SmolLM2-135M-
 Instruct gets wrong on real rows; ``tests/corpus/smollm2_labelled.jsonl`` holds labelled examples;
-set 3 widened ``attributes``, ``degenerate`` and ``names`` on its misses):
+set 3 widened ``attributes``, ``degenerate`` and ``names`` on its misses; set 4 added
+``banned.unfit`` and ad_copy's headline cut inside a title word):
 
 =====================  ==============  ===================================================
 reason                 check           what it catches
@@ -26,7 +27,10 @@ pii_email/phone/url    pii             contact details, links outside the allowl
 price_mismatch         price           a price that is not the row's, in its currency
 other_brand            brand.other     another catalog brand named
 brand_missing          brand.missing   the row's brand not named
-banned_term            banned          a term of the spec's banned list
+banned_term            banned.terms    a term of the spec's banned list
+unfit_term             banned.unfit    a word unfit for product copy ("stripper",
+                                       profanity, slurs, hard drugs) the row does not
+                                       state itself ("wire stripper" passes on its row)
 meta_text              meta            refusals and assistant talk ("Sure! Here is...")
 prompt_echo            echo            prompt labels, lines or instruction ("Title:"), a
                                        worked example's answer copied
@@ -68,10 +72,10 @@ from pdgen_core.guardrails.numbers import check_ungrounded_number
 from pdgen_core.guardrails.pii import check_email, check_phone, check_url
 from pdgen_core.guardrails.price import check_price
 from pdgen_core.guardrails.repetition import check_repetition
-from pdgen_core.guardrails.terms import check_banned, check_brand_missing, check_other_brand
+from pdgen_core.guardrails.terms import check_banned, check_brand_missing, check_other_brand, check_unfit
 from pdgen_core.guardrails.truncation import check_truncated
 
-GUARDRAIL_SET_VERSION = "3"
+GUARDRAIL_SET_VERSION = "4"
 
 MEMBERS: dict[str, Check] = {
     "truncated": check_truncated,
@@ -80,7 +84,8 @@ MEMBERS: dict[str, Check] = {
     "price": check_price,
     "brand.other": check_other_brand,
     "brand.missing": check_brand_missing,
-    "banned": check_banned,
+    "banned.terms": check_banned,
+    "banned.unfit": check_unfit,
     "pii.email": check_email,
     "pii.phone": check_phone,
     "pii.url": check_url,
@@ -99,7 +104,7 @@ REASONS = frozenset({
     "empty", "too_short", "too_long", "repetition", "price_mismatch", "other_brand", "brand_missing",
     "banned_term", "pii_email", "pii_phone", "pii_url", "injection_echo", "wrong_language",
     "truncated", "meta_text", "prompt_echo", "degenerate", "ungrounded_number", "ungrounded_name",
-    "attribute_mismatch",
+    "attribute_mismatch", "unfit_term",
 })
 
 
@@ -112,6 +117,8 @@ def _group(names: tuple[str, ...]) -> Check:
 
 GROUPS: dict[str, tuple[str, ...]] = {
     "brand": ("brand.other", "brand.missing"),
+    # The spec's banned list, then the built-in list of words unfit for product copy.
+    "banned": ("banned.terms", "banned.unfit"),
     "pii": ("pii.email", "pii.phone", "pii.url"),
     # Product copy must also say what the product is; FAQs and review digests run the mismatch
     # check alone.

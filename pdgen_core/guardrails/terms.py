@@ -102,6 +102,31 @@ def check_brand_missing(text: str, ctx: GuardContext) -> str | None:
     return "brand_missing" if own and not find_term(own, normalise(text)) else None
 
 
+# Words unfit for product copy that a small model writes unprompted ("A navy blue denim stripper
+# dress for girls", SmolLM2 on a real Myntra row, 2026-12-01): sex work, pornography, profanity,
+# slurs, hard drugs, violence. Kept short and unambiguous on purpose: "nude" (a colour), "strip"
+# (a design), "kill" ("weed killer") are product words. A word the row itself states passes: a
+# catalog that sells a "wire stripper" may say so.
+UNFIT_WORDS = frozenset("""
+stripper strippers striptease porn porno pornographic pornography xxx slut sluts whore whores
+hooker hookers prostitute prostitutes brothel escort-service rape raped rapes rapist pedophile
+paedophile fuck fucks fucked fucking fucker shit shits shitty bullshit bitch bitches bastard
+bastards asshole assholes cunt cunts motherfucker nazi nazis hitler terrorist terrorists
+terrorism suicide cocaine heroin meth methamphetamine retard retarded
+""".split())
+
+
+def _fact_words(ctx: GuardContext) -> set[str]:
+    values = [ctx.title or "", ctx.brand or "", *(str(v) for v in ctx.fields.values() if v is not None)]
+    return {t for v in values for t in tokens(normalise(v))}
+
+
+def check_unfit(text: str, ctx: GuardContext) -> str | None:
+    """``unfit_term`` when the text uses a word of ``UNFIT_WORDS`` that the row does not."""
+    found = {t for t in tokens(normalise(text)) if t in UNFIT_WORDS}
+    return "unfit_term" if found - _fact_words(ctx) else None
+
+
 def check_banned(text: str, ctx: GuardContext) -> str | None:
     """``banned_term`` when any of ``ctx.banned_terms`` appears (case-insensitive, word-bounded)."""
     text = normalise(text)

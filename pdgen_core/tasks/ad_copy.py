@@ -4,7 +4,10 @@ an engine without structured output, or a truncated string, is a reject with its
 
 from __future__ import annotations
 
+import json
 import re
+from dataclasses import dataclass
+from typing import Any
 
 from pdgen_core.guardrails.words import is_word
 from pdgen_core.tasks.base import Task
@@ -56,6 +59,40 @@ def dangles(value: str) -> bool:
     return bool(words) and tail[-1:].isalpha() and words[-1].lower() in DANGLING
 
 
+def cut_in_a_row_word(headline: str, fields: dict[str, Any]) -> bool:
+    """Whether a headline that fills its limit ends on the start of one of the row's own words
+    ("Raymond Men Maroon Striped Col" for a "... Striped Collar ..." title, "Baby Doll Bedding
+    Chevron Wind" for "... Window ..."): guided decoding cut it after letters that happen to
+    spell a word, so ``cut_at_limit`` cannot see it without the row."""
+    if len(headline) < HEADLINE_MAX - 1:
+        return False
+    m = re.search(r"([A-Za-z]+)\W*$", headline)
+    if not m:
+        return False
+    last = m.group(1).lower()
+    words = {w.lower() for v in fields.values() if isinstance(v, str) for w in re.findall(r"[A-Za-z]+", v)}
+    return last not in words and any(w.startswith(last) and len(w) > len(last) for w in words)
+
+
+@dataclass(frozen=True)
+class AdCopyGround:
+    """``ground``: the numbers check on the JSON's strings, then ``truncated`` for a headline cut
+    inside one of the row's words (``cut_in_a_row_word``)."""
+
+    numbers: GroundNumbers = GroundNumbers(json_output=True)
+
+    def __call__(self, text: str, fields: dict[str, Any]) -> str | None:
+        reason = self.numbers(text, fields)
+        if reason:
+            return reason
+        try:
+            obj = json.loads(text)
+        except (ValueError, RecursionError):
+            return None
+        headline = obj.get("headline") if isinstance(obj, dict) else None
+        return "truncated" if isinstance(headline, str) and cut_in_a_row_word(headline, fields) else None
+
+
 def parse(text: str) -> str | None:
     """``invalid_json``; ``schema_mismatch`` (not an object, keys other than exactly headline and
     body, a value not a string); ``empty_field``; ``headline_too_long``; ``body_too_long``;
@@ -100,5 +137,5 @@ TASK = Task(
                 "price", "brand.other", "banned", "names", "attributes"),
     stop=(),
     parse=parse,
-    ground=GroundNumbers(json_output=True),
+    ground=AdCopyGround(),
 )
