@@ -20,7 +20,7 @@ from pdgen_core.stages.guard import GEN_SCHEMA
 from pdgen_core.stages.plan import WORK_SCHEMA, work_items
 from pdgen_core.stages.validate import clean_row
 
-GOOD = "Acme's red cotton tee is a slim-fit everyday essential with short sleeves."
+GOOD = "Acme's red cotton tee is a slim-fit everyday essential for men."
 ROW = {"sku": "A-1", "title": "Acme Red Cotton Tee", "brand": "Acme", "price": 12.5,
        "category": "T-shirts", "color": "red", "material": "cotton", "gender": "Men"}
 

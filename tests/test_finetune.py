@@ -174,6 +174,37 @@ def test_end_sentence_closes_a_comma_list():
     assert D.end_sentence("很好。") == "很好。"
 
 
+def test_ground_details_cuts_what_the_facts_do_not_give():
+    shirt = {"title": "HIGHLANDER Men Navy Blue & Maroon Slim Fit Checked Casual Shirt"}
+    assert D.ground_details("Navy Blue and maroon checked casual shirt, has a spread collar, long sleeves, "
+                            "button placket, curved hem, one patch pocket", shirt) == \
+        ("Navy Blue and maroon checked casual shirt", 5)
+    tee = {"title": "HRX Men Grey Round Neck T-shirt"}          # the title gives the neck, not the sleeves
+    assert D.ground_details("Grey melange solid T-shirt, has a round neck, short sleeves", tee) == \
+        ("Grey melange solid T-shirt, has a round neck", 1)
+    kurta = {"title": "Anouk Women Pink Kurta with Trousers"}   # sentences stay sentences
+    assert D.ground_details("Pink kurta with trousers. Pink kurta, has a mandarin collar, long sleeves, "
+                            "side slits. Pink trousers, has elasticated waistband", kurta) == \
+        ("Pink kurta with trousers. Pink kurta. Pink trousers", 4)
+    shoe = {"title": "Roadster Men Black Sneakers"}             # a cut "has a" item hands on its verb
+    assert D.ground_details("Black sneakers, has a cushioned footbed, lace-up detail", shoe) == \
+        ("Black sneakers, has lace-up detail", 1)
+    assert D.ground_details("A fine bag with a TSA lock.", {"title": "Safari Bag"}) == ("A fine bag with a TSA lock.", 0)
+
+
+def test_clean_for_training_counts_the_detail_cuts():
+    from pdgen_core.finetune.train import clean_for_training
+
+    spec = spec_from_dict(_spec(data={"uri": "synth://10", "ground_details": True, "min_chars": 20}))
+    rows = [{"sku": "a", "title": "Parx Men Blue Checked Casual Shirt"}, {"sku": "b", "title": "ID Men Derbys"}]
+    pairs = [D.Pair("a", "p", "Blue checked casual shirt, has a spread collar, long sleeves", rows[0]["title"]),
+             D.Pair("b", "p", "Derbys, has a round neck", rows[1]["title"])]
+    dropped: dict = {}
+    kept = clean_for_training(spec, pairs, rows, dropped)
+    assert [p.target for p in kept] == ["Blue checked casual shirt"]
+    assert dropped == {"reference_details_cut": 2, "reference_too_short_after_cut": 1}
+
+
 @pytest.fixture(scope="module")
 def smollm2():
     """SmolLM2-135M-Instruct from the installed wheel, dequantized once into the test cache."""
@@ -258,7 +289,7 @@ def test_text_metrics_on_known_strings():
 
 
 def test_guard_pass_rate_flags_short_and_degenerate_text():
-    texts = ["A blue cotton shirt from Acme with a spread collar and long sleeves.", "", "too short",
+    texts = ["A blue cotton shirt from Acme for everyday wear.", "", "too short",
              "shirt shirt shirt shirt shirt shirt shirt shirt"]
     row = {"title": "Acme Blue Cotton Shirt", "brand": "Acme", "color": "Blue", "material": "Cotton"}
     rate, reasons = M.guard_results(texts, rows=[row] * 4)

@@ -50,7 +50,7 @@ def judge(name: str, text: str, locale: str, row: dict = ROW) -> str | None:
         locale=locale, title=row.get("title"), brand=row.get("brand"), price=row.get("price"),
         currency="INR", known_brands=frozenset({"Acme", "Nike", "李宁"}), banned_terms=("cheapest",),
         input_texts=tuple(v for v in fields.values() if isinstance(v, str)),
-        system_prompt=task.template_source(locale),
+        system_prompt=task.template_source(locale), fields={k: v for k, v in fields.items() if v is not None},
     )
     return (run_checks(task.guardrails, task.guard_text(text), ctx)
             or (task.parse and task.parse(text)) or (task.ground and task.ground(text, fields)))

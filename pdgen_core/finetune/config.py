@@ -48,6 +48,12 @@ class DataSpec(_Strict):
     name_brand: bool = Field(default=False, description="Train and validate on reference texts that name "
                              "the row's brand (\" from <brand>\" after the first clause): catalog copy "
                              "rarely does, and the guardrails refuse a description without it.")
+    ground_details: bool = Field(default=False, description="Cut from every train and validation "
+                                 "reference the list items that state a construction detail the "
+                                 "row's facts lack (\"has a spread collar, long sleeves\" on a title "
+                                 "that names neither): an adapter trained on them gives perfume a "
+                                 "collar. Counted on the card (data.dropped.reference_details_cut, "
+                                 "reference_too_short_after_cut).")
     end_sentence: bool = Field(default=False, description="End every train and validation reference "
                                "on a full stop (a trailing comma or dash becomes one): catalog comma "
                                "lists rarely end one, and an adapter that learns them writes texts "

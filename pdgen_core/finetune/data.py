@@ -164,6 +164,47 @@ def end_sentence(text: str) -> str:
     return f"{body}." if body else text
 
 
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+_ITEM = re.compile(r"(?<=[,;])\s+")
+_LEAD = re.compile(r"^(has|have|with|features)\s+(?:an?\s+)?", re.I)
+
+
+def ground_details(text: str, row: dict[str, Any], task: str = "description") -> tuple[str, int]:
+    """``text`` without its list items that state a construction detail the row's facts do not
+    give (``guardrails.attributes.DETAIL_PHRASES``), and how many items were cut.
+
+    Catalog copy describes what its writer saw ("Navy Blue and maroon checked casual shirt, has a
+    spread collar, long sleeves, button placket, curved hem, one patch pocket"); an adapter trained
+    on it learns to give every product a collar, sleeves and a hem, perfume and belts included
+    (SmolLM2 + LoRA, 2026-12-01). Cut, the example is what the facts support: "Navy Blue and maroon
+    checked casual shirt". A cut "has a ..." item hands its verb to the next item of its sentence."""
+    from pdgen_core.guardrails import GuardContext
+    from pdgen_core.guardrails.attributes import _details, _fact_words
+    from pdgen_core.tasks import TASKS
+
+    fields = {f: row.get(f) for f in TASKS[task].fields if row.get(f) is not None}
+    facts = _fact_words(GuardContext(title=row.get("title"), brand=row.get("brand"), fields=fields))
+    sentences, cut = [], 0
+    for sentence in _SENTENCE.split(text.strip()):
+        end = sentence[-1] if sentence[-1:] in ".!?" else ""
+        kept, lead = [], ""
+        for item in _ITEM.split(sentence.rstrip(".!?")):
+            item = item.rstrip(",;").strip()
+            if _details(item, facts):
+                cut += 1
+                m = _LEAD.match(item)
+                lead = lead or (m.group(1) if m else "")
+                continue
+            if lead and kept and not _LEAD.match(item):
+                item = f"{lead} {item}"
+            lead = ""
+            kept.append(item)
+        if kept:
+            sentences.append(", ".join(kept) + end)
+    out = _TRAILING.sub("", " ".join(sentences)).strip()
+    return (out, cut) if cut else (text, 0)
+
+
 _CLAUSE_END = re.compile(r"[.,;](?=\s|$)|$")
 
 

@@ -82,19 +82,31 @@ def pairs_for(spec: FinetuneSpec, rows: list[dict], base_path: Path | None) -> t
 
 def clean_for_training(spec: FinetuneSpec, pairs: list[D.Pair], rows: list[dict],
                        dropped: dict[str, int], fmt: str = "completion") -> list[D.Pair]:
-    """Train/val pairs as the spec cleans them: the brand named (``data.name_brand``), a full stop
+    """Train/val pairs as the spec cleans them: details the facts lack cut (``data.ground_details``),
+    the brand named (``data.name_brand``), a full stop
     at the end (``data.end_sentence``), and only
     references the task's guardrails accept against their own row (``data.reference_guard``)."""
     import dataclasses
 
     d = spec.data
+    by_sku = {str(r.get("sku") or i): r for i, r in enumerate(rows)}
+    if d.ground_details:
+        grounded = []
+        for p in pairs:
+            target, cut = D.ground_details(p.target, by_sku.get(p.sku, {}), spec.task)
+            if cut:
+                dropped["reference_details_cut"] = dropped.get("reference_details_cut", 0) + 1
+            if len(target) < d.min_chars:
+                dropped["reference_too_short_after_cut"] = dropped.get("reference_too_short_after_cut", 0) + 1
+                continue
+            grounded.append(dataclasses.replace(p, target=target))
+        pairs = grounded
     if d.name_brand:
         pairs = [dataclasses.replace(p, target=D.name_brand(p.target, p.brand)) for p in pairs]
     if d.end_sentence:
         pairs = [dataclasses.replace(p, target=D.end_sentence(p.target)) for p in pairs]
     if not d.reference_guard:
         return pairs
-    by_sku = {str(r.get("sku") or i): r for i, r in enumerate(rows)}
     brands = frozenset(r["brand"] for r in rows if r.get("brand"))
     reasons = M.guard_reasons([p.target for p in pairs], spec.task, [by_sku.get(p.sku, {}) for p in pairs],
                               d.currency, prompt_format=fmt, known_brands=brands)
