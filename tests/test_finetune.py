@@ -526,6 +526,10 @@ def test_lora_train_resume_register_and_vllm_generate(ray_local, bucket, base_mo
     assert set(report["systems"]) == {"fine-tuned", "untuned", "template"}
     assert "| fine-tuned |" in report["table"] and "guard_pass_first |" in report["table"]
     assert any(s["fine-tuned"] != s["untuned"] for s in report["samples"])  # the adapter changes the text
+    # every held-out text is in the report with the guard's verdict on it, for a person to read
+    assert len(report["outputs"]) == 4
+    assert all(set(o[n]) == {"text", "reason"} for o in report["outputs"] for n in report["systems"])
+    assert [o["template"]["text"] for o in report["outputs"]] == [s["template"] for s in report["samples"][:4]]
     # --guard-retry: each system's rejected texts went through the engine again (the LoRA one
     # through its request), and the first attempt's pass rate is kept beside the final one
     for name in ("fine-tuned", "untuned"):

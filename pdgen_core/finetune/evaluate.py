@@ -313,6 +313,8 @@ def evaluate_spec(spec: FinetuneSpec, adapter: str = "latest", limit: int | None
     formats["template"] = "completion"
     systems = {name: text_metrics(gens[name], refs, spec.task, rows, spec.data.currency,
                                   **judge(name, finishes[name])) for name in names}
+    verdicts = {name: guard_reasons(gens[name], spec.task, rows, spec.data.currency, **judge(name, finishes[name]))
+                for name in names}
     for name in names:
         systems[name]["truncated"] = 100.0 * finishes[name].count("length") / max(1, len(finishes[name]))
     if guard_retry is not None:  # the template is not generated: its first attempt is its only one
@@ -326,6 +328,10 @@ def evaluate_spec(spec: FinetuneSpec, adapter: str = "latest", limit: int | None
         "engine": "hf" if card["kind"] == "full" else engine, "systems": systems,
         "samples": [{"sku": p.sku, "reference": p.target, **{s: gens[s][i] for s in names}}
                     for i, p in enumerate(test[:5])],
+        # every text with its guard verdict, for a person to read (``--json``)
+        "outputs": [{"sku": p.sku, "title": rows[i].get("title"), "reference": p.target,
+                     **{s: {"text": gens[s][i], "reason": verdicts[s][i]} for s in names}}
+                    for i, p in enumerate(test)],
     }
     report["table"] = format_table(report)
     log.info("eval_done", n=len(test), version=version,
