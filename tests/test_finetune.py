@@ -295,7 +295,7 @@ def test_guard_pass_rate_flags_short_and_degenerate_text():
     rate, reasons = M.guard_results(texts, rows=[row] * 4)
     assert rate == 25.0 and sum(reasons.values()) == 3
     # judged as the guard stage does: a text cut at the token limit keeps its whole sentences
-    cut = ["A blue cotton shirt from Acme with a spread collar. It has long sle", "A blue cotton shirt from Acme with"]
+    cut = ["A blue cotton shirt from Acme for every day. It has long sle", "A blue cotton shirt from Acme with"]
     assert M.guard_reasons(cut, rows=[row] * 2, finish=["length", "length"]) == [None, "truncated"]
     # grounding_fail: of the texts every other check accepts, the share a grounding check refuses
     m = M.text_metrics(["A blue cotton shirt from Acme.", "A blue cotton shirt from Nike and Acme."],
