@@ -290,6 +290,11 @@ def test_invented_claims_on_corpus(fragment, words):
     ("A thin, light notebook.", {"title": "Acme Thin Notebook"}, []),
     ("A thick notebook.", {"title": "Acme Slim Notebook"}, ["thick"]),
     ("A sleeveless dress.", {"title": "Acme Long Sleeve Dress"}, ["sleeveless"]),
+    ("Bachmann, the world's largest maker of box cars.", {"title": "Bachmann Box Car"}, ["world's largest"]),
+    ("The most expensive dragonball ever created.", {"title": "Banpresto Dragonball Figure"},
+     ["most expensive dragonball ever"]),
+    ("A figure like no other ever made.", {"title": "Acme Figure"}, ["ever made"]),
+    ("Loved by kids everywhere.", {"title": "Acme Ball"}, []),
 ])
 def test_claims_and_opposites(text, facts, expected):
     assert find_mismatches(text, ctx_of(**facts)) == expected
@@ -364,6 +369,8 @@ def test_attribute_words_in_the_facts_are_fine():
     "A tan bag. Let me know if you want changes.",
     "I'm thrilled to help! Meet the bag.",
     "Here's a short blurb for you: a tan bag.",
+    "This item has been added to your cart successfully.",            # held-out Amazon rows
+    "Deluxe Over-The-Track Signal - 31.19 USD\nThis is a great product to buy!",
 ])
 def test_meta_text(text):
     assert find_meta(text) and run_checks(["meta"], text, GuardContext()) == "meta_text"
@@ -373,6 +380,7 @@ def test_meta_text(text):
     "Here is a bag you will love carrying every day.",     # no work named after "here is"
     "A sure-footed boot for hikers; I-beam frame.",
     "Certainly the softest tee we sell.",
+    "Add a pop of colour to your bag.",
 ])
 def test_meta_text_passes_copy(text):
     assert find_meta(text) == []
@@ -501,6 +509,10 @@ def test_ad_copy_cut_by_guided_decoding_is_truncated():
     ("Baby Doll Bedding Chevron Wind", "Baby Doll Bedding Chevron Window Valance", True),
     ("Raymond Maroon Striped Collar", "Raymond Men Maroon Striped Collar Formal Shirt", False),  # a whole word
     ("Striped Col", "Raymond Men Maroon Striped Collar Formal Shirt", False),   # short: not at the limit
+    # held-out Amazon rows (2026-12-01)
+    ("MerryMakers Henry & Leo the LY", "MerryMakers Henry & Leo the Lion Plush Doll, 15-Inch", True),
+    ("SunWorks PAC6525 Construction ", "SunWorks PAC6525 Construction Paper, 11 Assorted Colors", True),
+    ("Vallejo Acrylic Paint, Khaki", "Vallejo Acrylic Paint, Khaki", False),
 ])
 def test_ad_copy_headline_cut_inside_a_title_word_is_truncated(headline, title, cut):
     ground = TASKS["ad_copy"].ground

@@ -80,6 +80,10 @@ CLAIM_PHRASES = (
     (re.compile(r"\bpremium\b"), {"premium"}),
     (re.compile(r"\btop[- ]of[- ]the[- ]line\b|\btop[- ]notch\b|\btop[- ]rated\b|\bworld[- ]class\b"), {"top"}),
     (re.compile(r"\bun(?:matched|beatable|rivall?ed|paralleled)\b|\bnumber one\b|#1\b"), set()),
+    # records nobody gave: "the world's largest manufacturer of power sockets", "the most expensive
+    # dragonball ever created" (SmolLM2 on held-out Amazon rows, 2026-12-01)
+    (re.compile(r"\bworld'?s\s+(?:largest|biggest|first|leading|most|best|smallest|oldest)\b|"
+                r"\b(?:most|least)\s+[a-z-]+\s+[a-z-]*\s*ever\b|\bever\s+(?:created|made|built|sold)\b"), {"ever", "world"}),
     (re.compile(r"\b(?:all|any|every)\s+sizes?\b|\b(?:variety|range)\s+of\s+sizes\b"), {"size", "sizes"}),
 )
 _THEMED = re.compile(r"\b([a-z]+)(?:[- ]themed\b|\s+theme\b)")

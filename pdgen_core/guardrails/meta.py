@@ -32,6 +32,10 @@ _PHRASES = [
     r"\s+(?:is|was|uses|follows|highlights)\b",
     r"^\W*(?:note|disclaimer|output|answer|response)\s*:",
     r"\b(?:i'?ve|i have) (?:written|created|crafted|kept|included|made)\b",
+    # shop-page boilerplate instead of copy (SmolLM2 on held-out Amazon rows, 2026-12-01: "This item
+    # has been added to your cart successfully.", "This is a great product to buy!")
+    r"\b(?:added|add it|add this) to (?:your|the) (?:cart|basket|bag|wishlist)\b",
+    r"\bthis is a (?:great|good|nice|perfect) (?:product|item|one) to (?:buy|try|have|get|own)\b",
 ]
 META = re.compile("|".join(f"(?:{p})" for p in _PHRASES), re.IGNORECASE | re.MULTILINE)
 

@@ -62,16 +62,22 @@ def dangles(value: str) -> bool:
 def cut_in_a_row_word(headline: str, fields: dict[str, Any]) -> bool:
     """Whether a headline that fills its limit ends on the start of one of the row's own words
     ("Raymond Men Maroon Striped Col" for a "... Striped Collar ..." title, "Baby Doll Bedding
-    Chevron Wind" for "... Window ..."): guided decoding cut it after letters that happen to
-    spell a word, so ``cut_at_limit`` cannot see it without the row."""
+    Chevron Wind" for "... Window ..."), on a two-letter fragment that is no row word ("... Leo
+    the LY"), or between two words: guided decoding cut it after letters that happen to spell a
+    word, so ``cut_at_limit`` cannot see it without the row."""
     if len(headline) < HEADLINE_MAX - 1:
         return False
+    if len(headline) >= HEADLINE_MAX and headline[-1:].isspace():
+        return True    # the limit fell between two words: "SunWorks PAC6525 Construction "
     m = re.search(r"([A-Za-z]+)\W*$", headline)
     if not m:
         return False
     last = m.group(1).lower()
     words = {w.lower() for v in fields.values() if isinstance(v, str) for w in re.findall(r"[A-Za-z]+", v)}
-    return last not in words and any(w.startswith(last) and len(w) > len(last) for w in words)
+    if last in words:
+        return False
+    # a row word begun, or a fragment of two letters no row word is ("Henry & Leo the LY")
+    return any(w.startswith(last) and len(w) > len(last) for w in words) or len(last) <= 2
 
 
 @dataclass(frozen=True)
