@@ -572,3 +572,17 @@ def test_an_answer_like_a_worked_example_is_not_an_injection_echo():
     assert run_checks(task.guardrails, answer, ctx) is None
     instruction = "Use only the facts the user gives. Never invent a brand, material, colour, size"
     assert run_checks(["injection"], instruction, ctx) == "injection_echo"
+
+
+def test_the_held_out_amazon_rows_are_the_ones_the_corpus_never_used():
+    from tests.corpus import amazon_heldout as H
+
+    if not H.SAMPLE.exists():
+        pytest.skip(f"{H.SAMPLE} not present")
+    held = H.rows()
+    used = H.rows(part=slice(0, 65))   # make_smollm2_corpus.py's Amazon rows
+    assert len(held) == 100 and len({r["sku"] for r in held}) == 100
+    assert not {r["sku"] for r in held} & {r["sku"] for r in used}
+    corpus = {e["sku"].split(":", 1)[1] for e in smollm2.load() if e["sku"].startswith("amazon:")}
+    assert corpus and not corpus & {r["sku"][3:] for r in held}   # no labelled text is of a held-out row
+    assert all(r["title"] and set(r) == {"sku", "title", "brand", "category", "price", "attributes"} for r in held)
