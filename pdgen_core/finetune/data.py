@@ -158,7 +158,7 @@ def end_sentence(text: str) -> str:
     """``text`` ending on a full stop, question or exclamation mark. Catalog copy is often a comma
     list with no final stop (94% of Myntra's); an adapter that learns it writes texts that never end
     a sentence, and a text cut at ``max_tokens`` then has no sentence for the guard to keep."""
-    if text.rstrip()[-1:] in ".!?" or text.rstrip()[-1:] in "\u3002\uff01\uff1f":
+    if text.rstrip()[-1:] in ".!?\u3002\uff01\uff1f":
         return text.rstrip()
     body = _TRAILING.sub("", text)
     return f"{body}." if body else text
@@ -179,18 +179,18 @@ def ground_details(text: str, row: dict[str, Any], task: str = "description") ->
     (SmolLM2 + LoRA, 2026-12-01). Cut, the example is what the facts support: "Navy Blue and maroon
     checked casual shirt". A cut "has a ..." item hands its verb to the next item of its sentence."""
     from pdgen_core.guardrails import GuardContext
-    from pdgen_core.guardrails.attributes import _details, _fact_words
+    from pdgen_core.guardrails.attributes import fact_words, ungrounded_details
     from pdgen_core.tasks import TASKS
 
     fields = {f: row.get(f) for f in TASKS[task].fields if row.get(f) is not None}
-    facts = _fact_words(GuardContext(title=row.get("title"), brand=row.get("brand"), fields=fields))
+    facts = fact_words(GuardContext(title=row.get("title"), brand=row.get("brand"), fields=fields))
     sentences, cut = [], 0
     for sentence in _SENTENCE.split(text.strip()):
         end = sentence[-1] if sentence[-1:] in ".!?" else ""
         kept, lead = [], ""
         for item in _ITEM.split(sentence.rstrip(".!?")):
             item = item.rstrip(",;").strip()
-            if _details(item, facts):
+            if ungrounded_details(item, facts):
                 cut += 1
                 m = _LEAD.match(item)
                 lead = lead or (m.group(1) if m else "")

@@ -94,7 +94,7 @@ OPPOSITES = {"thin": {"thick"}, "thick": {"thin", "slim"}, "narrow": {"wide"}, "
              "matte": {"glossy", "gloss"}, "glossy": {"matte"}, "lightweight": {"heavyweight", "heavy"},
              "heavyweight": {"lightweight"}, "sleeveless": {"sleeve", "sleeves"}}
 # Construction details: what a garment or shoe has (a collar, sleeves, a hem, a closure, pockets,
-# a rise, a fit, padding, a sole). Catalog copy is full of them ("has a spread collar, long
+# a rise, padding, a sole; not the fit, which titles mostly give). Catalog copy is full of them ("has a spread collar, long
 # sleeves, button placket, curved hem, and side slits"), because the person who wrote it saw the
 # product; a model given the title alone invents them, and a LoRA adapter trained on that copy
 # learns to (SmolLM2 + LoRA, held-out Myntra rows, 2026-12-01: "Burgundy woven knitted ankle jeans
@@ -123,7 +123,7 @@ DETAIL_PHRASES = (
 _DETAIL_FILLER = frozenset(("a", "an", "one", "two", "three", "four", "five", "six", "full", "half"))
 
 
-def _details(text: str, facts: set[str]) -> list[str]:
+def ungrounded_details(text: str, facts: set[str]) -> list[str]:
     """The construction details of ``text`` (``DETAIL_PHRASES``) with a word the facts lack."""
     low = _split_hashtags(normalise(text)).casefold()
     bad = []
@@ -217,7 +217,8 @@ def _type_words(text: str) -> list[str]:
     return words + (["top"] if _TOP_NOUN.search(low) and "on the top" not in low else [])
 
 
-def _fact_words(ctx: GuardContext) -> set[str]:
+def fact_words(ctx: GuardContext) -> set[str]:
+    """The row's fact tokens, each also without its hyphens ("t-shirt" and "tshirt")."""
     return set(fact_tokens(ctx)) | {w.replace("-", "") for w in fact_tokens(ctx)}
 
 
@@ -261,13 +262,13 @@ def _compound_types(words: list[str], facts: set[str]) -> list[str]:
 
 def find_mismatches(text: str, ctx: GuardContext) -> list[str]:
     """The attribute words of ``text`` that the row's facts contradict or do not give."""
-    facts = _fact_words(ctx)
+    facts = fact_words(ctx)
     words = _words(text)
     bad = [w for w in words if w in COLOURS and w not in facts and not SHADES.get(w, set()) & facts]
     bad += [w for w in words if w in MATERIALS and w not in facts and not FORMS.get(w, set()) & facts]
     bad += [c for c in dict.fromkeys(words)
             if c in CLAIMS and c not in facts and c.replace("-", "") not in facts]
-    bad += _claims(text, facts) + _opposites(words, facts) + _details(text, facts)
+    bad += _claims(text, facts) + _opposites(words, facts) + ungrounded_details(text, facts)
     gender = _row_gender(ctx, facts)
     if gender:
         bad += [w for w in words if w in AUDIENCE and w not in facts and gender not in AUDIENCE[w]]
@@ -287,7 +288,7 @@ def names_product(text: str, ctx: GuardContext) -> bool:
     kinds = title_kinds(ctx)
     if not kinds:
         return True
-    facts = _fact_words(ctx)
+    facts = fact_words(ctx)
     return any(kind(w) in kinds or w in facts or any((k, kind(w)) in _COMPATIBLE for k in kinds)
                for w in _type_words(text))
 

@@ -22,6 +22,7 @@ from functools import lru_cache
 
 from pdgen_core.guardrails._text import find_term, normalise, tokens
 from pdgen_core.guardrails.context import GuardContext
+from pdgen_core.guardrails.facts import fact_tokens
 
 # Common English words that are also brand names in real catalogs (Myntra has "AND", "Basics",
 # "Arrow", "even", "Simply", "Black coffee", ...): only their exact or upper-case form is the brand.
@@ -116,15 +117,10 @@ terrorism suicide cocaine heroin meth methamphetamine retard retarded
 """.split())
 
 
-def _fact_words(ctx: GuardContext) -> set[str]:
-    values = [ctx.title or "", ctx.brand or "", *(str(v) for v in ctx.fields.values() if v is not None)]
-    return {t for v in values for t in tokens(normalise(v))}
-
-
 def check_unfit(text: str, ctx: GuardContext) -> str | None:
     """``unfit_term`` when the text uses a word of ``UNFIT_WORDS`` that the row does not."""
     found = {t for t in tokens(normalise(text)) if t in UNFIT_WORDS}
-    return "unfit_term" if found - _fact_words(ctx) else None
+    return "unfit_term" if found - fact_tokens(ctx) else None
 
 
 def check_banned(text: str, ctx: GuardContext) -> str | None:
