@@ -7,9 +7,10 @@ spec fields: see ``pdgen_core.settings``.
 
 from __future__ import annotations
 
+import difflib
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator,
@@ -40,6 +41,36 @@ def _no_credentials(v: str) -> str:
 Uri = Annotated[str, AfterValidator(_no_credentials)]
 
 
+def did_you_mean(word: str, choices) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices``, or "": a typo ("descripton",
+    "curency") is the usual cause of an unknown name, and the fix is one word away."""
+    by_lower = {str(c).lower(): str(c) for c in choices}  # "EN" and "Description" are typos too
+    close = difflib.get_close_matches(str(word).lower(), list(by_lower), n=1, cutoff=0.6)
+    return f" (did you mean {by_lower[close[0]]!r}?)" if close else ""
+
+
+def _unknown(kind: str, names, choices) -> str:
+    """The message for names outside ``choices``: each with its closest match, then the list."""
+    parts = [f"{n!r}{did_you_mean(n, choices)}" for n in names]
+    return f"unknown {kind} {', '.join(parts)}; available: {sorted(choices)}"
+
+
+def iso_currency(v: str) -> str:
+    """An ISO 4217 code from pycountry's list (maintained with the standard), upper-cased:
+    "inr" is INR; "XYZ" (three letters, but no currency) and "rupees" are refused with the fix.
+    The code is printed with prices and checked by the price guard, so it must be a real one."""
+    import pycountry
+
+    code = str(v).strip().upper()
+    if len(code) == 3 and pycountry.currencies.get(alpha_3=code) is not None:
+        return code
+    by_name = [c.alpha_3 for c in pycountry.currencies if str(v).strip().lower() in c.name.lower()]
+    hint = (f" (did you mean {by_name[0]!r}?)" if len(by_name) == 1
+            else did_you_mean(code, [c.alpha_3 for c in pycountry.currencies]))
+    raise ValueError(f"{v!r} is not an ISO 4217 currency code{hint}; use a three-letter code such "
+                     "as USD, EUR or INR")
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -51,7 +82,8 @@ class CatalogSpec(_Strict):
         description="canonical name -> column in the catalog; unmapped canonical names read the "
         "column of the same name if present.",
     )
-    currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$", description="ISO 4217 code.")
+    currency: Annotated[str, AfterValidator(iso_currency)] = Field(
+        default="USD", description="ISO 4217 code (pycountry's list); lower case is accepted.")
     limit: int | None = Field(default=None, gt=0, description="Read at most this many rows.")
 
     @field_validator("columns")
@@ -59,9 +91,8 @@ class CatalogSpec(_Strict):
     def _known_columns(cls, v: dict[str, str]) -> dict[str, str]:
         unknown = sorted(set(v) - set(CANONICAL_COLUMNS))
         if unknown:
-            raise ValueError(
-                f"unknown canonical column(s) {unknown}; map only these: {list(CANONICAL_COLUMNS)}"
-            )
+            raise ValueError(_unknown("canonical column(s)", unknown, CANONICAL_COLUMNS)
+                             + "; map only these")
         return v
 
 
@@ -79,7 +110,7 @@ class ReviewsSpec(_Strict):
     def _known_columns(cls, v: dict[str, str]) -> dict[str, str]:
         unknown = sorted(set(v) - set(REVIEW_COLUMNS))
         if unknown:
-            raise ValueError(f"unknown review column(s) {unknown}; map only: {list(REVIEW_COLUMNS)}")
+            raise ValueError(_unknown("review column(s)", unknown, REVIEW_COLUMNS) + "; map only these")
         return v
 
 
@@ -221,7 +252,7 @@ class JobSpec(_Strict):
     def _known_tasks(cls, v: list[str]) -> list[str]:
         unknown = [t for t in v if t not in TASKS]
         if unknown:
-            raise ValueError(f"unknown task(s) {unknown}; available: {sorted(TASKS)}")
+            raise ValueError(_unknown("task(s)", unknown, TASKS))
         if len(set(v)) != len(v):
             raise ValueError("a task is listed twice; list each once")
         return v
@@ -231,7 +262,7 @@ class JobSpec(_Strict):
     def _known_locales(cls, v: list[str]) -> list[str]:
         unknown = [x for x in v if x not in LOCALES]
         if unknown:
-            raise ValueError(f"unknown locale(s) {unknown}; available: {sorted(LOCALES)}")
+            raise ValueError(_unknown("locale(s)", unknown, LOCALES))
         return v
 
     @model_validator(mode="after")
@@ -244,7 +275,8 @@ class JobSpec(_Strict):
             )
         bad = sorted(set(self.model.adapters) - set(self.tasks))
         if bad:
-            raise ValueError(f"model.adapters names task(s) {bad} that are not in `tasks`")
+            raise ValueError(f"model.adapters names task(s) {bad} that are not in `tasks`"
+                             f"{did_you_mean(bad[0], self.tasks)}")
         if self.guardrails.min_chars >= self.guardrails.max_chars:
             raise ValueError(
                 f"guardrails.min_chars ({self.guardrails.min_chars}) must be below "
@@ -265,14 +297,32 @@ class SpecError(InputError):
         super().__init__(f"{source}: {len(problems)} problem(s)\n" + "\n".join(f"  - {p}" for p in problems))
 
 
-def _fix_for(err: dict[str, Any], loc: str) -> str:
+def _model_at(root: type[BaseModel], path: tuple) -> type[BaseModel] | None:
+    """The pydantic model that holds the field at ``path`` under ``root`` (``("catalog",)`` ->
+    CatalogSpec), or None where the path leaves the models (a dict, a list)."""
+    model = root
+    for part in path:
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return None
+        nested = [a for a in (field.annotation, *get_args(field.annotation))
+                  if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not nested:
+            return None
+        model = nested[0]
+    return model
+
+
+def _fix_for(err: dict[str, Any], loc: str, root: type[BaseModel] | None = None) -> str:
     kind = err["type"]
     last = str(err["loc"][-1]) if err["loc"] else ""
     if kind == "extra_forbidden":
         if any(h in last.lower() for h in SECRET_HINTS):
             return ("remove it: credentials never go in a spec; set AWS_ACCESS_KEY_ID / "
                     "AWS_SECRET_ACCESS_KEY (or PDGEN_*) in the environment")
-        return f"remove `{last}` or correct its spelling"
+        model = _model_at(root, tuple(err["loc"][:-1])) if root is not None else None
+        hint = did_you_mean(last, model.model_fields) if model is not None else ""
+        return f"remove `{last}` or correct its spelling{hint}"
     if kind == "missing":
         return f"add `{loc}`"
     if kind.startswith(("greater_than", "less_than")):
@@ -289,7 +339,9 @@ def _fmt_value(v: Any) -> str:
     return s if len(s) <= 80 else s[:77] + "..."
 
 
-def _problems(exc: ValidationError) -> list[str]:
+def _problems(exc: ValidationError, root: type[BaseModel] | None = None) -> list[str]:
+    """One "field: message (value: ...); fix: ..." line per error. With ``root`` (the model
+    validated), an unknown key's fix names the closest known key of its section."""
     out = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
@@ -298,7 +350,7 @@ def _problems(exc: ValidationError) -> list[str]:
         # An unknown key or a URI with user:secret@ may hold a credential: never echo it.
         hide = err["type"] == "extra_forbidden" or isinstance(inp, str) and _USERINFO.match(inp)
         value = "not shown" if hide else _fmt_value(inp)
-        out.append(f"{loc}: {msg} (value: {value}); fix: {_fix_for(err, loc)}")
+        out.append(f"{loc}: {msg} (value: {value}); fix: {_fix_for(err, loc, root)}")
     return out
 
 
@@ -339,7 +391,7 @@ def spec_from_dict(data: Any, source: str = "spec") -> JobSpec:
     try:
         return JobSpec.model_validate(data)
     except ValidationError as exc:
-        raise SpecError(_problems(exc), source) from None
+        raise SpecError(_problems(exc, JobSpec), source) from None
 
 
 def load_spec(path: str | Path, overrides: list[str] | None = None) -> JobSpec:

@@ -212,3 +212,61 @@ def test_every_job_spec_and_finetune_spec_field_is_described():
         missing = [n for n, f in _fields(spec) if not (f.description or "").strip()]
         assert not missing, f"{spec.__name__}: fields without a description: {missing}"
         assert len(list(_fields(spec))) > 20  # the walk reached the nested sections
+
+
+# --- issue 20: ISO 4217 currencies, "did you mean", YAML errors verbatim ------------------------
+
+
+def test_currency_is_checked_against_iso_4217():
+    """pycountry's ISO 4217 list, not a regex: XYZ has the shape of a code but is no currency."""
+    assert spec_from_dict({**GOOD, "catalog": {**GOOD["catalog"], "currency": "inr"}}).catalog.currency == "INR"
+    assert spec_from_dict({**GOOD, "catalog": {**GOOD["catalog"], "currency": "EUR"}}).catalog.currency == "EUR"
+    for bad in ("XYZ", "rupees", "US"):
+        with pytest.raises(SpecError) as ei:
+            spec_from_dict({**GOOD, "catalog": {**GOOD["catalog"], "currency": bad}})
+        (problem,) = ei.value.problems
+        assert problem.startswith("catalog.currency:"), problem
+        assert "not an ISO 4217 currency code" in problem and "USD, EUR or INR" in problem, problem
+
+
+def test_unknown_keys_tasks_locales_and_columns_say_did_you_mean():
+    bad = {**GOOD, "tasks": ["descripton"], "locales": ["EN"], "outptu": 1,
+           "catalog": {**GOOD["catalog"], "limt": 3, "columns": {"titel": "name"}},
+           "sampling": {"temprature": 0.5}}
+    with pytest.raises(SpecError) as ei:
+        spec_from_dict(bad)
+    by_field = {p.split(":", 1)[0]: p for p in ei.value.problems}
+    assert "did you mean 'description'?" in by_field["tasks"]
+    assert "did you mean 'en'?" in by_field["locales"]
+    assert "did you mean 'output'?" in by_field["outptu"]
+    assert "did you mean 'limit'?" in by_field["catalog.limt"]
+    assert "did you mean 'title'?" in by_field["catalog.columns"]
+    assert "did you mean 'temperature'?" in by_field["sampling.temprature"]
+    # Nothing close: no guess, the list of what is available instead.
+    with pytest.raises(SpecError) as ei:
+        spec_from_dict({**GOOD, "tasks": ["poem"]})
+    assert "did you mean" not in str(ei.value) and "available: [" in str(ei.value)
+
+
+def test_unknown_key_from_set_override_says_did_you_mean(tmp_path):
+    p = tmp_path / "job.yaml"
+    p.write_text(yaml.safe_dump(GOOD))
+    with pytest.raises(SpecError, match=r"sampling\.seeed: .*did you mean 'seed'\?"):
+        load_spec(p, ["sampling.seeed=1"])
+
+
+def test_yaml_syntax_error_is_printed_verbatim(tmp_path):
+    """rich markup used to eat the brackets of the quoted YAML line ("tasks: [description")."""
+    from typer.testing import CliRunner
+
+    from pdgen_core.cli import app
+
+    p = tmp_path / "bad.yaml"
+    p.write_text("name: x\ntasks: [description\noutput: {uri: /tmp/o}\n")
+    with pytest.raises(SpecError) as ei:
+        load_spec(p)
+    expected = str(ei.value)
+    assert "[" in expected
+    r = CliRunner().invoke(app, ["validate", str(p)])
+    assert r.exit_code == 2
+    assert expected in r.stderr, r.stderr

@@ -19,7 +19,9 @@ def _load(spec: Path, overrides: list[str] | None) -> JobSpec:
     try:
         return load_spec(spec, overrides)
     except SpecError as exc:
-        err.print(f"[red]{exc}[/red]", markup=True, highlight=False)
+        # Markup off: a YAML error quotes the file ("tasks: [description"), and rich would take
+        # its brackets for markup tags and drop them.
+        err.print(str(exc), style="red", markup=False, highlight=False)
         raise typer.Exit(INPUT_ERROR) from None
 
 
