@@ -186,9 +186,16 @@ def test_ground_details_cuts_what_the_facts_do_not_give():
     assert D.ground_details("Pink kurta with trousers. Pink kurta, has a mandarin collar, long sleeves, "
                             "side slits. Pink trousers, has elasticated waistband", kurta) == \
         ("Pink kurta with trousers. Pink kurta. Pink trousers", 4)
-    shoe = {"title": "Roadster Men Black Sneakers"}             # a cut "has a" item hands on its verb
+    shoe = {"title": "Roadster Men Black Lace-Up Sneakers"}     # a cut "has a" item hands on its verb
     assert D.ground_details("Black sneakers, has a cushioned footbed, lace-up detail", shoe) == \
         ("Black sneakers, has lace-up detail", 1)
+    assert D.ground_details("Black sneakers, has a cushioned footbed, lace-up detail", {"title": "ID Men Black Sneakers"}) == \
+        ("Black sneakers", 2)                                    # judged as it reads: "has lace-up detail"
+    bin_ = {"title": "SEJ by Nisha Gupta Red & Blue Printed Open Dry Bin"}   # "has a <part>" the title lacks
+    assert D.ground_details("Red and blue printed open dry bin, has a double-layered lid", bin_) == \
+        ("Red and blue printed open dry bin", 1)
+    hoodie = {"title": "Russell Athletic Men Black Printed Hooded Sweatshirt"}
+    assert D.ground_details("Black printed sweatshirt, has a hood", hoodie) == ("Black printed sweatshirt, has a hood", 0)
     assert D.ground_details("A fine bag with a TSA lock.", {"title": "Safari Bag"}) == ("A fine bag with a TSA lock.", 0)
 
 
@@ -278,7 +285,7 @@ def test_clean_text_collapses_nbsp_newlines_and_leading_spaces():
 
 def test_text_metrics_on_known_strings():
     row = {"title": "Acme Blue Cotton Shirt", "brand": "Acme", "color": "Blue"}  # the facts the guard checks
-    same = M.text_metrics(["the blue shirt has a collar"], ["the blue shirt has a collar"], rows=[row])
+    same = M.text_metrics(["the blue acme shirt is cotton"], ["the blue acme shirt is cotton"], rows=[row])
     assert same["bleu"] == pytest.approx(100.0) and same["rougeL"] == pytest.approx(100.0)
     assert same["chrf"] == pytest.approx(100.0) and same["guard_pass"] == 100.0
     half = M.text_metrics(["blue shirt"], ["blue shirt with a collar"])

@@ -300,6 +300,33 @@ def test_claims_and_opposites(text, facts, expected):
     assert find_mismatches(text, ctx_of(**facts)) == expected
 
 
+# "has a <detail>": what the LoRA adapter trained on cut references still wrote (v3, 100 held-out
+# Myntra rows, 2026-12-01; 55 of its 87 accepted texts invented the detail). Texts unedited.
+@pytest.mark.parametrize("text, title, expected", [
+    ("Navy Blue and Maroon checked casual shirt from HIGHLANDER, has a tie-up collar.",
+     "HIGHLANDER Men Navy Blue & Maroon Slim Fit Checked Casual Shirt", ["tie-up collar"]),
+    ("Red and Blue printed open dry bin from SEJ by Nisha Gupta, has a double-layered lid.",
+     "SEJ by Nisha Gupta Red & Blue Printed Open Dry Bin", ["double-layered lid"]),
+    ("Black geometric cufflinks from JEWEL JUNCTION, has a hood.",
+     "JEWEL JUNCTION Men Black Geometric Cufflinks", ["hood"]),
+    ("Silver-plated stone-studded ring from Crunchy Fashion, has a round shape.",
+     "Crunchy Fashion Silver-Plated Stone-Studded Ring", ["round shape"]),
+    ("Brown sandals from ID, has a pair of regular ankle-high detail.", "ID Men Brown Sandals",
+     ["regular ankle-high detail"]),
+    ("Black colourblocked thong flip-flop with a tie-up detail from Liberty.",
+     "Liberty Women Black Colourblocked Thong Flip-Flops", ["tie-up detail"]),
+    # grounded in the title, or praise on a generic noun: passes
+    ("Black printed sweatshirt from Russell Athletic, has a hood.",
+     "Russell Athletic Men Black Printed Hooded Sweatshirt", []),
+    ("Blue striped T-shirt from Parx, has a polo collar.", "Parx Men Blue Striped Polo Collar T-shirt", []),
+    ("A blue cotton shirt from Parx that has a sleek design and a classic look.",
+     "Parx Men Blue Cotton Shirt", []),
+    ("A fine bag with a TSA lock.", "Safari Bag", []),
+])
+def test_has_a_detail_the_facts_lack(text, title, expected):
+    assert find_mismatches(text, ctx_of(title=title)) == expected
+
+
 @pytest.mark.parametrize("fragment", [
     "nail-polishing product for women",                    # a watch
     "An affordable and stylish men's sportswear for men",  # a checked shirt

@@ -190,13 +190,13 @@ def ground_details(text: str, row: dict[str, Any], task: str = "description") ->
         kept, lead = [], ""
         for item in _ITEM.split(sentence.rstrip(".!?")):
             item = item.rstrip(",;").strip()
+            if lead and kept and not _LEAD.match(item):
+                item = f"{lead} {item}"   # judged as it will read: "has lace-up detail"
             if ungrounded_details(item, facts):
                 cut += 1
                 m = _LEAD.match(item)
                 lead = lead or (m.group(1) if m else "")
                 continue
-            if lead and kept and not _LEAD.match(item):
-                item = f"{lead} {item}"
             lead = ""
             kept.append(item)
         if kept:

@@ -12,7 +12,8 @@ Tasks name groups (``length``, ``repetition``, ``price``, ``brand``, ``banned``,
 The reasons, one module each (set version 2 added the second block, from what SmolLM2-135M-
 Instruct gets wrong on real rows; ``tests/corpus/smollm2_labelled.jsonl`` holds labelled examples;
 set 3 widened ``attributes``, ``degenerate`` and ``names`` on its misses; set 4 added
-``banned.unfit`` and ad_copy's headline cut inside a title word):
+``banned.unfit`` and ad_copy's headline cut inside a title word; set 5 judges what a text says a
+product "has" against the facts, ``attributes.PARTS``):
 
 =====================  ==============  ===================================================
 reason                 check           what it catches
@@ -75,7 +76,7 @@ from pdgen_core.guardrails.repetition import check_repetition
 from pdgen_core.guardrails.terms import check_banned, check_brand_missing, check_other_brand, check_unfit
 from pdgen_core.guardrails.truncation import check_truncated
 
-GUARDRAIL_SET_VERSION = "4"
+GUARDRAIL_SET_VERSION = "5"
 
 MEMBERS: dict[str, Check] = {
     "truncated": check_truncated,
