@@ -72,11 +72,12 @@ def build_context(spec: JobSpec, run_id: str, model_id: str, known_brands: froze
 def guardrails_version(spec: JobSpec) -> str:
     """What the fingerprints know of the guard: the check set's version and the retry rules'
     (``GUARDRAIL_SET_VERSION``, ``prompt.RETRY_RULES_VERSION``), plus the spec's guardrail
-    settings that differ from their defaults. Loosening ``max_chars`` re-generates what it
+    settings that differ from their defaults (not ``min_accept_rate``). Loosening ``max_chars`` re-generates what it
     rejected; a new banned term re-checks what was accepted. Settings left at their defaults stay
     out, so that fingerprints made before the settings were hashed remain valid."""
     version = f"{GUARDRAIL_SET_VERSION}.r{RETRY_RULES_VERSION}"
-    custom = spec.guardrails.model_dump(mode="json", exclude_defaults=True)
+    # The accept-rate floor judges a run, not a text: it stays out.
+    custom = spec.guardrails.model_dump(mode="json", exclude_defaults=True, exclude={"min_accept_rate"})
     return f"{version}+{fp.digest(custom)[:12]}" if custom else version
 
 

@@ -217,6 +217,30 @@ class GuardrailSpec(_Strict):
         default_factory=list,
         description="Domains a text may link to (their subdomains too); any other URL is "
         "rejected (pii_url). Empty: no link passes (a catalog brand that looks like a domain is not a link).")
+    min_accept_rate: float | dict[str, float] | None = Field(
+        default=None,
+        description="A floor on each task's accept rate (accepted / (accepted + rejected) of the "
+        "items the run generated): a number for every task, or task -> number, each in [0, 1]. A "
+        "run with a task below it is committed as staged, not published, and exits 1 with its "
+        "summary; `pdgen promote RUN_ID` publishes it anyway. Not in fingerprints: it judges a "
+        "run, not a text.")
+
+    @field_validator("min_accept_rate", mode="before")
+    @classmethod
+    def _floor(cls, v):
+        """One message for any wrong shape (pydantic's union would report each branch)."""
+        def rate(x) -> float:
+            if isinstance(x, bool) or not isinstance(x, (int, float)) or not 0.0 <= x <= 1.0:
+                raise ValueError("expected a number in [0, 1] (0.3 = 30% accepted), or task -> number")
+            return float(x)
+        if v is None:
+            return v
+        if isinstance(v, dict):
+            unknown = sorted(set(v) - set(TASKS))
+            if unknown:
+                raise ValueError(f"unknown task(s) {unknown}; available: {sorted(TASKS)}")
+            return {k: rate(x) for k, x in v.items()}
+        return rate(v)
 
 
 class JobSpec(_Strict):
