@@ -155,14 +155,43 @@ def read_changes(uri: str, mapping: dict[str, str] | None = None) -> pa.Table:
     return t
 
 
-def unknown_feed_skus(feed: pa.Table, clean) -> int:
-    """Skus the changes feed names that the catalog does not have (nothing is regenerated for
-    them; the run record counts them). ``clean`` is the catalog narrowed to the feed's skus, so
-    its sku column is at most the feed's size."""
+def missing_feed_skus(feed: pa.Table, clean) -> set[str]:
+    """Skus the changes feed names that the run's catalog rows do not have: nothing is
+    regenerated for them. ``clean`` is the catalog narrowed to the feed's skus, so its sku column
+    is at most the feed's size."""
     named = {str(v) for v in feed.column("sku").to_pylist() if v is not None}  # as apply_changes
     found = {s for b in clean.select_columns(["sku"]).iter_batches(batch_format="pyarrow")
              for s in b.column("sku").to_pylist() if s is not None}
-    return len(named - found)
+    return named - found
+
+
+def unknown_feed_skus(feed: pa.Table, clean) -> int:
+    """How many of the feed's skus the run's catalog rows lack (see ``missing_feed_skus``)."""
+    return len(missing_feed_skus(feed, clean))
+
+
+def beyond_limit(missing: set[str], catalog) -> set[str]:
+    """Those of ``missing`` that the catalog has past ``catalog.limit``: the run read only the
+    first ``limit`` rows, so they were skipped, not unknown. Without a limit (or nothing missing)
+    there is nothing to look up; otherwise one scan of the catalog's sku column, on the driver."""
+    if not missing or not catalog.limit:
+        return set()
+    import pyarrow.dataset as pads
+
+    loc, files = catalog_files(catalog.uri)
+    column = catalog.columns.get("sku", "sku")
+    scan = pads.dataset(files, filesystem=loc.fs, format="parquet").scanner(columns=[column])
+    present = {str(v).strip() for b in scan.to_batches() for v in b.column(0).to_pylist() if v is not None}
+    return {s for s in missing if s.strip() in present}
+
+
+def feed_misses(feed: pa.Table, clean, catalog) -> tuple[list[str], list[str]]:
+    """(skus not in the catalog, skus beyond ``catalog.limit``) of a changes feed, sorted: a
+    feed that names skus the run cannot regenerate says so in the run record and the summary,
+    instead of dropping them without a word."""
+    missing = missing_feed_skus(feed, clean)
+    past = beyond_limit(missing, catalog)
+    return sorted(missing - past), sorted(past)
 
 
 def apply_changes(raw, feed: pa.Table, mapping: dict[str, str]):

@@ -117,7 +117,11 @@ class GenerationRun:
             raw = incremental.apply_changes(raw, feed, self.spec.catalog.columns)
         clean = apply(raw, validate.CLEAN).materialize()
         if feed is not None:
-            self.counts.feed_unknown_skus = incremental.unknown_feed_skus(feed, clean)
+            unknown, past = incremental.feed_misses(feed, clean, self.spec.catalog)
+            self.counts.feed_unknown_skus, self.counts.feed_beyond_limit = len(unknown), len(past)
+            if unknown or past:
+                self.log.warning("feed.skus_skipped", not_in_catalog=len(unknown), beyond_limit=len(past),
+                                 limit=self.spec.catalog.limit, examples=(unknown + past)[:5])
         dups = validate.find_duplicate_skus(clean.filter(lambda r: r["_reject"] is None))
         if dups:
             clean = apply(clean, validate.MARK_DUPLICATES, dup_skus=dups).materialize()

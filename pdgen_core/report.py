@@ -80,6 +80,11 @@ def _key(row: dict) -> tuple:
     return tuple(row.get(k) for k in _KEY)
 
 
+def _key_sort(row: dict) -> tuple:
+    """(sku, locale, variant) as strings: a sku's variants side by side, nulls first."""
+    return tuple(str(row.get(k) or "") for k in _KEY)
+
+
 def _compare(td: TaskData, prev) -> None:
     """Split this run's rows into changed (with the previous text) and new against ``prev``."""
     # One row per key in a current-content table; if a table keeps history, the newest wins.
@@ -113,7 +118,8 @@ def _load_task(root: storage.Location, run_id: str, task: str, tables: dict) -> 
             td.new_keys = len(td.content)
     rj = _open(root.child("rejects", task), tables.get(f"rejects/{task}"))
     if rj is not None:
-        td.rejects = _rows(rj, run_id, ["sku", "locale", "stage", "reason", "detail"])
+        # The variant tells a sku's budget blurb from its gift blurb: without it they look doubled.
+        td.rejects = _rows(rj, run_id, ["sku", "locale", "variant", "stage", "reason", "detail"])
     return td
 
 
@@ -258,7 +264,15 @@ def _throughput(record: dict) -> str:
             + (line_chart(rates, "rows/s between samples", "s", "rows/s") if rates else "") + "</div>")
 
 
-def _task_section(t: TaskData, reasons_recorded: dict) -> str:
+def _flags(flags: dict) -> str:
+    """The input flags of the task's items (pii, html, injection, ...), as the run record counts
+    them: every item the run generated, accepted or rejected, once."""
+    items = sorted(((str(k), int(v)) for k, v in (flags or {}).items()), key=lambda kv: (-kv[1], kv[0]))
+    return (f'<h3>input flags</h3><p class="meta">catalog fields cleaned or flagged, per item '
+            f'generated (accepted or rejected)</p><div class="flags">{bar_chart(items, "input flags")}</div>')
+
+
+def _task_section(t: TaskData, reasons_recorded: dict, flags: dict | None = None) -> str:
     slug = re.sub(r"[^a-zA-Z0-9_-]", "-", t.name)
     reasons: dict[str, int] = {}
     for r in t.rejects:
@@ -274,6 +288,7 @@ def _task_section(t: TaskData, reasons_recorded: dict) -> str:
     if t.note:
         parts.append(f'<p class="note">{e(t.note)}</p>')
     parts.append(f'<h3>reject reasons</h3><div class="reasons">{bar_chart(items, "reject reasons")}</div>')
+    parts.append(_flags(flags or {}))
     parts.append('<h3>distributions</h3><div class="row">'
                  + histogram([r.get("tokens_in") for r in t.content], "prompt tokens per row", "tokens")
                  + histogram([r.get("tokens_out") for r in t.content], "output tokens per row", "tokens")
@@ -297,10 +312,12 @@ def _task_section(t: TaskData, reasons_recorded: dict) -> str:
     else:
         parts.append('<p class="empty">no text changed against the previous version</p>')
     if t.rejects:
-        rj = [[f"<code>{e(r.get('sku'))}</code>", e(r.get("locale")), e(r.get("stage")), e(r.get("reason")),
-               f'<div class="txt">{e(r.get("detail"))}</div>'] for r in t.rejects[:MAX_ROWS]]
+        rj = [[f"<code>{e(r.get('sku'))}</code>", e(r.get("locale")), e(r.get("variant") or "–"),
+               e(r.get("stage")), e(r.get("reason")), f'<div class="txt">{e(r.get("detail"))}</div>']
+              for r in sorted(t.rejects, key=_key_sort)[:MAX_ROWS]]
         parts.append(f"<h3>rejected rows ({len(t.rejects)})</h3>"
-                     + _table(["sku", "locale", "stage", "reason", "detail"], rj, f"rejects-{slug}", "rejects"))
+                     + _table(["sku", "locale", "variant", "stage", "reason", "detail"], rj, f"rejects-{slug}",
+                              "rejects"))
     return "".join(parts) + "</section>"
 
 
@@ -337,6 +354,7 @@ def render(record: dict, tasks: list[TaskData], source: str) -> str:
     run_id = record.get("run_id", "")
     model = record.get("model") or {}
     reasons = (record.get("counts") or {}).get("rejects_by_reason") or {}
+    flags = (record.get("counts") or {}).get("input_flags") or {}
     digest = base64.b64encode(hashlib.sha256(SCRIPT.encode()).digest()).decode()
     csp = f"default-src 'none'; style-src 'unsafe-inline'; script-src 'sha256-{digest}'"
     meta = " · ".join(e(x) for x in (record.get("name"), record.get("status"), record.get("mode")) if x)
@@ -353,7 +371,7 @@ def render(record: dict, tasks: list[TaskData], source: str) -> str:
         f'<section id="summary">{_cards(record)}<h2>counts by task and outcome</h2>'
         f"{_counts_table(record, tasks)}</section>",
         f'<section id="throughput"><h2>throughput</h2>{_throughput(record)}</section>',
-        *(_task_section(t, reasons.get(t.name) or {}) for t in tasks),
+        *(_task_section(t, reasons.get(t.name) or {}, flags.get(t.name) or {}) for t in tasks),
         f"<footer><p>from <code>{e(source)}</code> · built {now}</p></footer>",
         f"<script>{SCRIPT}</script></body></html>",
     ])

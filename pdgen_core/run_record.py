@@ -39,6 +39,7 @@ class Counts:
     resumed: int = 0
     reviews_dropped: int = 0      # reviews without a sku or any text left after hygiene
     feed_unknown_skus: int = 0    # skus of a changes feed that are not in the catalog
+    feed_beyond_limit: int = 0    # skus of a changes feed in the catalog but past catalog.limit
     first_attempt: dict[str, int] = field(default_factory=dict)  # task -> accepted on the first attempt
     retries: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)  # task -> reason -> retried/passed
 
@@ -151,8 +152,9 @@ def generated_counts(gen_files: list[str], fs, task: str) -> dict[str, Any]:
         rejected = t.filter(pc.equal(t.column("status"), "rejected"))
         for r, n in value_counts(rejected.column("reason")):
             bump(out["reasons"], r, n)
-        accepted = t.filter(pc.equal(t.column("status"), "accepted"))
-        for flags, n in value_counts(accepted.column("input_flags")):
+        # Every item's flags once (its final row, accepted or rejected): a row flagged for PII
+        # is as likely to be rejected as accepted, and counting accepted rows alone hid it.
+        for flags, n in value_counts(final.column("input_flags")):
             for f in flags.split(","):
                 bump(out["flags"], f, n)
         out["tokens_in"] += int(pc.sum(t.column("tokens_in")).as_py() or 0)
@@ -195,6 +197,7 @@ def build_record(spec: JobSpec, run_id: str, c: Counts, started: dt.datetime, t0
             "by_task": c.by_task, "rejects_by_reason": c.reasons, "input_flags": c.flags,
             "deleted": c.deleted, "on_delete": spec.on_delete, "resumed": c.resumed,
             "reviews_dropped": c.reviews_dropped, "feed_unknown_skus": c.feed_unknown_skus,
+            "feed_beyond_limit": c.feed_beyond_limit,
             # Guard outcomes by attempt: accepted at once, and per reason of a rejected
             # attempt how many items were retried and how many of those then passed.
             "accepted_first_attempt": c.first_attempt, "retries_by_reason": c.retries,

@@ -247,3 +247,50 @@ def test_report_command_is_on_the_pdgen_app():
 
     r = CliRunner().invoke(app, ["report", "--help"])
     assert r.exit_code == 0 and "--output" in r.output and "--out" in r.output
+
+
+# --- issue 20: the variant in the rejects table, input flags on every item -----------------------
+
+
+def test_rejects_table_shows_the_variant(tmp_path):
+    """A sku's budget and gift blurbs rejected for the same reason are two rows that differ
+    only by variant: the table must show it, or they read as duplicates."""
+    schema = pa.schema([*REJECTS, ("variant", pa.string())])
+    rows = [dict(_reject("SKU-1", "brand_missing", "no brand", R2), task="blurb", variant=v)
+            for v in ("gift", "budget")]
+    write_deltalake(str(tmp_path / "rejects" / "blurb"), pa.Table.from_pylist(rows, schema=schema))
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / f"{R2}.json").write_text(json.dumps({
+        "run_id": R2, "counts": {"by_task": {"blurb": {"accepted": 0, "rejected": 2}},
+                                 "input_flags": {"blurb": {"pii": 2, "html": 1}}},
+        "tables": {"rejects/blurb": 0}}))
+    html = report.build_report(str(tmp_path), R2, str(tmp_path / "r.html")).read_text()
+    table = re.search(r'<table id="rejects-blurb".*?</table>', html).group(0)
+    assert "<th>variant</th>" in table
+    cells = re.findall(r"<tr><td><code>SKU-1</code></td><td>en</td><td>(\w+)</td>", table)
+    assert cells == ["budget", "gift"], table  # side by side, each with its variant
+    flags = re.search(r'<div class="flags">.*?</div>', html).group(0)
+    assert "pii: 2" in flags and "html: 1" in flags
+
+
+def test_input_flags_are_counted_on_every_item_not_only_accepted(tmp_path):
+    """The run record's ``input_flags`` (what the report charts) count each generated item once,
+    by its final row: a PII-flagged row the guard rejected is counted, a retry row is not."""
+    import pyarrow.parquet as pq
+
+    from pdgen_core import run_record
+    from pdgen_core.storage import resolve
+
+    staged = pa.table({
+        "task": ["description"] * 4,
+        "status": ["accepted", "rejected", "retry", "accepted"],
+        "reason": [None, "pii_email", "pii_email", None],
+        "retry_reason": [None, "pii_email", None, None],
+        "attempts": [1, 2, 1, 1],
+        "tokens_in": [10, 10, 10, 10], "tokens_out": [5, 5, 5, 5],
+        "input_flags": ["html", "pii", "pii", None],
+    })
+    pq.write_table(staged, tmp_path / "gen.parquet")
+    g = run_record.generated_counts([str(tmp_path / "gen.parquet")], resolve(str(tmp_path)).fs, "description")
+    assert g["flags"] == {"html": 1, "pii": 1}
+    assert g["status"] == {"accepted": 2, "rejected": 1, "retry": 1}

@@ -270,3 +270,48 @@ def test_yaml_syntax_error_is_printed_verbatim(tmp_path):
     r = CliRunner().invoke(app, ["validate", str(p)])
     assert r.exit_code == 2
     assert expected in r.stderr, r.stderr
+
+
+def test_feed_skus_not_in_catalog_or_beyond_limit_are_counted_and_reported(tmp_path):
+    """A changes feed that names skus the run cannot regenerate says how many, and why: not in
+    the catalog at all, or in it past ``catalog.limit`` (the run read only the first rows)."""
+    import datetime as dt
+    import time
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pdgen_core import incremental
+    from pdgen_core.cli.app import console
+    from pdgen_core.cli.run import one_line, print_summary
+    from pdgen_core.run_record import Counts, build_record
+
+    pq.write_table(pa.table({"product_id": [f"p{i}" for i in range(10)], "name": ["t"] * 10}),
+                   tmp_path / "cat.parquet")
+    spec = spec_from_dict({**GOOD, "catalog": {"uri": str(tmp_path), "limit": 4,
+                                               "columns": {"sku": "product_id", "title": "name"}}})
+
+    class Clean:  # the catalog's first 4 rows narrowed to the feed, as the Ray Dataset answers
+        def select_columns(self, cols):
+            return self
+
+        def iter_batches(self, batch_format):
+            yield pa.table({"sku": ["p1"]})
+
+    feed = pa.table({"sku": ["p1", "p7", "p8", "nope", None]})
+    unknown, past = incremental.feed_misses(feed, Clean(), spec.catalog)
+    assert (unknown, past) == (["nope"], ["p7", "p8"])
+    no_limit = spec.catalog.model_copy(update={"limit": None})
+    assert incremental.feed_misses(feed, Clean(), no_limit) == (["nope", "p7", "p8"], [])
+
+    c = Counts(feed_unknown_skus=len(unknown), feed_beyond_limit=len(past))
+    c.add("description", "accepted", 1)
+    record = build_record(spec, "r1", c, dt.datetime.now(dt.timezone.utc), time.monotonic(), {}, "m", 1.0, [])
+    assert (record["counts"]["feed_unknown_skus"], record["counts"]["feed_beyond_limit"]) == (1, 2)
+    line = one_line(record)
+    assert "\n" not in line and "feed skus skipped: 1 not in the catalog, 2 beyond catalog.limit (4)" in line
+    with console.capture() as cap:
+        print_summary(record)
+    assert "feed skus skipped: 1 not in the catalog, 2 beyond catalog.limit (4)" in cap.get()
+    assert "feed skus" not in one_line(build_record(spec, "r2", Counts(), dt.datetime.now(dt.timezone.utc),
+                                                    time.monotonic(), {}, "m", 1.0, []))

@@ -68,6 +68,15 @@ def summary_table(record: dict) -> Table:
     return t
 
 
+def feed_note(record: dict) -> str:
+    """What a changes feed named that the run could not regenerate, or "" (the usual case)."""
+    c = record["counts"]
+    unknown, past = c.get("feed_unknown_skus", 0), c.get("feed_beyond_limit", 0)
+    parts = ([f"{unknown} not in the catalog"] if unknown else []) + (
+        [f"{past} beyond catalog.limit ({record['spec']['catalog'].get('limit')})"] if past else [])
+    return "feed skus skipped: " + ", ".join(parts) if parts else ""
+
+
 def print_summary(record: dict) -> None:
     c, tm = record["counts"], record["timing"]
     console.print(summary_table(record))
@@ -76,6 +85,8 @@ def print_summary(record: dict) -> None:
         f"tokens in {record['tokens']['in']}, out {record['tokens']['out']}; "
         f"{tm['output_tokens_per_s']:.0f} output tokens/s; wall {tm['wall_s']:.1f}s"
     )
+    if feed_note(record):
+        console.print(feed_note(record), highlight=False)
 
 
 def _resume_hint(exc: BaseException, command: str) -> str:
@@ -122,7 +133,9 @@ def one_line(record: dict) -> str:
     c = record["counts"]
     parts = [f"{t}: {v['accepted']} regenerated, {v['rejected']} rejected, {v['unchanged']} unchanged"
              for t, v in c["by_task"].items()]
-    return f"run {record['run_id']}: " + "; ".join(parts) + f"; deleted {sum(c['deleted'].values())}"
+    note = feed_note(record)
+    return (f"run {record['run_id']}: " + "; ".join(parts) + f"; deleted {sum(c['deleted'].values())}"
+            + (f"; {note}" if note else ""))
 
 
 @app.command()
