@@ -3,6 +3,7 @@
     run.py       validate, run, refresh, synth-catalog
     versions.py  versions, show, diff, rollback, promote
     jobs.py      submit, status, logs, stop, jobs (Ray Jobs API)
+    model.py     model upload (a resolved model or an adapter, to S3 for a cluster)
     finetune.py  finetune, eval
     report.py    report
     audit.py     audit
@@ -13,10 +14,10 @@ is wrong. ``--help`` stays fast: the heavy parts (Ray, vLLM, torch) load inside 
 
 from __future__ import annotations
 
-from pdgen_core.cli import audit, finetune, jobs, report, run, versions  # noqa: F401 (run: its commands)
+from pdgen_core.cli import audit, finetune, jobs, model, report, run, versions  # noqa: F401 (run: its commands)
 from pdgen_core.cli.app import app
 
-for _group in (versions, jobs, finetune, report, audit):
+for _group in (versions, jobs, finetune, report, audit, model):
     _group.register(app)
 
 
