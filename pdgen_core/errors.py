@@ -9,6 +9,9 @@ Bad rows are data (rejects); a broken system raises. What it raises says who fix
   a command counts as input too, as it always did.
 - ``StageError`` (exit 1): a stage failed while the run was working; ``stage`` names it
   (``generate``, ``guard``, ``storage``), so that a storage error does not read as a dead engine.
+- ``BelowFloor`` (exit 1): the run committed, but a task's accept rate is below
+  ``guardrails.min_accept_rate``, so it is held as staged, not published; a scheduler sees a
+  failed job, and the content stays as it was.
 
 ``exit_code`` is the mapping every command (``pdgen_core.cli``, ``ray_jobs/``) uses. Anything
 else is a bug and keeps its traceback. This module imports nothing of pdgen: any module may
@@ -46,6 +49,13 @@ class StageError(PdgenError):
 
     def __str__(self) -> str:
         return self.message
+
+
+class BelowFloor(PdgenError):
+    """A committed run held as staged below ``guardrails.min_accept_rate`` (the message says
+    which task, its rate, and how to publish it anyway)."""
+
+    exit_code = FAILED
 
 
 def exit_code(exc: BaseException) -> int | None:

@@ -35,7 +35,7 @@ from pdgen_core.stages.contract import apply
 from pdgen_core.stages.plan import PLAN
 from pdgen_core.stages.reviews import with_reviews
 from pdgen_core.tasks import TASKS
-from pdgen_core.versions import publish
+from pdgen_core.versions import sync_pointer
 
 class GenerationRun:
     """One run of a job spec. ``run()`` returns the run record."""
@@ -52,6 +52,7 @@ class GenerationRun:
         self.log = get_logger(run_id=self.run_id, job=spec.name)
         self.counts = run_record.Counts()
         self._began = False  # past preflight: something may be staged, so --resume applies
+        self.gate: dict[str, Any] | None = None  # the publish decision, made at the commit
 
     def preflight(self) -> tuple[dict[str, str], Path]:
         """Every check that can stop the run before any work (``pdgen_core.preflight``)."""
@@ -72,8 +73,11 @@ class GenerationRun:
         if storage.exists(self.layout.record()):  # the manifest: this run already completed
             self.log.info("run.already_committed")
             return storage.read_json(self.layout.record())
+        if self.resume:  # an unknown id is refused, not started as a new run of that name
+            run_record.check_resumable(self.spec.output.uri, self.run_id)
         plan_cols, model_path = self.preflight()
         self._began = True
+        self._mark_started(started)
         init_ray()
         if not Path(self.spec.model.source).exists():
             model_path = ensure_on_all_nodes(self.spec.model.source)
@@ -99,8 +103,17 @@ class GenerationRun:
         versions = self._commit(gen)
         self.counts.read = self._catalog_rows(valid_count)
         record = run_record.build_record(self.spec, self.run_id, self.counts, started, t0, versions,
-                                         model_id, generate_s, gen.progress)
+                                         model_id, generate_s, gen.progress, gate=self.gate)
         return self._finish(record, versions)
+
+    def _mark_started(self, started: dt.datetime) -> None:
+        """``_staging/<run_id>/run.json``: the run has begun, so ``--resume`` knows the id even if
+        it crashes before staging a row. A resume keeps the first attempt's."""
+        marker = self.layout.staging.child("run.json")
+        if not storage.exists(marker):
+            storage.retry_io(partial(storage.write_json, marker, {
+                "run_id": self.run_id, "name": self.spec.name, "started_at": started.isoformat()}),
+                "mark the run started")
 
     def _context(self, model_id: str, model_path: Path, adapters: RunAdapters, clean,
                  plan_cols) -> RunContext:
@@ -170,8 +183,22 @@ class GenerationRun:
         files = StagedFiles.of(self.layout)
         run_record.count_staged(self.counts, self.spec.tasks, files)
         self.counts.resumed = gen.resumed
+        self.gate = self._publish_decision()
         return commit.commit_run(self.layout, files, self.spec.tasks, self.counts,
-                                 tombstone=self.spec.on_delete == "tombstone")
+                                 tombstone=self.spec.on_delete == "tombstone",
+                                 publish=self.gate["published"])
+
+    def _publish_decision(self) -> dict[str, Any]:
+        """Publish, or hold as staged (``output.publish: staged``, a task below
+        ``guardrails.min_accept_rate``). A resume whose first attempt already committed to the
+        content tables stays published: a run's rows reach the content table once."""
+        gate = run_record.publish_decision(self.spec, self.counts)
+        if not gate["published"] and any(commit.committed_version(self.layout.content(t), self.run_id)
+                                         is not None for t in self.spec.tasks):
+            gate = {**gate, "published": True, "held_by": None, "committed_before_resume": True}
+        if gate["held_by"] == "min_accept_rate":
+            self.log.warning("run.below_floor", below=gate["below"], floor=gate["min_accept_rate"])
+        return gate
 
     def _catalog_rows(self, valid_count: int) -> int:
         if self.changes:
@@ -180,11 +207,11 @@ class GenerationRun:
                                         self.spec.catalog.limit), "count catalog rows")
 
     def _finish(self, record: dict[str, Any], versions: dict[str, int | None]) -> dict[str, Any]:
-        """Publish (``output.publish: auto``), write the record last, drop the staging folder."""
-        if self.spec.output.publish == "auto":
-            for name, v in versions.items():
-                if name.startswith("content/") and v is not None:
-                    publish(self.spec.output.uri, name.split("/", 1)[1], v, self.run_id)
+        """Move the published pointers to the content tables' latest versions (a staged run
+        changed none of them, but may have created one empty), write the record last, drop the
+        staging folder."""
+        for task in self.spec.tasks:
+            sync_pointer(self.spec.output.uri, task)
         storage.write_json(self.layout.record(), record)
         storage.delete_tree(self.layout.staging)
         self.log.info("run.committed", counts=record["counts"], tables=versions,

@@ -4,6 +4,11 @@ means the run committed).
 The counts are read back from the staged Parquet files (footers and small column scans, a batch at
 a time) rather than gathered while the stages run: a resumed run counts what the crashed attempt
 staged, and a count can be repeated after a transient S3 error.
+
+Also here: the publish decision (``publish_decision``: ``output.publish`` and the
+``guardrails.min_accept_rate`` floor, recorded under ``publish``), and which runs under an output
+can be resumed (staged work, no record) or promoted (a staged table, not yet promoted), so that an
+unknown run id is answered with the ones that exist.
 """
 
 from __future__ import annotations
@@ -17,8 +22,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
+import pyarrow.fs as pafs
 
 from pdgen_core import storage
+from pdgen_core.errors import InputError
 from pdgen_core.spec import JobSpec
 from pdgen_core.staging import StagedFiles
 from pdgen_core.stages import read
@@ -179,13 +186,16 @@ def value_counts(col: pa.ChunkedArray) -> list[tuple[str, int]]:
 
 def build_record(spec: JobSpec, run_id: str, c: Counts, started: dt.datetime, t0: float,
                  versions: dict[str, int | None], model_id: str, generate_s: float | None,
-                 progress: list) -> dict[str, Any]:
-    """The run record: what ran, its counts, tokens, timing and the table versions it made."""
+                 progress: list, gate: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The run record: what ran, its counts, tokens, timing, the table versions it made and
+    whether it was published (``gate``, from ``publish_decision``; status ``staged`` if not)."""
     wall = time.monotonic() - t0
     accepted = sum(v["accepted"] for v in c.by_task.values())
     gen_s = wall if generate_s is None else generate_s
+    gate = gate or publish_decision(spec, c)
     return {
-        "run_id": run_id, "name": spec.name, "status": "committed", "mode": spec.mode,
+        "run_id": run_id, "name": spec.name, "status": "committed" if gate["published"] else "staged",
+        "mode": spec.mode, "publish": gate,
         "spec": spec.redacted_dict(), "started_at": started.isoformat(),
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(),
         "model": {"source": spec.model.source, "identity": model_id},
@@ -209,3 +219,122 @@ def build_record(spec: JobSpec, run_id: str, c: Counts, started: dt.datetime, t0
         "tables": versions,
         "progress": progress,
     }
+
+
+# -- the publish decision: output.publish and the accept-rate floor ------------------------------
+
+def accept_rates(c: Counts) -> dict[str, float | None]:
+    """Per task, accepted / (accepted + rejected) of the items this run planned to generate
+    (unchanged items and catalog rows invalid before planning do not count); None when the run
+    generated nothing for the task (a no-op refresh has no rate to fall below)."""
+    out: dict[str, float | None] = {}
+    for task, v in c.by_task.items():
+        n = v["accepted"] + v["rejected"]
+        out[task] = v["accepted"] / n if n else None
+    return out
+
+
+def floors(spec: JobSpec) -> dict[str, float]:
+    """``guardrails.min_accept_rate`` per task of the spec (a number applies to every task)."""
+    m = spec.guardrails.min_accept_rate
+    if m is None:
+        return {}
+    if isinstance(m, dict):
+        return {t: float(m[t]) for t in spec.tasks if t in m}
+    return {t: float(m) for t in spec.tasks}
+
+
+def publish_decision(spec: JobSpec, c: Counts) -> dict[str, Any]:
+    """Whether this run publishes what it commits: ``output.publish: auto`` and every task at or
+    above its floor. Decided from the counts (read back from the staged files), so a resumed run
+    decides the same. ``held_by`` says why not: ``staged`` (the spec asked) or
+    ``min_accept_rate`` (``below`` lists the tasks and their rates)."""
+    rates, floor = accept_rates(c), floors(spec)
+    below = {t: rates[t] for t, f in floor.items() if rates.get(t) is not None and rates[t] < f}
+    held = "min_accept_rate" if below else ("staged" if spec.output.publish == "staged" else None)
+    return {"requested": spec.output.publish, "published": held is None, "held_by": held,
+            "accept_rate": rates, "min_accept_rate": floor, "below": below}
+
+
+def floor_message(record: dict[str, Any], output_uri: str) -> str:
+    """What the CLI prints when a run was held below its floor: the tasks, and how to go on."""
+    gate = record.get("publish") or {}
+    by = record["counts"]["by_task"]
+    parts = [f"{t} accepted {by[t]['accepted']} of {by[t]['accepted'] + by[t]['rejected']} "
+             f"({r:.0%}), below guardrails.min_accept_rate {gate['min_accept_rate'][t]:g}"
+             for t, r in sorted(gate.get("below", {}).items())]
+    rid = record["run_id"]
+    return (f"run {rid} is below its floor: " + "; ".join(parts) + ". It is committed as staged, "
+            f"not published. Read it (`pdgen report {rid} --output {output_uri}`), then publish it "
+            f"anyway with `pdgen promote {rid} --output {output_uri}`, or fix the cause and run again.")
+
+
+# -- which runs exist: resumable (staged work, no record) and promotable (a staged table) -------
+
+class RunNotFound(InputError):
+    """A run id that names no run to resume or promote; the message lists those that exist."""
+
+
+def _subfolders(loc: storage.Location) -> list[str]:
+    """Names of the folders directly under ``loc`` (S3: common prefixes), sorted."""
+    def listing() -> list[str]:
+        if loc.fs.get_file_info(loc.path).type == pafs.FileType.NotFound:
+            return []
+        infos = loc.fs.get_file_info(pafs.FileSelector(loc.path, recursive=False, allow_not_found=True))
+        return sorted(i.base_name for i in infos if i.type == pafs.FileType.Directory)
+    return storage.retry_io(listing, f"list {loc.uri}")
+
+
+def record_loc(output_uri: str, run_id: str) -> storage.Location:
+    return storage.resolve(output_uri).child("runs", f"{run_id}.json")
+
+
+def read_record(output_uri: str, run_id: str) -> dict[str, Any] | None:
+    loc = record_loc(output_uri, run_id)
+    return storage.read_json(loc) if storage.exists(loc) else None
+
+
+def resumable_runs(output_uri: str) -> list[str]:
+    """Runs with staged work under ``_staging/`` and no run record: those ``--resume`` finishes."""
+    out = storage.resolve(output_uri)
+    return [r for r in _subfolders(out.child("_staging"))
+            if not r.startswith(".") and not storage.exists(out.child("runs", f"{r}.json"))]
+
+
+def promotable_runs(output_uri: str) -> list[str]:
+    """Runs with a staged table under ``staged/`` and a run record: those ``promote`` publishes
+    (a staged table without a record belongs to a run that has not finished: resume it)."""
+    out = storage.resolve(output_uri)
+    return [r for r in _subfolders(out.child("staged"))
+            if storage.exists(out.child("runs", f"{r}.json"))]
+
+
+def _listing(runs: list[str], most: int = 20) -> str:
+    shown = runs[-most:]
+    more = f" (and {len(runs) - most} older)" if len(runs) > most else ""
+    return ", ".join(shown) + more
+
+
+def check_resumable(output_uri: str, run_id: str) -> None:
+    """Refuse ``--resume RUN_ID`` when nothing was staged under that id (a typo would otherwise
+    start, commit and publish a new run of that name); the message lists the resumable runs."""
+    out = storage.resolve(output_uri)
+    if storage.exists(out.child("runs", f"{run_id}.json")) or storage.exists(out.child("_staging", run_id)):
+        return
+    runs = resumable_runs(output_uri)
+    which = (f"Runs that can be resumed: {_listing(runs)}." if runs else
+             "No run under it can be resumed: start a new one without --resume.")
+    raise RunNotFound(f"--resume {run_id}: no run {run_id!r} under {output_uri} (nothing staged, no "
+                      f"run record). {which}")
+
+
+def unknown_promote(output_uri: str, run_id: str) -> RunNotFound:
+    """The error for ``promote RUN_ID`` when there is no record of that run."""
+    runs = promotable_runs(output_uri)
+    if storage.exists(storage.resolve(output_uri).child("_staging", run_id)):
+        return RunNotFound(f"run {run_id!r} under {output_uri} has not finished (staged work, no run "
+                           f"record): finish it with `pdgen run SPEC --resume {run_id}`, then promote it.")
+    which = (f"Runs that can be promoted: {_listing(runs)}." if runs else
+             "No run under it is waiting to be promoted (runs with output.publish: staged, or held "
+             "below guardrails.min_accept_rate, are).")
+    return RunNotFound(f"no run {run_id!r} under {output_uri}. {which}")

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from pdgen_core.cli.app import app, console, err
-from pdgen_core.errors import INPUT_ERROR, StageError, exit_code
+from pdgen_core.errors import INPUT_ERROR, BelowFloor, StageError, exit_code
 from pdgen_core.spec import JobSpec, SpecError, load_spec
 
 
@@ -125,8 +125,20 @@ def run(spec: Path, set_: list[str] = typer.Option([], "--set", help="Override a
         run_id: Optional[str] = typer.Option(None, help="Run id (default: time + random)"),
         resume: Optional[str] = typer.Option(None, help="Resume the crashed run RUN_ID")):
     """Run a job here (in-process Ray, or the cluster at RAY_ADDRESS)."""
-    record = _run(_load(spec, set_), resume or run_id, resume=bool(resume))
+    s = _load(spec, set_)
+    record = _run(s, resume or run_id, resume=bool(resume))
     print_summary(record)
+    exit_if_held(record, s.output.uri)
+
+
+def exit_if_held(record: dict, output_uri: str) -> None:
+    """A run below ``guardrails.min_accept_rate`` is committed as staged: say so, and exit
+    non-zero (``errors.BelowFloor``) so that a scheduler notices."""
+    from pdgen_core.run_record import floor_message
+
+    if (record.get("publish") or {}).get("held_by") == "min_accept_rate":
+        err.print(floor_message(record, output_uri), markup=False, highlight=False)
+        raise typer.Exit(BelowFloor.exit_code)
 
 
 def one_line(record: dict) -> str:
@@ -148,6 +160,7 @@ def refresh(spec: Path, changes: Optional[str] = typer.Option(
     record = _run(s, resume, resume=bool(resume), changes=changes, command="refresh")
     generated = sum(v["accepted"] + v["rejected"] for v in record["counts"]["by_task"].values())
     console.print(("nothing to do; " if generated == 0 else "") + one_line(record), highlight=False)
+    exit_if_held(record, s.output.uri)
 
 
 @app.command("synth-catalog")

@@ -1,5 +1,5 @@
 """``pdgen versions|show|diff|rollback|promote``: the content tables' versions and the publish gate
-(``pdgen_core.versions``)."""
+(``pdgen_core.versions``). Exit codes come from ``pdgen_core.errors``."""
 
 from __future__ import annotations
 
@@ -8,74 +8,138 @@ from typing import Optional
 
 import typer
 
-from pdgen_core.versions import PublishConflict, VersionError, diff, promote, rollback, show, versions
+from pdgen_core.errors import exit_code
 
 
 def register(app: typer.Typer) -> None:
+    from rich import box
     from rich.console import Console
     from rich.table import Table
+
+    from pdgen_core import versions as v
 
     console = Console()
 
     def _fail(exc: Exception) -> None:
-        Console(stderr=True).print(f"error: {exc}", markup=False)
-        raise typer.Exit(2)
+        code = exit_code(exc)
+        if code is None:  # a bug: its traceback is the message
+            raise exc
+        Console(stderr=True, soft_wrap=True).print(f"error: {exc}", markup=False, highlight=False)
+        raise typer.Exit(code)
+
+    def _op(r: dict) -> str:
+        if r["restores"] is not None:
+            return f"restore v{r['restores']}"
+        if r["promoted"]:
+            return "promote"
+        if r.get("created_empty"):
+            return "create empty"
+        return (r["operation"] or "-").lower()
+
+    def _rows(r: dict) -> str:
+        if r["restores"] is not None:
+            return "-"
+        parts = [f"{sign}{n}" for sign, n in (("+", r["rows_inserted"]), ("~", r["rows_updated"]),
+                                              ("-", r["rows_deleted"])) if n]
+        return " ".join(parts) or "0"
+
+    def versions_table(output: str, task: str, rows: list[dict]) -> Table:
+        """Compact columns (ISO times, one rows column, no borders): it fits 80 columns, and a
+        narrower terminal folds cells instead of cutting them."""
+        t = Table(title=f"{output} content/{task}", box=box.SIMPLE_HEAD, pad_edge=False)
+        t.add_column("v", justify="right", no_wrap=True)
+        t.add_column("run", overflow="fold", min_width=8)
+        t.add_column("time (UTC)", overflow="fold", min_width=10)
+        t.add_column("op", overflow="fold")
+        t.add_column("rows", overflow="fold")
+        t.add_column("live", no_wrap=True)
+        for r in rows:
+            t.add_row(str(r["version"]), r["run_id"] or "-", r["time"] or "-", _op(r), _rows(r),
+                      "yes" if r["published"] else "")
+        return t
 
     @app.command("versions")
     def versions_cmd(output: str, task: str = typer.Option("description")):
-        """List the content table's versions (run id, time, counts, published)."""
+        """List content/<task>'s versions (run, ISO time, rows +added ~updated -deleted); the latest
+        is the published one. Staged runs waiting for `pdgen promote` are listed after it."""
         try:
-            rows = versions(output, task)
-        except VersionError as exc:
+            rows = v.versions(output, task)
+            waiting = v.staged_runs(output, task)
+        except Exception as exc:
             _fail(exc)
-        t = Table(title=f"{output} content/{task}")
-        for c in ("version", "run_id", "time", "operation", "inserted", "updated", "deleted", "published"):
-            t.add_column(c)
-        for r in rows:
-            t.add_row(*(str(x) if x is not None else "-" for x in (
-                r["version"], r["run_id"], r["time"], r["operation"], r["rows_inserted"],
-                r["rows_updated"], r["rows_deleted"], "yes" if r["published"] else "")))
-        console.print(t)
+        console.print(versions_table(output, task, rows))
+        if waiting:
+            console.print(f"staged, not published (`pdgen promote RUN_ID --output {output}`):",
+                          markup=False, highlight=False)
+            for run_id in waiting:
+                console.print(f"  {run_id}", markup=False, highlight=False)
 
     @app.command("show")
     def show_cmd(output: str, task: str = typer.Option("description"), sku: str = typer.Option(...),
-                 version: Optional[int] = typer.Option(None), latest: bool = typer.Option(
-                     False, help="Read the latest version, published or not.")):
-        """Show a sku's content (the published version unless --version or --latest)."""
+                 version: Optional[int] = typer.Option(None, help="An older version (default: the published one).")):
+        """Show a sku's content; a sku without text shows its latest reject and why."""
         try:
-            rows, v = show(output, task, sku, version, published=not latest)
-        except VersionError as exc:
+            rows, seen = v.show(output, task, sku, version)
+            reject = None if rows else v.latest_reject(output, task, sku)
+        except Exception as exc:
             _fail(exc)
-        console.print(f"content/{task} version {v}: {len(rows)} row(s) for {sku}")
+        console.print(f"content/{task} version {seen}: {len(rows)} row(s) for {sku}", markup=False,
+                      highlight=False)
         for r in rows:
             console.print_json(json.dumps(r, default=str))
+        if reject is not None:
+            at = reject.get("rejected_at")
+            when = at.strftime("%Y-%m-%dT%H:%M:%SZ") if hasattr(at, "strftime") else str(at or "-")
+            console.print(
+                f"latest reject: {reject['reason']} (stage {reject['stage']}, run {reject['run_id']}, "
+                f"{when}, attempts {reject.get('attempts') or '-'})"
+                + (f"\n  detail: {reject['detail']}" if reject.get("detail") else ""),
+                markup=False, highlight=False)
+        elif not rows:
+            console.print(f"no reject for {sku} in rejects/{task} either: is the sku in the catalog, "
+                          "and the task in the spec?", markup=False, highlight=False)
+
+    def _value(x) -> str:
+        s = x if isinstance(x, str) else json.dumps(x, ensure_ascii=False, default=str)
+        return s if len(s) <= 60 else s[:57] + "..."
 
     @app.command("diff")
     def diff_cmd(output: str, task: str = typer.Option("description"),
                  from_: int = typer.Option(..., "--from"), to: int = typer.Option(..., "--to")):
-        """Rows added, changed and removed between two versions, with samples."""
+        """Rows added, changed and removed between two versions: for each changed text, the input
+        fields that changed. Rows regenerated to the same text are counted, not listed."""
         try:
-            d = diff(output, task, from_, to)
-        except VersionError as exc:
+            d = v.diff(output, task, from_, to)
+        except Exception as exc:
             _fail(exc)
-        console.print(f"v{from_} -> v{to}: added {d['added']}, changed {d['changed']}, removed {d['removed']}")
+        same = f" ({d['same_text']} regenerated to the same text, not listed)" if d["same_text"] else ""
+        console.print(f"v{from_} -> v{to}: added {d['added']}, changed {d['changed']}, "
+                      f"removed {d['removed']}{same}", markup=False, highlight=False)
         for c in d["samples"]["changed"]:
-            console.print(f"  {c['key'][0]}: {c['old']!r}\n    -> {c['new']!r}", markup=False)
+            sku, locale, variant = c["key"]
+            key = f"{sku} [{locale}{', ' + variant if variant else ''}]"
+            fields = "; ".join(f"{k} {_value(a)} -> {_value(b)}" for k, (a, b) in c["fields"].items())
+            console.print(f"  {key}: {fields or 'inputs not recorded in the older version'}\n"
+                          f"    - {c['old']}\n    + {c['new']}", markup=False, highlight=False)
 
     @app.command("rollback")
     def rollback_cmd(output: str, task: str = typer.Option("description"), to: int = typer.Option(...)):
-        """Restore content/<task> to version TO (as a new version) and publish it."""
+        """Restore content/<task> to version TO, as a new (published) version."""
         try:
-            v = rollback(output, task, to)
-        except VersionError as exc:
+            new = v.rollback(output, task, to)
+        except Exception as exc:
             _fail(exc)
-        console.print(f"content/{task} restored to v{to} as v{v}; published")
+        console.print(f"content/{task} is at v{to} already; nothing to restore" if new == to else
+                      f"content/{task} restored to v{to} as v{new}; published", highlight=False)
 
     @app.command("promote")
-    def promote_cmd(run_id: str, output: str = typer.Option(..., help="The run's output.uri")):
-        """Publish the content versions a staged run committed."""
+    def promote_cmd(run_id: str, output: str = typer.Option(..., help="The run's output.uri"),
+                    allow_older: bool = typer.Option(
+                        False, help="Promote a run older than the published one (newer content is replaced).")):
+        """Publish a staged run: its rows become the latest version of each content table."""
         try:
-            done = promote(output, run_id)
-        except (PublishConflict, FileNotFoundError, OSError) as exc:
+            done = v.promote(output, run_id, allow_older=allow_older)
+        except Exception as exc:
             _fail(exc)
-        console.print(f"published {done}")
+        console.print(f"run {run_id} published: " + ", ".join(f"content/{t} v{n}" for t, n in done.items()),
+                      markup=False, highlight=False)

@@ -5,6 +5,14 @@ every past version stays readable (time travel). Rejects are appended. Each comm
 app transaction ``pdgen-run-<run_id>``: a resumed run sees it and does not commit twice. The data
 streams from the staged Parquet files to delta-rs (a RecordBatchReader), never as one table in the
 driver's memory.
+
+The publish gate lives here: ``content/<task>``'s latest version is always the published content,
+because only a published run commits to it. A run that is not published (``output.publish:
+staged``, or below ``guardrails.min_accept_rate``) commits its rows, upserts and tombstones alike
+(``MERGE_SCHEMA``), to a Delta table of its own, ``staged/<run_id>/<task>/``, under the same app
+transaction; ``pdgen promote`` merges that table into ``content/<task>`` as one version, again
+under the run's transaction, so a promote is exactly once too and a run's rows reach the content
+table once, whichever way they go.
 """
 
 from __future__ import annotations
@@ -30,6 +38,9 @@ CONTENT_SCHEMA = pa.schema([
     ("tokens_in", pa.int64()), ("tokens_out", pa.int64()), ("attempts", pa.int32()),
     # stop | length_trimmed (cut at max_tokens, kept to its last complete sentence)
     ("finish_reason", pa.string()),
+    # The fields the task's template read (JSON, the plan's fields_json): what `pdgen diff` names
+    # when an input changed. Null in rows committed before the column existed.
+    ("inputs", pa.string()),
 ])
 REJECT_SCHEMA = pa.schema([
     ("sku", pa.string()), ("task", pa.string()), ("locale", pa.string()), ("variant", pa.string()),
@@ -70,6 +81,11 @@ def _props(run_id: str, extra: dict | None = None) -> CommitProperties:
     )
 
 
+def staged_table(out: storage.Location, run_id: str, task: str) -> storage.Location:
+    """Where a run that is not published keeps its content rows until ``pdgen promote``."""
+    return out.child("staged", run_id, task)
+
+
 def staged_reader(files: list[str], fs, schema: pa.Schema, flt) -> pa.RecordBatchReader:
     ds = pads.dataset(files, filesystem=fs, format="parquet")
     scanner = ds.scanner(columns=schema.names, filter=flt, batch_size=8192)
@@ -84,6 +100,9 @@ def current_version(loc: storage.Location) -> int | None:
 
 
 MERGE_SCHEMA = CONTENT_SCHEMA.append(pa.field("_op", pa.string()))
+# Staged generation rows -> content columns: ``inputs`` is the plan's ``fields_json``.
+_CONTENT_PROJ = {n: pads.field(n) for n in CONTENT_SCHEMA.names if n != "inputs"} | {
+    "inputs": pads.field("fields_json")}
 
 
 def upserts_and_deletes(gen_files: list[str], accepted, deleted_files: list[str], fs) -> pa.RecordBatchReader:
@@ -91,7 +110,7 @@ def upserts_and_deletes(gen_files: list[str], accepted, deleted_files: list[str]
     def batches():
         if gen_files:
             scan = pads.dataset(gen_files, filesystem=fs).scanner(
-                columns=CONTENT_SCHEMA.names, filter=accepted, batch_size=8192)
+                columns=_CONTENT_PROJ, filter=accepted, batch_size=8192)
             for b in scan.to_batches():
                 if b.num_rows:
                     yield _with_op(b.cast(CONTENT_SCHEMA), "upsert")
@@ -149,6 +168,59 @@ def merge_content(loc: storage.Location, source: Callable[[], pa.RecordBatchRead
     return open_table(loc).version()
 
 
+def ensure_content(loc: storage.Location, run_id: str | None = None) -> int:
+    """The content table at ``loc``, created empty (``CONTENT_SCHEMA``) if there is none; returns
+    its version. Every task has a table, so ``show``, ``versions``, ``rollback`` and a downstream
+    ``read_delta`` work before its first accepted row. With ``run_id`` the creation is that run's
+    commit (its app transaction: a resume finds it); without, it belongs to no run, so a staged
+    run that creates it can still be promoted into it."""
+    dt = open_table(loc)
+    if dt is not None:
+        return dt.version()
+    props = _props(run_id) if run_id else CommitProperties(custom_metadata={"pdgen.created": "empty"})
+    try:
+        write_deltalake(loc.uri, CONTENT_SCHEMA.empty_table(), mode="error",
+                        storage_options=storage.table_options(loc), commit_properties=props)
+    except Exception:
+        if open_table(loc) is None:  # not a lost creation race: a real failure
+            raise
+    return open_table(loc).version()
+
+
+def stage_content(loc: storage.Location, source: Callable[[], pa.RecordBatchReader], run_id: str) -> int:
+    """Write ``source()`` (``MERGE_SCHEMA``: upserts and tombstones) as the run's staged table at
+    ``loc`` (``staged_table``), once: a resumed run finds its transaction there."""
+    done = committed_version(loc, run_id)
+    if done is not None:
+        return done
+    try:
+        write_deltalake(loc.uri, source(), mode="error", storage_options=storage.table_options(loc),
+                        commit_properties=_props(run_id))
+    except Exception:
+        done = committed_version(loc, run_id)
+        if done is None:  # not ours from an answer S3 lost: a real failure
+            raise
+        return done
+    return open_table(loc).version()
+
+
+def staged_source(loc: storage.Location) -> pa.RecordBatchReader:
+    """A staged table's rows (``MERGE_SCHEMA``) as a merge source for ``merge_content``."""
+    dt = open_table(loc)
+    if dt is None:
+        raise FileNotFoundError(f"no staged table at {loc.uri}")
+    ds = dt.to_pyarrow_dataset()
+    cols = {n: (pads.field(n) if n in ds.schema.names else pads.scalar(None)) for n in MERGE_SCHEMA.names}
+
+    def batches():
+        for b in ds.scanner(columns=cols, batch_size=8192).to_batches():
+            if b.num_rows:
+                yield pa.RecordBatch.from_arrays(
+                    [b.column(n).cast(MERGE_SCHEMA.field(n).type) for n in MERGE_SCHEMA.names],
+                    schema=MERGE_SCHEMA)
+    return pa.RecordBatchReader.from_batches(MERGE_SCHEMA, batches())
+
+
 def append_rejects(loc: storage.Location, source: Callable[[], pa.RecordBatchReader], run_id: str) -> int:
     """Append ``source()`` to the rejects table at ``loc`` as one version (once per run)."""
     done = committed_version(loc, run_id)
@@ -168,32 +240,51 @@ _GEN_REJECT_PROJ = {**_REJECT_PROJ, "rejected_at": pads.field("generated_at"),
                     "finish_reason": pads.field("finish_reason")}
 
 
-def commit_run(layout: RunLayout, files: StagedFiles, tasks, counts, tombstone: bool) -> dict[str, int | None]:
-    """One Delta commit per table of the run (``content/<task>``, ``rejects/<task>``); returns
-    each table's version (None: no rejects table touched). Every step is safe to repeat (reads,
-    and commits that find their own run's transaction), so a transient S3 error on the driver
-    re-reads that step instead of failing the run (listings retry inside ``storage.list_files``).
-    ``counts`` (``run_record.Counts``, filled from the same files) says what there is to commit."""
+def commit_run(layout: RunLayout, files: StagedFiles, tasks, counts, tombstone: bool,
+               publish: bool = True) -> dict[str, int | None]:
+    """One Delta commit per table of the run; returns each table's version (None: no rejects
+    table touched). Published runs commit to ``content/<task>``; the others to their staged table
+    (``staged/<run_id>/<task>``, key ``staged/<run_id>/<task>`` in the result), and make sure the
+    content table exists (empty). Every step is safe to repeat (reads, and commits that find their
+    own run's transaction), so a transient S3 error on the driver re-reads that step instead of
+    failing the run (listings retry inside ``storage.list_files``). ``counts``
+    (``run_record.Counts``, filled from the same files) says what there is to commit."""
     versions: dict[str, int | None] = {}
     for task in tasks:
         deleted = staged_files(layout.deleted(task))
         counts.deleted[task] = (storage.retry_io(pads.dataset(deleted, filesystem=files.fs).count_rows,
                                                  "count deleted") if deleted else 0)
-        versions[f"content/{task}"] = _commit_content(layout, files, task, counts,
-                                                      deleted if tombstone else [])
+        tombstones = deleted if tombstone else []
+        if publish:
+            versions[f"content/{task}"] = _commit_content(layout, files, task, counts, tombstones)
+        else:
+            loc = staged_table(layout.out, layout.run_id, task)
+            versions[f"staged/{layout.run_id}/{task}"] = _stage_task(layout, files, task, loc, tombstones)
+            storage.retry_io(partial(ensure_content, layout.content(task)), f"create content/{task}")
         n_rej = counts.invalid + counts.by_task[task]["rejected"]
         versions[f"rejects/{task}"] = _commit_rejects(layout, files, task) if n_rej else None
     return versions
 
 
+def _accepted(task: str):
+    return (pads.field("task") == task) & (pads.field("status") == "accepted")
+
+
 def _commit_content(layout: RunLayout, files: StagedFiles, task: str, counts,
-                    tombstones: list[str]) -> int | None:
+                    tombstones: list[str]) -> int:
     loc = layout.content(task)
     if not (counts.by_task[task]["accepted"] or tombstones):
-        return storage.retry_io(partial(current_version, loc), "read version")
-    accepted = (pads.field("task") == task) & (pads.field("status") == "accepted")
-    src = partial(upserts_and_deletes, files.generated, accepted, tombstones, files.fs)
+        # Nothing to merge: the table as it is, created empty (as this run's commit) if new.
+        return storage.retry_io(partial(ensure_content, loc, layout.run_id), f"commit content/{task}")
+    src = partial(upserts_and_deletes, files.generated, _accepted(task), tombstones, files.fs)
     return storage.retry_io(partial(merge_content, loc, src, layout.run_id), f"commit content/{task}")
+
+
+def _stage_task(layout: RunLayout, files: StagedFiles, task: str, loc: storage.Location,
+                tombstones: list[str]) -> int:
+    """The run's rows for ``task`` (possibly none) as its staged table, for ``pdgen promote``."""
+    src = partial(upserts_and_deletes, files.generated, _accepted(task), tombstones, files.fs)
+    return storage.retry_io(partial(stage_content, loc, src, layout.run_id), f"stage content/{task}")
 
 
 def _commit_rejects(layout: RunLayout, files: StagedFiles, task: str) -> int:
