@@ -9,6 +9,7 @@ A cluster with Ray's token auth (the default for a local cluster once ``~/.ray/a
 needs ``RAY_AUTH_MODE=token`` and the token (``RAY_AUTH_TOKEN`` or that file) on the submitting side.
 
     pdgen submit spec.yaml --address http://127.0.0.1:8265 [--entrypoint refresh] [--wait] [--no-pip]
+        [--set a.b=c ...] [--changes s3://feeds/prices.parquet] [--resume RUN_ID]
     pdgen status JOB | pdgen logs JOB [--follow] | pdgen stop JOB | pdgen jobs
 """
 
@@ -96,22 +97,79 @@ def pip_requirements(root: Path, extras: Sequence[str] = ()) -> list[str]:
     return [r for r in reqs if re.split(r"[\s\[<>=!~;]", r, maxsplit=1)[0].lower() != "ray"]
 
 
-def _stage(root: Path, spec: Path) -> tuple[Path, str]:
-    """A working dir holding ``spec``: ``root`` itself when the spec lies inside it, otherwise a
-    temporary folder of symlinks to root's entries plus a copy of the spec (Ray's packager follows
-    symlinks, so the job sees one tree). Returns (working_dir, spec path relative to it)."""
-    spec = spec.resolve()
-    if spec.is_relative_to(root):
-        return root, spec.relative_to(root).as_posix()
-    digest = hashlib.sha256(spec.read_bytes()).hexdigest()[:12]
+def _digest(p: Path) -> str:
+    h = hashlib.sha256()
+    for f in sorted(x for x in [p, *p.rglob("*")] if x.is_file()):
+        h.update(f.name.encode() + f.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def _stage(root: Path, *paths: Path) -> tuple[Path, list[str]]:
+    """A working dir holding ``paths`` (the spec, a local changes feed): ``root`` itself when they
+    all lie inside it, otherwise a temporary folder of symlinks to root's entries plus a copy of
+    each outside one (Ray's packager follows symlinks, so the job sees one tree). Returns
+    (working_dir, each path relative to it)."""
+    paths = tuple(p.resolve() for p in paths)
+    if all(p.is_relative_to(root) for p in paths):
+        return root, [p.relative_to(root).as_posix() for p in paths]
     stage = Path(tempfile.mkdtemp(prefix="pdgen-submit-"))
     for entry in root.iterdir():
         if entry.name not in EXCLUDES:
             (stage / entry.name).symlink_to(entry, target_is_directory=entry.is_dir())
     (stage / _SPEC_DIR).mkdir()
-    rel = f"{_SPEC_DIR}/{digest}-{spec.name}"
-    shutil.copyfile(spec, stage / rel)
-    return stage, rel
+    rels = []
+    for p in paths:
+        rel = f"{_SPEC_DIR}/{_digest(p)}-{p.name}"
+        (shutil.copytree if p.is_dir() else shutil.copyfile)(p, stage / rel)
+        rels.append(rel)
+    return stage, rels
+
+
+# The options of the command each entry point runs (ray_jobs/<name>.py is `pdgen <command>`):
+# `pdgen submit` forwards these, and refuses one the command does not take.
+FORWARDED = {"generate": ("--set", "--resume"), "refresh": ("--set", "--changes", "--resume"),
+             "finetune": ("--set",)}
+
+
+def job_args(entrypoint: str, *, sets: Sequence[str] = (), changes: str | None = None,
+             resume: str | None = None) -> list[str]:
+    """The forwarded options as the entry point's arguments, in its own syntax: ``--set`` once
+    per override, ``--changes URI``, ``--resume RUN_ID``. ``ValueError`` for an option the entry
+    point's command lacks (``--changes`` is a refresh's), naming the one that has it."""
+    given = {"--set": list(sets), "--changes": changes, "--resume": resume}
+    allowed = FORWARDED.get(entrypoint, ())
+    for opt, value in given.items():
+        if value and opt not in allowed:
+            takes = sorted(e for e, opts in FORWARDED.items() if opt in opts)
+            raise ValueError(f"{opt} is not an option of the {entrypoint!r} entry point; it is one of "
+                             f"{takes} (--entrypoint {takes[0]})")
+    args: list[str] = []
+    for pair in sets:
+        if "=" not in pair:
+            raise ValueError(f"--set {pair!r}: expected KEY=VALUE, e.g. --set sampling.max_tokens=64")
+        args += ["--set", pair]
+    if changes:
+        args += ["--changes", changes]
+    if resume:
+        args += ["--resume", resume]
+    return args
+
+
+def entrypoint_command(entrypoint: str, spec_rel: str, args: Sequence[str] = ()) -> str:
+    """The job's shell command: ``python ray_jobs/<entrypoint>.py <spec> [args]``, quoted."""
+    return shlex.join(["python", f"ray_jobs/{entrypoint}.py", spec_rel, *args])
+
+
+def _local_feed(changes: str | None) -> Path | None:
+    """A ``--changes`` feed on this machine's disk, which the cluster cannot read: it travels in
+    the working dir beside the spec. An ``s3://`` feed is read by the job itself."""
+    if not changes or "://" in changes:
+        return None
+    p = Path(changes).expanduser()
+    if not p.exists():
+        raise FileNotFoundError(f"changes feed {changes} does not exist here; pass a local Parquet "
+                                "file or folder (it is shipped with the job) or an s3:// URI")
+    return p
 
 
 def runtime_env(
@@ -132,13 +190,18 @@ def submit(
     extra_args: Sequence[str] = (),
     wait: bool = False,
     *,
+    sets: Sequence[str] = (),
+    changes: str | None = None,
+    resume: str | None = None,
     pip: bool = True,
     extras: Sequence[str] = (),
     env_vars: Mapping[str, str] | None = None,
     working_dir: str | os.PathLike | None = None,
     timeout_s: float | None = None,
 ) -> str:
-    """Submit ``python ray_jobs/<entrypoint>.py <spec> [extra_args]``; return the job id.
+    """Submit ``python ray_jobs/<entrypoint>.py <spec> [forwarded options] [extra_args]``; return
+    the job id. ``sets``, ``changes`` and ``resume`` become the entry point's ``--set``,
+    ``--changes`` and ``--resume`` (``job_args``); a local ``changes`` feed is shipped with the job.
 
     ``wait=True`` blocks until the job ends (or ``timeout_s`` passes) and raises ``RuntimeError``
     when it did not succeed. ``env_vars`` are visible in the dashboard: never pass credentials.
@@ -151,9 +214,13 @@ def submit(
     if not script.is_file():
         known = sorted(p.stem for p in (root / "ray_jobs").glob("*.py") if not p.stem.startswith("_"))
         raise ValueError(f"no entry point {script}; choose one of {known}")
-    stage, spec_rel = _stage(root, spec)
+    forwarded = job_args(entrypoint, sets=sets, changes=changes, resume=resume)
+    feed = _local_feed(changes)
+    stage, rels = _stage(root, spec, *([feed] if feed else []))
     try:
-        cmd = shlex.join(["python", f"ray_jobs/{entrypoint}.py", spec_rel, *extra_args])
+        if feed:  # the shipped copy, relative to the job's working dir
+            forwarded[forwarded.index("--changes") + 1] = rels[1]
+        cmd = entrypoint_command(entrypoint, rels[0], [*forwarded, *extra_args])
         client = _client(address)
         job_id = client.submit_job(
             entrypoint=cmd,

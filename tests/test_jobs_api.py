@@ -7,6 +7,7 @@ same code path as ``pdgen submit --no-pip``; the real entry points are exercised
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -85,8 +86,8 @@ def test_runtime_env_ships_tree_without_venv(tree):
 def test_spec_outside_tree_is_staged_beside_it(tree, tmp_path):
     outside = tmp_path / "elsewhere.yaml"
     outside.write_text("name: outside-spec\n")
-    assert jobs_api._stage(tree, tree / "spec.yaml") == (tree, "spec.yaml")
-    stage, rel = jobs_api._stage(tree, outside)
+    assert jobs_api._stage(tree, tree / "spec.yaml") == (tree, ["spec.yaml"])
+    stage, (rel,) = jobs_api._stage(tree, outside)
     try:
         assert (stage / rel).read_text() == "name: outside-spec\n"
         assert (stage / "ray_jobs" / "generate.py").read_text() == HELLO
@@ -102,6 +103,82 @@ def test_unknown_entrypoint_and_missing_address_say_what_to_do(tree, monkeypatch
     monkeypatch.delenv("RAY_API_SERVER_ADDRESS", raising=False)
     r = CliRunner().invoke(_app(), ["status", "some-job"])
     assert r.exit_code == 2 and "RAY_ADDRESS" in r.output
+
+
+class _Client:
+    """Stands in for Ray's JobSubmissionClient: keeps what would have been submitted."""
+
+    def __init__(self):
+        self.submitted: dict = {}
+
+    def submit_job(self, **kw):
+        self.submitted = kw
+        wd = Path(kw["runtime_env"]["working_dir"])  # staged copies vanish after submit: read them now
+        self.shipped = {str(p.relative_to(wd)) for p in (wd / "_pdgen_spec").glob("*")} \
+            if (wd / "_pdgen_spec").is_dir() else set()
+        return kw["submission_id"]
+
+
+@pytest.fixture
+def client(monkeypatch):
+    fake = _Client()
+    monkeypatch.setattr(jobs_api, "_client", lambda address: fake)
+    return fake
+
+
+def test_submit_forwards_set_changes_and_resume_to_the_entry_point(client, tmp_path):
+    """`pdgen submit` builds the job's command line with the forwarded options, in the syntax of
+    the command the entry point runs; the KubeRay CronJob's price-feed refresh is this call."""
+    spec = ROOT / "pdgen_core" / "configs" / "demo.yaml"
+    r = CliRunner().invoke(_app(), [
+        "submit", str(spec), "--address", "http://head:8265", "--no-pip", "--entrypoint", "refresh",
+        "--changes", "s3://feeds/prices/latest.parquet", "--set", "sampling.max_tokens=64",
+        "--set", "catalog.limit=100", "--resume", "20261201T000000Z-abc123"])
+    assert r.exit_code == 0, r.output
+    assert client.submitted["entrypoint"] == (
+        "python ray_jobs/refresh.py pdgen_core/configs/demo.yaml --set sampling.max_tokens=64 "
+        "--set catalog.limit=100 --changes s3://feeds/prices/latest.parquet --resume 20261201T000000Z-abc123")
+    # generate takes --set and --resume; a value with spaces stays one argument.
+    jobs_api.submit(spec, "http://head:8265", "generate", sets=["name=a b"], resume="r1", pip=False)
+    assert client.submitted["entrypoint"] == (
+        "python ray_jobs/generate.py pdgen_core/configs/demo.yaml --set 'name=a b' --resume r1")
+
+
+def test_a_local_changes_feed_travels_with_the_job(client, tmp_path):
+    feed = tmp_path / "prices.parquet"
+    feed.write_bytes(b"PAR1")
+    spec = ROOT / "pdgen_core" / "configs" / "demo.yaml"
+    jobs_api.submit(spec, "http://head:8265", "refresh", changes=str(feed), pip=False)
+    argv = client.submitted["entrypoint"].split()
+    shipped = argv[argv.index("--changes") + 1]
+    assert shipped.startswith("_pdgen_spec/") and shipped.endswith("-prices.parquet")
+    assert shipped in client.shipped
+    with pytest.raises(FileNotFoundError, match="does not exist here"):
+        jobs_api.submit(spec, "http://head:8265", "refresh", changes=str(tmp_path / "nope.parquet"), pip=False)
+
+
+def test_forwarded_options_exist_on_the_commands_the_entry_points_run():
+    """Each entry point is `pdgen <command>`: what submit forwards must be that command's option,
+    and an option it lacks is refused before anything is shipped."""
+    import typer.main
+
+    from pdgen_core.cli import app
+
+    commands = typer.main.get_command(app).commands
+    for entrypoint, opts in jobs_api.FORWARDED.items():
+        script = (ROOT / "ray_jobs" / f"{entrypoint}.py").read_text()
+        command = re.search(r'app\(\["([\w-]+)"', script).group(1)
+        names = {o for p in commands[command].params for o in p.opts}
+        assert set(opts) <= names, (entrypoint, command, set(opts) - names)
+    with pytest.raises(ValueError, match=r"--changes is not an option of the 'generate' entry point.*refresh"):
+        jobs_api.job_args("generate", changes="s3://feeds/x.parquet")
+    with pytest.raises(ValueError, match="--resume is not an option of the 'finetune'"):
+        jobs_api.job_args("finetune", resume="r1")
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        jobs_api.job_args("generate", sets=["oops"])
+    r = CliRunner().invoke(_app(), ["submit", str(ROOT / "pdgen_core" / "configs" / "demo.yaml"),
+                                    "--address", "http://head:8265", "--changes", "s3://f/x.parquet"])
+    assert r.exit_code == 2 and "--entrypoint refresh" in r.output
 
 
 # --- e2e: a real Ray head -----------------------------------------------------------------------

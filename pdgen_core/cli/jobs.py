@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -41,10 +42,16 @@ def register(app: typer.Typer) -> None:
         wait: bool = typer.Option(False, "--wait", help="Follow the logs and exit with the job's outcome."),
         no_pip: bool = typer.Option(False, "--no-pip", help="The cluster already has pdgen's dependencies."),
         working_dir: Path = typer.Option(None, help="Source tree to ship (default: this pdgen's)."),
+        set_: list[str] = typer.Option([], "--set", help="Forwarded: override a spec field, a.b=c."),
+        changes: Optional[str] = typer.Option(
+            None, help="Forwarded to refresh: the changes feed (s3://, or a local file shipped with the job)."),
+        resume: Optional[str] = typer.Option(None, help="Forwarded: resume the crashed run RUN_ID."),
     ) -> None:
-        """Submit a job spec to a Ray cluster through the Jobs API; print the job id."""
+        """Submit a job spec to a Ray cluster through the Jobs API; print the job id. --set, --changes
+        and --resume reach the entry point as `pdgen run|refresh` takes them."""
         with _errors():
-            job_id = submit(spec, address, entrypoint.value, pip=not no_pip, working_dir=working_dir)
+            job_id = submit(spec, address, entrypoint.value, sets=set_, changes=changes, resume=resume,
+                            pip=not no_pip, working_dir=working_dir)
         typer.echo(job_id)
         if wait:
             with _errors():
