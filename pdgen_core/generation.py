@@ -47,14 +47,17 @@ class Generation:
         """Generate ``work`` (``total`` items: the progress bar's)."""
         loc = self.layout.generated
         src = self._resume_or_clear(work, loc)
-        out = generate.build(self.spec, self.ctx, self.model_path, self.adapter_paths)(src)
+        tally = _start_tally()
+        out = generate.build(self.spec, self.ctx, self.model_path, self.adapter_paths, tally)(src)
         try:
-            with Progress(total, partial(staged_items, loc), run_id=self.ctx.run_id,
+            with Progress(total, partial(items_done, loc, tally, self.resumed), run_id=self.ctx.run_id,
                           task=",".join(self.spec.tasks)) as prog:
                 out.write_parquet(loc.path, filesystem=loc.fs)
             self.progress = prog.samples
         except Exception as exc:  # a broken system, not a bad row: fail the job, naming the part
             raise stage_failure(exc) from exc
+        finally:
+            _stop(tally)
 
     def _resume_or_clear(self, src, loc: storage.Location):
         if not self.resume:
@@ -65,3 +68,35 @@ class Generation:
             self.resumed += final_rows(done, loc.fs)
         self.log.info("generate.resume", staged_files=len(done))
         return incremental.anti_join(src, incremental.staged_keys(done, loc.fs))
+
+
+def _start_tally():
+    """A ``generate.Tally`` actor for this run's progress, or None where Ray cannot make one."""
+    import ray
+
+    try:
+        return ray.remote(num_cpus=0)(generate.Tally).remote()
+    except Exception:
+        return None
+
+
+def _stop(tally) -> None:
+    if tally is not None:
+        import ray
+
+        ray.kill(tally)
+
+
+def items_done(loc: storage.Location, tally, resumed: int) -> int:
+    """Items finished so far: what the engines told the tally (plus a resumed run's items staged
+    before), or the staged files' count when that is more or the tally cannot answer."""
+    staged = staged_items(loc)
+    if tally is None:
+        return staged
+    import ray
+
+    try:
+        told = ray.get(tally.count.remote(), timeout=5)
+    except Exception:
+        return staged
+    return max(staged, resumed + told)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
+from pathlib import Path
 
 import structlog
 
@@ -76,3 +78,51 @@ def get_logger(**bind):
     if not _configured:
         configure()
     return structlog.get_logger("pdgen").bind(**bind)
+
+
+# Library loggers whose chatter is not the product's output: Ray's "Token authentication is
+# enabled", Ray Data's progress lines every 10 s, deprecation warnings, transformers' and vLLM's
+# notices. A fresh-clone run printed about 170 such lines, some on stdout (issue 20).
+CHATTY = ("ray", "ray.data", "ray.train", "ray.tune", "ray.serve", "vllm", "transformers", "py.warnings",
+          "filelock", "urllib3", "botocore")
+_library_log: Path | None = None
+_library_handler: logging.FileHandler | None = None
+
+
+def library_log_path() -> Path | None:
+    """Where library chatter goes in this process (None: to stderr, ``--verbose``)."""
+    return _library_log
+
+
+def quiet_libraries() -> Path | None:
+    """Send the chatter of ``CHATTY`` loggers and of ``warnings`` to a log file under the node
+    cache (``<cache>/logs/``), unless ``PDGEN_VERBOSE`` is set; return the file. pdgen's own
+    events stay on stderr. Call it again after a library configured its loggers (Ray Data does
+    on import): each process keeps one file."""
+    global _library_log, _library_handler
+    if get_settings().verbose:
+        return None
+    if _library_handler is None:
+        logs = get_settings().cache_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        _library_log = logs / f"pdgen-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.log"
+        _library_handler = logging.FileHandler(_library_log, encoding="utf-8", delay=True)
+        _library_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logging.captureWarnings(True)
+    os.environ.setdefault("RAY_DATA_LOGGING_CONFIG", str(Path(__file__).parent / "configs" / "ray_data_logging.yaml"))
+    if "ray.data" in sys.modules:  # configured at its import: again, from the file above
+        from ray.data._internal.logging import configure_logging
+
+        configure_logging()
+    for name in CHATTY:
+        if name == "ray.data":
+            continue   # its own configuration (above) sends it to the session's ray-data.log
+        lg = logging.getLogger(name)
+        for h in list(lg.handlers):
+            if h is not _library_handler and isinstance(h, logging.StreamHandler) \
+                    and not isinstance(h, logging.FileHandler):
+                lg.removeHandler(h)
+        if _library_handler not in lg.handlers:
+            lg.addHandler(_library_handler)
+        lg.propagate = False
+    return _library_log

@@ -8,6 +8,7 @@ Ray itself is imported inside the functions: importing this module costs nothing
 
 from __future__ import annotations
 
+from pdgen_core.log import quiet_libraries
 from pdgen_core.settings import get_settings
 
 
@@ -20,14 +21,34 @@ def init_ray() -> None:
     # Only non-secret facts travel in the runtime env; workers inherit credentials from their node.
     env = {"VLLM_LOGGING_LEVEL": "WARNING", "PDGEN_CACHE_DIR": str(get_settings().cache_dir),
            "TOKENIZERS_PARALLELISM": "false"}
+    verbose = get_settings().verbose
+    quiet_libraries()   # before ray.init: its own notices go to the file too
+    # Workers' output (vLLM's engine notices, their stdout) reaches the driver only with
+    # --verbose; it stays in Ray's session logs (``<temp dir>/session_latest/logs``) either way.
     ray.init(address=get_settings().ray_address, runtime_env={"env_vars": env},
-             ignore_reinit_error=True, log_to_driver=True, configure_logging=False)
+             ignore_reinit_error=True, log_to_driver=verbose, configure_logging=False)
+    quiet_libraries()   # Ray Data configures its loggers on import: route them again
     ctx = ray.data.DataContext.get_current()
     # Hash shuffles (duplicate skus, review grouping, joins) default to 200 partitions: 200 tasks
     # per aggregation dominate a small run. Scale with the cluster instead.
     ctx.default_hash_shuffle_parallelism = shuffle_partitions()
-    ctx.enable_progress_bars = True
+    ctx.enable_progress_bars = verbose   # pdgen's own bar counts rows (progress.py)
     ctx.print_on_execution_start = False
+    if not verbose:  # where the chatter went, once per driver
+        from pdgen_core.log import get_logger, library_log_path
+
+        get_logger().info("ray.session", library_log=str(library_log_path()), ray_logs=_session_logs(),
+                          hint="pdgen --verbose ... shows them on stderr")
+
+
+def _session_logs() -> str | None:
+    """This driver's Ray session log folder (workers' and engines' output), where Ray says."""
+    import ray
+
+    try:
+        return str(ray._private.worker.global_worker.node.get_logs_dir_path())
+    except Exception:  # a client connection, or a Ray without this attribute
+        return None
 
 
 def shuffle_partitions() -> int:

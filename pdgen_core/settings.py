@@ -45,6 +45,12 @@ class Settings(BaseSettings):
         description="Node-local cache: models made or downloaded once per node.",
     )
     ray_address: str | None = Field(default=None, validation_alias=AliasChoices("RAY_ADDRESS"))
+    verbose: bool = Field(
+        default=False, validation_alias=AliasChoices("PDGEN_VERBOSE"),
+        description="Ray, Ray Data, vLLM and library chatter on stderr (``pdgen --verbose``); "
+                    "otherwise it goes to the run's log file and Ray's session logs, and stdout "
+                    "holds the summary only.",
+    )
     broadcast_join_rows: int = Field(
         default=1_000_000, ge=0,
         validation_alias=AliasChoices("PDGEN_BROADCAST_JOIN_ROWS"),

@@ -66,7 +66,7 @@ def actor(engine: FakeEngine, max_attempts: int = 2) -> EngineActor:
                            "model": {"source": "pdgen-tiny"}})
     a = object.__new__(EngineActor)  # the engine is the fake: no vLLM here
     a.ctx = build_context(spec, "run-1", "fake@1", frozenset({"acme"}))
-    a.llm, a.adapter_paths, a.loras = engine, {}, {}
+    a.llm, a.adapter_paths, a.loras, a.tally = engine, {}, {}, None
     a.log = SimpleNamespace(info=lambda *a, **k: None)
     return a
 
@@ -121,6 +121,46 @@ def test_the_actor_logs_one_summary_per_call():
     (event, kw), = events
     assert event == "generate.batch" and (kw["items"], kw["accepted"], kw["retried"], kw["rejected"]) == (1, 1, 1, 0)
     assert json.dumps(kw)  # plain values, for the JSON log
+
+
+class FakeTally:
+    """A ``generate.Tally`` handle: ``add.remote(n)`` recorded."""
+
+    def __init__(self):
+        self.calls: list[int] = []
+        self.add = SimpleNamespace(remote=self.calls.append)
+
+
+def test_the_actor_tells_the_tally_each_finished_item_not_each_attempt():
+    a = actor(FakeEngine({1: "", 2: GOOD, 3: GOOD}))
+    a.tally = FakeTally()
+    out = a(items(a, ROW, {**ROW, "sku": "A-2"}))
+    assert [r["status"] for r in out.to_pylist()].count("retry") == 1
+    assert sum(a.tally.calls) == 2      # two items, three attempts: the bar counts items
+
+
+def test_told_sends_at_most_once_a_second_and_survives_a_dead_tally():
+    from pdgen_core.stages.generate import Told
+
+    now = [0.0]
+    tally = FakeTally()
+    told = Told(tally, every_s=1.0, clock=lambda: now[0])
+    for _ in range(5):
+        told.done(1)                    # within the same second: held
+    assert tally.calls == []
+    now[0] = 1.5
+    told.done(1)
+    assert tally.calls == [6]
+    told.done(2)
+    told.flush()
+    assert tally.calls == [6, 2]
+
+    def dead(_n):
+        raise RuntimeError("actor died")
+    told = Told(SimpleNamespace(add=SimpleNamespace(remote=dead)), clock=lambda: now[0])
+    told.done(1)
+    told.flush()                        # no raise: the bar falls back on the staged files
+    assert told.tally is None
 
 
 def test_the_engine_core_stops_when_the_actor_goes():

@@ -253,3 +253,26 @@ def test_progress_bar_on_a_terminal(capsys):
     assert "blurb" in err and "8/8" in err and "rows/s" in err
     # on a terminal only the closing summary is an event
     assert [e["rows"] for e in cap.entries if e["event"] == "progress"] == [8]
+
+
+def test_progress_counts_what_the_engines_told_the_tally_before_any_file_is_staged(ray_local, tmp_path):
+    """The bar's numerator while an engine call runs: the ``Tally`` actor's count (plus a resumed
+    run's items), or the staged files' count when that is more; the staged count alone once the
+    tally is gone."""
+    import ray
+
+    from pdgen_core import storage
+    from pdgen_core.generation import _start_tally, _stop, items_done
+
+    loc = storage.resolve(str(tmp_path / "generated"))
+    tally = _start_tally()
+    try:
+        assert items_done(loc, tally, resumed=0) == 0
+        tally.add.remote(3)
+        tally.add.remote(4)
+        assert ray.get(tally.count.remote()) == 7
+        assert items_done(loc, tally, resumed=5) == 12
+    finally:
+        _stop(tally)
+    assert items_done(loc, tally, resumed=5) == 0   # a dead tally: the staged files, here none
+    assert items_done(loc, None, resumed=0) == 0

@@ -10,6 +10,8 @@ JSON-escaped: the job's stdout/stderr, Ray's session logs, every object under th
 from __future__ import annotations
 
 import io
+import json
+import re
 import shutil
 import time
 
@@ -106,6 +108,32 @@ def test_no_output_contains_a_credential(secret_run):
                  leaks=len(leaks), result="ok" if not leaks else f"leaks in {leaks[:3]}",
                  wall_s=wall, faults={"outputs_scanned": len(texts), "failing_runs": len(fails)})
     assert not leaks, leaks
+
+
+def test_a_run_is_quiet_stdout_the_summary_stderr_pdgens_events(secret_run):
+    """Issue 20: about 170 lines of vLLM and Ray chatter on every run, some on stdout. Now stdout
+    is the summary (table and totals) and stderr pdgen's JSON events; the chatter is in the
+    library log and Ray's session logs, which the event ``ray.session`` names. Allowed besides:
+    Ray's token-auth notice and its C++ core worker's lines, which no Python logger carries."""
+    run, _, _, _ = secret_run
+    out = [line for line in run.stdout.splitlines() if line.strip()]
+    assert out[0].strip().startswith(f"run {run.record['run_id']}") and out[-1].startswith("wall "), out
+    assert len(out) <= 12, out
+    foreign = []
+    events = []
+    for line in run.stderr.splitlines():
+        if not line.strip():
+            continue
+        try:
+            events.append(json.loads(line)["event"])
+        except (ValueError, KeyError, TypeError):
+            foreign.append(line)
+    allowed = re.compile(r"^Token authentication is enabled|^\[\d{4}-\d\d-\d\d [\d:,]+ [IWE] \d+ \d+\] \w+\.cc:")
+    assert [f for f in foreign if not allowed.search(f)] == [], foreign
+    assert len(foreign) <= 4, foreign
+    assert {"ray.session", "run.start", "run.committed"} <= set(events), events
+    session = next(json.loads(line) for line in run.stderr.splitlines() if '"ray.session"' in line)
+    assert session["library_log"].endswith(".log") and "/logs" in (session["ray_logs"] or "/logs")
 
 
 def test_failing_runs_fail_cleanly_with_a_fix(secret_run):

@@ -8,6 +8,20 @@ from rich.console import Console
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Batch e-commerce content generation on Ray + vLLM, with Delta Lake outputs.")
+
+
+@app.callback()
+def _options(verbose: bool = typer.Option(
+        False, "--verbose", "-v",
+        help="Ray, Ray Data, vLLM and library output on stderr; otherwise it goes to a log file "
+             "(<cache>/logs/) and Ray's session logs, and stdout holds the summary only.")):
+    if verbose:
+        import os
+
+        from pdgen_core.settings import get_settings
+
+        os.environ["PDGEN_VERBOSE"] = "1"
+        get_settings.cache_clear()
 console = Console(stderr=False)
 # Errors are not wrapped: a wrapped line can split a command to copy (`--resume RUN_ID`).
 err = Console(stderr=True, soft_wrap=True)

@@ -158,20 +158,62 @@ def _placement_group(bundles: list[dict[str, float]]) -> dict[str, Any]:
     return {"scheduling_strategy": PlacementGroupSchedulingStrategy(pg, placement_group_capture_child_tasks=True)}
 
 
-def build(spec: JobSpec, ctx: RunContext, model_path: Path, adapter_paths: dict[str, str] | None = None):
+def build(spec: JobSpec, ctx: RunContext, model_path: Path, adapter_paths: dict[str, str] | None = None,
+          tally: Any = None):
     """The generate stage: work items in, ``GEN_SCHEMA`` rows out (every attempt of every item:
     the guard's verdict on each, its retries beside it), from one vLLM engine per actor that
-    lives for the whole job."""
+    lives for the whole job. ``tally`` (a ``Tally`` actor handle, or None) hears of every item
+    the engines finish, for the driver's progress bar."""
     kwargs = engine_kwargs(spec, enable_lora=bool(adapter_paths), model_path=model_path)
     if spec.resources.gpus_per_replica > 1:
         kwargs["distributed_executor_backend"] = "ray"
     ctor = {"model_path": str(model_path), "engine_kwargs": kwargs, "ctx": ctx,
-            "adapter_paths": dict(adapter_paths or {})}
+            "adapter_paths": dict(adapter_paths or {}), "tally": tally}
 
     def apply(ds):
         return ds.map_batches(EngineActor, fn_constructor_kwargs=ctor, batch_format="pyarrow",
                               **map_batches_kwargs(spec))
     return apply
+
+
+class Tally:
+    """Items the engines have finished in this run, summed across actors: the progress bar's
+    numerator while a call is still running. The staged files count an item only when its whole
+    batch is written (one engine call of up to ``rows_per_call`` items, minutes on a CPU), so a
+    bar fed by them sat at 0 until the end, then jumped (issue 20). A Ray actor of no CPU, made
+    by the driver (``generation.Generation``) and killed with the run."""
+
+    def __init__(self):
+        self.n = 0
+
+    def add(self, n: int) -> None:
+        self.n += n
+
+    def count(self) -> int:
+        return self.n
+
+
+class Told:
+    """An engine actor's reports to the ``Tally``: at most one message a second, fire and forget
+    (a progress bar must never slow the engine or fail the run)."""
+
+    def __init__(self, tally: Any, every_s: float = 1.0, clock=time.monotonic):
+        self.tally, self.every_s, self.clock = tally, every_s, clock
+        self.pending, self.last = 0, clock()
+
+    def done(self, n: int) -> None:
+        self.pending += n
+        if self.clock() - self.last >= self.every_s:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.tally is None or not self.pending:
+            return
+        try:
+            self.tally.add.remote(self.pending)
+        except Exception:  # a dead tally: the bar falls back on the staged files
+            self.tally = None
+        self.pending, self.last = 0, self.clock()
 
 
 class EngineActor:
@@ -187,11 +229,11 @@ class EngineActor:
     regenerates an item whose final row was not staged (``incremental.staged_keys``)."""
 
     def __init__(self, model_path: str, engine_kwargs: dict[str, Any], ctx: RunContext,
-                 adapter_paths: dict[str, str]):
+                 adapter_paths: dict[str, str], tally: Any = None):
         from vllm import LLM
         from vllm.lora.request import LoRARequest
 
-        self.ctx = ctx
+        self.ctx, self.tally = ctx, tally
         self.log = get_logger(run_id=ctx.run_id)
         self.llm = LLM(model=model_path, **engine_kwargs)
         self.adapter_paths = adapter_paths
@@ -220,6 +262,7 @@ class EngineActor:
         for row in batch.select(WORK_SCHEMA.names).to_pylist():
             submit(row)
         engine = self.llm.llm_engine
+        told = Told(self.tally)
         while engine.has_unfinished_requests():
             for res in engine.step():
                 if not res.finished:
@@ -233,6 +276,9 @@ class EngineActor:
                 latency.append(time.monotonic() - t0.pop(res.request_id))
                 if judged["status"] == "retry":
                     submit(next_attempt(judged))
+                else:
+                    told.done(1)
+        told.flush()
         table = pa.Table.from_pylist(out, schema=GEN_SCHEMA)
         metrics.record_batch(table.append_column("time_taken_llm", pa.array(latency, pa.float64())))
         status = [r["status"] for r in out]
