@@ -77,3 +77,30 @@ def test_storage_failure_after_work_began_names_the_resume_command(tmp_path, mon
     monkeypatch.setattr(pipeline.GenerationRun, "_run", preflight)
     r = CliRunner().invoke(app, ["refresh", str(spec)])
     assert r.exit_code == 2 and "error: storage:" in r.output and "--resume" not in r.output
+
+
+def test_refresh_off_a_terminal_prints_exactly_one_line(tmp_path, monkeypatch):
+    """A scheduler's refresh prints one line on stdout however many tasks (issue 20: the line
+    wrapped over three at the console's 80 columns)."""
+    import datetime as dt
+    import time
+
+    import pdgen_core.cli.run as run_cli
+    from pdgen_core.run_record import Counts, build_record
+    from pdgen_core.spec import load_spec
+
+    cat = tmp_path / "c.parquet"
+    pq.write_table(pa.table({"id": ["a"], "name": ["x"]}), cat)
+    spec_path = write_spec(tmp_path, cat, tasks=["description", "blurb", "ad_copy", "faq", "social_post"])
+    c = Counts()
+    for task in load_spec(spec_path).tasks:
+        c.add(task, "accepted", 1234)
+        c.add(task, "unchanged", 98765)
+    record = build_record(load_spec(spec_path), "20261201T000000Z-abcdef", c, dt.datetime.now(dt.timezone.utc),
+                          time.monotonic(), {}, "m", 1.0, [])
+    monkeypatch.setattr(run_cli, "_run", lambda *a, **k: record)
+    r = runner.invoke(app, ["refresh", str(spec_path)])
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    assert len(lines) == 1 and len(lines[0]) > 200, lines
+    assert lines[0].startswith("run 20261201T000000Z-abcdef: description: 1234 regenerated")

@@ -159,7 +159,9 @@ def refresh(spec: Path, changes: Optional[str] = typer.Option(
     s = _load(spec, [*set_, "mode=incremental"])
     record = _run(s, resume, resume=bool(resume), changes=changes, command="refresh")
     generated = sum(v["accepted"] + v["rejected"] for v in record["counts"]["by_task"].values())
-    console.print(("nothing to do; " if generated == 0 else "") + one_line(record), highlight=False)
+    # soft_wrap: one line however long (a scheduler greps it), not wrapped at the console width
+    console.print(("nothing to do; " if generated == 0 else "") + one_line(record), highlight=False,
+                  soft_wrap=True)
     exit_if_held(record, s.output.uri)
 
 
