@@ -60,7 +60,8 @@ def _open(loc: storage.Location, version: int | None):
     return DeltaTable(loc.uri, version=version, storage_options=storage.table_options(loc))
 
 
-def _rows(dt, run_id: str | None = None, columns: Sequence[str] | None = None) -> list[dict]:
+def _rows(dt, loc: storage.Location, run_id: str | None = None,
+          columns: Sequence[str] | None = None) -> list[dict]:
     names = {f.name for f in dt.schema().fields}
     cols = [c for c in columns if c in names] if columns else None  # older tables may lack one
     # Filtered after the cast, not with to_pyarrow_table(filters=...): files written by a Delta
@@ -68,7 +69,8 @@ def _rows(dt, run_id: str | None = None, columns: Sequence[str] | None = None) -
     if run_id is not None and cols is not None and "run_id" not in cols:
         cols = [*cols, "run_id"]
     rows = []
-    for batch in dt.to_pyarrow_dataset().to_batches(columns=cols):
+    # Through our own filesystem: deltalake's default can abort the process at exit.
+    for batch in dt.to_pyarrow_dataset(filesystem=storage.table_filesystem(loc)).to_batches(columns=cols):
         batch = storage.plain_types(batch)
         if run_id is not None:
             batch = batch.filter(pc.equal(batch.column("run_id"), run_id))
@@ -85,12 +87,12 @@ def _key_sort(row: dict) -> tuple:
     return tuple(str(row.get(k) or "") for k in _KEY)
 
 
-def _compare(td: TaskData, prev) -> None:
+def _compare(td: TaskData, prev, loc: storage.Location) -> None:
     """Split this run's rows into changed (with the previous text) and new against ``prev``."""
     # One row per key in a current-content table; if a table keeps history, the newest wins.
     latest: dict[tuple, dict] = {}
     newest = lambda r: (r.get("generated_at") is not None, r.get("generated_at") or 0)  # noqa: E731
-    for r in _rows(prev, columns=[*_KEY, "text", "generated_at"]):
+    for r in _rows(prev, loc, columns=[*_KEY, "text", "generated_at"]):
         k = _key(r)
         if k not in latest or newest(r) > newest(latest[k]):
             latest[k] = r
@@ -109,17 +111,18 @@ def _load_task(root: storage.Location, run_id: str, task: str, tables: dict) -> 
     if dt is None:
         td.note = f"no content table at {content.uri}"
     else:
-        td.content = _rows(dt, run_id, [*_KEY, "text", "tokens_in", "tokens_out", "attempts"])
+        td.content = _rows(dt, content, run_id, [*_KEY, "text", "tokens_in", "tokens_out", "attempts"])
         v = dt.version()
         td.versions = (v, v - 1 if v > 0 else None)
         if v > 0:
-            _compare(td, _open(content, v - 1))
+            _compare(td, _open(content, v - 1), content)
         else:
             td.new_keys = len(td.content)
-    rj = _open(root.child("rejects", task), tables.get(f"rejects/{task}"))
+    rj_loc = root.child("rejects", task)
+    rj = _open(rj_loc, tables.get(f"rejects/{task}"))
     if rj is not None:
         # The variant tells a sku's budget blurb from its gift blurb: without it they look doubled.
-        td.rejects = _rows(rj, run_id, ["sku", "locale", "variant", "stage", "reason", "detail"])
+        td.rejects = _rows(rj, rj_loc, run_id, ["sku", "locale", "variant", "stage", "reason", "detail"])
     return td
 
 

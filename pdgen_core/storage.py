@@ -159,6 +159,14 @@ def table_options(loc: Location) -> dict[str, str] | None:
     return delta_options() if loc.is_s3 else None
 
 
+def table_filesystem(loc: Location) -> pafs.FileSystem:
+    """A native pyarrow filesystem rooted at the Delta table ``loc``, for
+    ``DeltaTable.to_pyarrow_dataset(filesystem=...)``. deltalake's default, a ``PyFileSystem``
+    over Python, can abort the interpreter at exit (rc 134, "terminate called without an active
+    exception"): see tests/test_delta_readers.py."""
+    return pafs.SubTreeFileSystem(loc.path, loc.fs)
+
+
 def boto3_client(settings: Settings | None = None):
     """A boto3 S3 client with adaptive retries (503 SlowDown, throttling, resets)."""
     import boto3
