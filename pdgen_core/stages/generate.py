@@ -95,8 +95,8 @@ def engine_kwargs(spec: JobSpec, enable_lora: bool, model_path: Path | None = No
                   gpu_memory_utilization=res.memory_fraction or 0.9)
     if any(TASKS[t].output == "json" for t in spec.tasks):
         # Guided decoding for JSON tasks; without disable_any_whitespace a weak model spends its
-        # whole token budget on JSON whitespace (measured on pdgen-tiny's FAQs when the project
-        # began; the shared design notes beside the repo, ../shared/DESIGN.md, keep the figure).
+        # whole token budget on JSON whitespace (a random-weight model did, measured when the
+        # project began; the shared design notes beside the repo, ../shared/DESIGN.md, keep it).
         kw["structured_outputs_config"] = {"backend": "xgrammar", "disable_any_whitespace": True}
     if enable_lora:
         kw.update(enable_lora=True, max_lora_rank=res.max_lora_rank, max_loras=max(1, len(spec.tasks)))
