@@ -222,7 +222,8 @@ def submit(
             forwarded[forwarded.index("--changes") + 1] = rels[1]
         cmd = entrypoint_command(entrypoint, rels[0], [*forwarded, *extra_args])
         client = _client(address)
-        job_id = client.submit_job(
+        job_id = _submit_when_agent_ready(
+            client,
             entrypoint=cmd,
             submission_id=f"pdgen-{entrypoint}-{time.strftime('%Y%m%dT%H%M%S')}-{os.urandom(3).hex()}",
             runtime_env=runtime_env(stage, pip=pip, extras=extras, env_vars=env_vars),
@@ -236,6 +237,24 @@ def submit(
         if final.status != "SUCCEEDED":
             raise RuntimeError(f"job {job_id} ended {final.status}: {final.message}")
     return job_id
+
+
+# A head that has just started (a KubeRay pod restarted, a test's head) answers the Jobs API
+# before its node's agent has registered: HTTP 500 "No available agent to submit job, please try
+# again later". That is worth waiting for; every other error is not.
+AGENT_WAIT_S = 90.0
+
+
+def _submit_when_agent_ready(client, wait_s: float = AGENT_WAIT_S, **kw) -> str:
+    """``client.submit_job(**kw)``, repeated while the head says no agent is available yet."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return client.submit_job(**kw)
+        except RuntimeError as exc:
+            if "No available agent" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(2)
 
 
 def status(job_id: str, address: str | None) -> JobInfo:

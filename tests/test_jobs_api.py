@@ -157,6 +157,29 @@ def test_a_local_changes_feed_travels_with_the_job(client, tmp_path):
         jobs_api.submit(spec, "http://head:8265", "refresh", changes=str(tmp_path / "nope.parquet"), pip=False)
 
 
+def test_submit_waits_for_a_head_whose_agent_is_not_ready_yet():
+    """A fresh head answers 500 "No available agent" for a while: submit waits, other errors raise."""
+    calls = []
+
+    class Starting:
+        def submit_job(self, **kw):
+            calls.append(kw)
+            if len(calls) < 3:
+                raise RuntimeError("Request failed with status code 500: No available agent to submit job, "
+                                   "please try again later..")
+            return "job-1"
+
+    assert jobs_api._submit_when_agent_ready(Starting(), wait_s=30, entrypoint="x") == "job-1"
+    assert len(calls) == 3
+
+    class Broken:
+        def submit_job(self, **kw):
+            raise RuntimeError("Request failed with status code 400: bad runtime env")
+
+    with pytest.raises(RuntimeError, match="400"):
+        jobs_api._submit_when_agent_ready(Broken(), wait_s=30, entrypoint="x")
+
+
 def test_forwarded_options_exist_on_the_commands_the_entry_points_run():
     """Each entry point is `pdgen <command>`: what submit forwards must be that command's option,
     and an option it lacks is refused before anything is shipped."""
