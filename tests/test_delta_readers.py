@@ -9,7 +9,8 @@ finalization with ``pthread_exit``, whose forced unwind runs into Arrow's noexce
 ``std::terminate``, "terminate called without an active exception", rc 134 (gdb: thread
 "python (Exiting)", ``PyThread_exit_thread`` <- ``take_gil`` <- ``PyGILState_Ensure`` <-
 ``arrow::py::OwnedRefNoGIL::~OwnedRefNoGIL`` <- ``PyFileSystem`` dispose <- ``~FileSource``).
-It is a race at exit, so it comes and goes (2 to 13 of 20 runs here).
+It is a race at exit, so it comes and goes: with the pinned pair 4 of 6 runs in the issue, 2 of
+20 and 1 of 40 here (13 of 20 with pyarrow 23.0.1), depending on the machine's load.
 
 No pin fixes it: pyarrow 19.0.1, 21.0.0, 23.0.1, 25.0.1 and 26.0.1 with deltalake 1.6.6, and
 deltalake 1.0.2, 1.2.1, 1.5.1 with pyarrow 26.0.1 all abort (measured 2026-12-01). deltalake
