@@ -36,8 +36,11 @@ ROWS, BAD_ROWS = 24, 8
 def show_samples(output_uri: str, task: str, reasons: dict[str, int], n: int = 10) -> None:
     """Up to ``n`` accepted texts of ``task``, unedited, then its rejects by reason."""
 
-    dt = open_table(storage.resolve(output_uri).child("content", task))
-    rows = dt.to_pyarrow_table(columns=["sku", "text", "attempts"]).slice(0, n).to_pylist() if dt else []
+    loc = storage.resolve(output_uri).child("content", task)
+    dt = open_table(loc)
+    # Our own filesystem, not deltalake's: that one can abort the process at exit (README, Outputs).
+    rows = (dt.to_pyarrow_table(columns=["sku", "text", "attempts"], filesystem=storage.table_filesystem(loc))
+            .slice(0, n).to_pylist() if dt else [])
     console.print(f"\n[bold]{task}[/bold]: {len(rows)} accepted sample(s)" + ("" if rows else " (none committed)"))
     for r in rows:  # the texts unedited and whole: what a catalog editor would read
         retry = " (2nd attempt)" if r["attempts"] > 1 else ""

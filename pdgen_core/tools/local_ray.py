@@ -334,12 +334,14 @@ def counts_balance(report: Report, step: str, rec: dict) -> bool:
 
 
 def table_rows(kind: str, columns: list[str], run_id: str | None = None) -> list[dict]:
-    dt = open_table(storage.resolve(OUTPUT).child(kind, "description"))
+    loc = storage.resolve(OUTPUT).child(kind, "description")
+    dt = open_table(loc)
     if dt is None:
         return []
     # Filtered here, not with to_pyarrow_table(filters=...): files written by a Delta merge hold
-    # string_view columns, and a string filter on them raises ArrowNotImplementedError.
-    rows = dt.to_pyarrow_table(columns=columns).to_pylist()
+    # string_view columns, and a string filter on them raises ArrowNotImplementedError. Our own
+    # filesystem, not deltalake's: that one can abort the process at exit (README, Outputs).
+    rows = dt.to_pyarrow_table(columns=columns, filesystem=storage.table_filesystem(loc)).to_pylist()
     return [r for r in rows if run_id is None or r.get("run_id") == run_id]
 
 
