@@ -34,14 +34,19 @@ class AuditError(InputError):
     """No such run, or nothing to audit; the message says what was looked for."""
 
 
-def _accepted(output_uri: str, task: str, version: int | None, run_id: str) -> list[dict[str, Any]]:
+def _accepted(output_uri: str, task: str, version: int | None, run_id: str,
+              staged: bool = False) -> list[dict[str, Any]]:
+    """The run's rows in ``content/<task>`` at ``version``, or, for a run not yet promoted
+    (``staged``), in its own staged table: a held run is read before it is published."""
     import pyarrow.compute as pc
 
-    dt = commit.open_table(storage.resolve(output_uri).child("content", task), version)
+    root = storage.resolve(output_uri)
+    loc = commit.staged_table(root, run_id, task) if staged else root.child("content", task)
+    dt = commit.open_table(loc, None if staged else version)
     if dt is None:
         return []
     rows = []
-    for batch in dt.to_pyarrow_dataset().to_batches():
+    for batch in dt.to_pyarrow_dataset(filesystem=storage.table_filesystem(loc)).to_batches():
         # Filtered after the cast: Delta merge files hold string_view columns (see report._rows).
         batch = storage.plain_types(batch)
         rows += batch.filter(pc.equal(batch.column("run_id"), run_id)).to_pylist()
@@ -86,7 +91,8 @@ def sample(output_uri: str, run_id: str, per_task: int = 20, seed: int = 0) -> l
     tasks = list(((record.get("counts") or {}).get("by_task") or {}).keys()) or list(spec.get("tasks") or [])
     out = []
     for task in tasks:
-        rows = sorted(_accepted(output_uri, task, tables.get(f"content/{task}"), run_id),
+        rows = sorted(_accepted(output_uri, task, tables.get(f"content/{task}"), run_id,
+                                staged=f"staged/{run_id}/{task}" in tables),
                       key=lambda r: (str(r["sku"]), r["locale"], r.get("variant") or ""))
         picked = random.Random(f"{seed}/{task}").sample(rows, min(per_task, len(rows)))
         facts, note = _facts(spec, task, {str(r["sku"]) for r in picked})

@@ -43,7 +43,8 @@ def read_table(loc: storage.Location, columns: list[str]):
         return None  # no table, or one written before a column existed
     files = [_fs_path(u) for u in dt.file_uris()]
     if not files:
-        return ray.data.from_arrow(dt.schema().to_arrow().empty_table().select(columns))
+        # An empty table (every task has one): deltalake's schema is arro3's; Ray pickles pyarrow.
+        return ray.data.from_arrow(storage.plain_types(pa.schema(dt.schema().to_arrow()).empty_table()).select(columns))
     if _table_bytes(dt) <= SMALL_TABLE_BYTES:
         # One pyarrow read here costs milliseconds; a Ray Data read costs seconds of task start-up
         # per table, and an incremental run reads two or three tables per task.

@@ -200,6 +200,8 @@ def _already_published(output_uri: str, rec: dict) -> dict[str, int]:
         task = name.split("/", 1)[1]
         latest = _table(output_uri, task).version()
         made = commit_info(output_uri, task, int(v)).get("pdgen.run_id") == rec["run_id"]
+        if made and latest == int(v):
+            sync_pointer(output_uri, task)  # a pointer an earlier pdgen left behind catches up
         if made and latest != int(v):
             moved.append(f"content/{task} v{v} (now v{latest}): `pdgen rollback {output_uri} "
                          f"--task {task} --to {v}`")
@@ -349,7 +351,8 @@ def show(output_uri: str, task: str, sku: str, version: int | None = None):
     import pyarrow.compute as pc
 
     table = _table(output_uri, task, version)
-    t = storage.plain_types(table.to_pyarrow_table())
+    fs = storage.table_filesystem(_content(output_uri, task))  # native: exits cleanly (README)
+    t = storage.plain_types(table.to_pyarrow_table(filesystem=fs))
     return t.filter(pc.equal(t.column("sku"), sku)).to_pylist(), table.version()
 
 
@@ -358,10 +361,11 @@ def latest_reject(output_uri: str, task: str, sku: str) -> dict[str, Any] | None
     editor needs when ``show`` finds no text."""
     import pyarrow.compute as pc
 
-    rej = commit.open_table(storage.resolve(output_uri).child("rejects", task))
+    loc = storage.resolve(output_uri).child("rejects", task)
+    rej = commit.open_table(loc)
     if rej is None:
         return None
-    t = storage.plain_types(rej.to_pyarrow_table())
+    t = storage.plain_types(rej.to_pyarrow_table(filesystem=storage.table_filesystem(loc)))
     rows = t.filter(pc.equal(t.column("sku"), sku)).to_pylist()
     return max(rows, key=lambda r: (r["rejected_at"] is not None, r["rejected_at"]), default=None)
 
@@ -372,7 +376,8 @@ _DIFF_COLS = ["sku", "locale", "variant", "text", "input_fingerprint", "inputs",
 
 
 def _keyed(output_uri: str, task: str, version: int) -> dict[tuple, dict]:
-    t = storage.plain_types(_table(output_uri, task, version).to_pyarrow_table())
+    fs = storage.table_filesystem(_content(output_uri, task))
+    t = storage.plain_types(_table(output_uri, task, version).to_pyarrow_table(filesystem=fs))
     cols = [c for c in _DIFF_COLS if c in t.column_names]
     return {(r["sku"], r["locale"], r["variant"]): r for r in t.select(cols).to_pylist()}
 

@@ -96,6 +96,19 @@ def test_content_table_has_lineage(synth_run):
                for r in rows)
     assert all(r["model"] == rec["model"]["identity"] for r in rows)
     assert len({r["input_fingerprint"] for r in rows}) == t.num_rows
+    # the publish gate: the run published, so the latest version is what any Delta reader sees
+    import json
+
+    import polars as pl
+
+    from pdgen_core import versions
+
+    assert rec["status"] == "committed" and rec["publish"]["published"] and rec["publish"]["held_by"] is None
+    assert versions.read_pointer(spec.output.uri, "description")[0]["version"] == dt.version()
+    opts = {k: v for k, v in storage.delta_options().items() if k.startswith("AWS_")}
+    df = pl.read_delta(loc.uri, storage_options=opts)
+    assert df.height == t.num_rows and set(df["run_id"]) == {rec["run_id"]}
+    assert all(json.loads(r["inputs"])["title"] for r in rows)  # what `pdgen diff` compares
     rej = open_table(storage.resolve(spec.output.uri).child("rejects", "description")).to_pyarrow_table()
     dup = {r["sku"] for r in rej.to_pylist() if r["reason"] == "duplicate_sku"}
     assert len(dup) == 1 and not dup & {r["sku"] for r in rows}  # a duplicated sku is never generated

@@ -78,6 +78,19 @@ def test_first_run_generates_everything(refreshed):
     for t in ("description", "blurb", "review_digest"):
         v = first["counts"]["by_task"][t]
         assert v["unchanged"] == 0 and v["planned"] == N == v["accepted"] + v["rejected"]
+    # every task has its (published) table, even one the guard rejected every text of
+    from pdgen_core import versions
+
+    assert first["publish"]["published"]
+    for t in spec.tasks:
+        table = open_table(storage.resolve(spec.output.uri).child("content", t))
+        assert table is not None and first["tables"][f"content/{t}"] is not None
+        assert versions.read_pointer(spec.output.uri, t)[0]["version"] == table.version()
+    # a resume of an id that never ran is refused before any work, naming the runs that exist
+    from pdgen_core.run_record import RunNotFound
+
+    with pytest.raises(RunNotFound, match="no run 'no-such-run'"):
+        run_job(spec, run_id="no-such-run", resume=True)
 
 
 def test_one_percent_price_change_regenerates_exactly_those_rows(refreshed):

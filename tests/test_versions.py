@@ -181,9 +181,9 @@ def test_merged_tables_read_back_with_plain_string_types(bucket, ray_local, read
     left = sorted(r["sku"] for r in incremental.anti_join(work, keys).take_all())
     assert left == ["b", "d"]  # a unchanged; b changed by r2; d new
 
-    got = report._rows(dt_, "r2", ["sku", "text"])
+    got = report._rows(dt_, loc, "r2", ["sku", "text"])
     assert [(r["sku"], r["text"]) for r in got] == [("b", "two b")]
-    assert len(report._rows(dt_, None, ["sku"])) == 3
+    assert len(report._rows(dt_, loc, None, ["sku"])) == 3
 
 
 def test_plain_types_casts_only_view_columns():
@@ -403,8 +403,13 @@ def test_floor_holds_a_run_below_min_accept_rate_as_staged_and_exits_1(tmp_path,
     assert exc.value.exit_code == 1
     msg = capsys.readouterr().err
     assert "description accepted 1 of 4 (25%)" in msg and f"pdgen promote {rid}" in msg
+    # the held run is read before it is published: `pdgen audit` samples its staged table
+    from pdgen_core import audit
+
+    assert [r["text"] for r in audit.sample(str(out), rid)] == ["A a."]
     # promote publishes it anyway (an explicit decision)
     assert versions.promote(str(out), rid) == {"description": 1}
+    assert [r["text"] for r in audit.sample(str(out), rid)] == ["A a."]  # from content/ now
 
 
 def test_publish_decision_floor_forms():
@@ -489,3 +494,15 @@ def test_editors_see_why_show_reject_diff_fields_versions_iso(tmp_path):
 
     assert re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", listed.stdout)
     assert not re.search(r"\b1\d{12}\b", listed.stdout)  # no epoch milliseconds
+
+
+def test_promote_applies_a_staged_runs_tombstones_in_its_one_version(tmp_path):
+    out = str(tmp_path / "out")
+    v1 = write_run(out, "r1", rows(["a", "b"], "one", "r1"))
+    gone = rows(["a"], "x", "r2")
+    gone = gone.set_column(gone.schema.get_field_index("_op"), "_op", pa.array(["delete"]))
+    stage_run(out, "r2", pa.concat_tables([rows(["c"], "two", "r2"), gone]))
+    loc = storage.resolve(out).child("content", "description")
+    assert sorted(r["sku"] for r in commit.open_table(loc).to_pyarrow_table().to_pylist()) == ["a", "b"]
+    assert versions.promote(out, "r2") == {"description": v1 + 1}
+    assert sorted(r["sku"] for r in commit.open_table(loc).to_pyarrow_table().to_pylist()) == ["b", "c"]

@@ -133,12 +133,17 @@ def run(spec: Path, set_: list[str] = typer.Option([], "--set", help="Override a
 
 def exit_if_held(record: dict, output_uri: str) -> None:
     """A run below ``guardrails.min_accept_rate`` is committed as staged: say so, and exit
-    non-zero (``errors.BelowFloor``) so that a scheduler notices."""
+    non-zero (``errors.BelowFloor``) so that a scheduler notices. A run staged as its spec asked
+    gets the promote command, on stderr."""
     from pdgen_core.run_record import floor_message
 
-    if (record.get("publish") or {}).get("held_by") == "min_accept_rate":
+    held = (record.get("publish") or {}).get("held_by")
+    if held == "min_accept_rate":
         err.print(floor_message(record, output_uri), markup=False, highlight=False)
         raise typer.Exit(BelowFloor.exit_code)
+    if held == "staged":
+        err.print(f"staged, not published: `pdgen promote {record['run_id']} --output {output_uri}` "
+                  "publishes it", markup=False, highlight=False)
 
 
 def one_line(record: dict) -> str:

@@ -209,7 +209,7 @@ def staged_source(loc: storage.Location) -> pa.RecordBatchReader:
     dt = open_table(loc)
     if dt is None:
         raise FileNotFoundError(f"no staged table at {loc.uri}")
-    ds = dt.to_pyarrow_dataset()
+    ds = dt.to_pyarrow_dataset(filesystem=storage.table_filesystem(loc))
     cols = {n: (pads.field(n) if n in ds.schema.names else pads.scalar(None)) for n in MERGE_SCHEMA.names}
 
     def batches():
