@@ -236,7 +236,7 @@ class GuardrailSpec(_Strict):
         if v is None:
             return v
         if isinstance(v, dict):
-            unknown = sorted(set(v) - set(TASKS))
+            unknown = sorted((k for k in v if k not in TASKS), key=str)
             if unknown:
                 raise ValueError(f"unknown task(s) {unknown}; available: {sorted(TASKS)}")
             return {k: rate(x) for k, x in v.items()}

@@ -431,6 +431,13 @@ def test_publish_decision_floor_forms():
     from pdgen_core.context_from_spec import guardrails_version
 
     assert guardrails_version(strict) == guardrails_version(spec_at("/tmp/x"))
+    # a wrong shape is one spec problem, with the fix
+    from pdgen_core.spec import SpecError
+
+    for bad in (1.5, float("nan"), "high", [0.3], {"poem": 0.3}, {0: 0.3}, {"description": 2}):
+        with pytest.raises(SpecError) as exc:
+            spec_at("/tmp/x", guardrails={"min_accept_rate": bad})
+        assert len(exc.value.problems) == 1 and "guardrails.min_accept_rate" in exc.value.problems[0]
 
 
 def test_unknown_resume_id_is_refused_with_the_resumable_runs(tmp_path):
