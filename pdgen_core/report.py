@@ -104,20 +104,56 @@ def _compare(td: TaskData, prev, loc: storage.Location) -> None:
             td.changed.append((row, old.get("text") or ""))
 
 
-def _load_task(root: storage.Location, run_id: str, task: str, tables: dict) -> TaskData:
-    td = TaskData(task)
-    content = root.child("content", task)
-    dt = _open(content, tables.get(f"content/{task}"))  # the version this run committed
+_CONTENT_COLS = [*_KEY, "text", "tokens_in", "tokens_out", "attempts"]
+
+
+def _load_staged(td: TaskData, root: storage.Location, run_id: str) -> None:
+    """A run held as staged (``output.publish: staged`` or below ``guardrails.min_accept_rate``)
+    committed to ``staged/<run_id>/<task>``, not to the content table: its rows come from there
+    (tombstones left out), compared with the published content, which is what promoting it
+    would change. The report is what an editor reads before ``pdgen promote``."""
+    from pdgen_core.stages.commit import staged_table
+
+    loc = staged_table(root, run_id, td.name)
+    dt = _open(loc, None)
+    if dt is None:
+        td.note = f"no staged table at {loc.uri}"
+        return
+    rows = _rows(dt, loc, run_id, [*_CONTENT_COLS, "_op"])
+    td.content = [{k: v for k, v in r.items() if k != "_op"} for r in rows if r.get("_op") != "delete"]
+    content = root.child("content", td.name)
+    published = _open(content, None)
+    td.versions = (None, published.version() if published is not None else None)
+    td.note = (f"staged, not published: these rows are in {loc.uri}, compared with the published "
+               f"content; `pdgen promote {run_id}` would publish them")
+    if published is not None:
+        _compare(td, published, content)
+    else:
+        td.new_keys = len(td.content)
+
+
+def _load_committed(td: TaskData, content: storage.Location, run_id: str, version: int | None) -> None:
+    """A published run's rows in ``content/<task>`` at the version it committed, compared with
+    the version before it."""
+    dt = _open(content, version)
     if dt is None:
         td.note = f"no content table at {content.uri}"
+        return
+    td.content = _rows(dt, content, run_id, _CONTENT_COLS)
+    v = dt.version()
+    td.versions = (v, v - 1 if v > 0 else None)
+    if v > 0:
+        _compare(td, _open(content, v - 1), content)
     else:
-        td.content = _rows(dt, content, run_id, [*_KEY, "text", "tokens_in", "tokens_out", "attempts"])
-        v = dt.version()
-        td.versions = (v, v - 1 if v > 0 else None)
-        if v > 0:
-            _compare(td, _open(content, v - 1), content)
-        else:
-            td.new_keys = len(td.content)
+        td.new_keys = len(td.content)
+
+
+def _load_task(root: storage.Location, run_id: str, task: str, tables: dict) -> TaskData:
+    td = TaskData(task)
+    if f"staged/{run_id}/{task}" in tables and f"content/{task}" not in tables:
+        _load_staged(td, root, run_id)
+    else:
+        _load_committed(td, root.child("content", task), run_id, tables.get(f"content/{task}"))
     rj_loc = root.child("rejects", task)
     rj = _open(rj_loc, tables.get(f"rejects/{task}"))
     if rj is not None:

@@ -294,3 +294,25 @@ def test_input_flags_are_counted_on_every_item_not_only_accepted(tmp_path):
     g = run_record.generated_counts([str(tmp_path / "gen.parquet")], resolve(str(tmp_path)).fs, "description")
     assert g["flags"] == {"html": 1, "pii": 1}
     assert g["status"] == {"accepted": 2, "rejected": 1, "retry": 1}
+
+
+def test_a_run_held_as_staged_is_reported_from_its_staged_table(output, tmp_path):
+    """A run below its floor (or output.publish: staged) committed to staged/<run_id>/<task>, not
+    to content/: the report shows its rows from there beside the published text, and says so."""
+    R3 = "20261129T090000Z-cc33dd"
+    staged = pa.schema([*CONTENT, ("_op", pa.string())])
+    rows = [{**_row("SKU-000", "A staged linen shirt in sand.", R3, 0), "_op": "upsert"},
+            {**_row("SKU-050", "A staged new scarf.", R3, 1), "_op": "upsert"},
+            {**_row("SKU-003", None, R3, 2), "_op": "delete"}]
+    write_deltalake(str(output / "staged" / R3 / "description"), pa.Table.from_pylist(rows, schema=staged))
+    (output / "runs" / f"{R3}.json").write_text(json.dumps({
+        "run_id": R3, "status": "staged", "publish": {"held_by": "min_accept_rate"},
+        "counts": {"by_task": {"description": {"accepted": 2, "rejected": 0, "unchanged": 0}}},
+        "tables": {f"staged/{R3}/description": 0}}))
+    _, (t,) = report.load(str(output), R3)
+    assert sorted(r["sku"] for r in t.content) == ["SKU-000", "SKU-050"]  # the tombstone is no text
+    assert [(r["sku"], old) for r, old in t.changed] == [("SKU-000", "Plain linen shirt number 0 in sand.")]
+    assert t.new_keys == 1 and t.versions == (None, 1)
+    html = report.build_report(str(output), R3, str(tmp_path / "r3.html")).read_text()
+    assert "staged, not published" in html and f"pdgen promote {R3}" in html
+    assert "<ins>A staged</ins>" in html  # the word diff against the published text
