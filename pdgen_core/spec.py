@@ -238,7 +238,7 @@ class GuardrailSpec(_Strict):
         if isinstance(v, dict):
             unknown = sorted((k for k in v if k not in TASKS), key=str)
             if unknown:
-                raise ValueError(f"unknown task(s) {unknown}; available: {sorted(TASKS)}")
+                raise ValueError(_unknown("task(s)", unknown, TASKS))
             return {k: rate(x) for k, x in v.items()}
         return rate(v)
 

@@ -244,6 +244,8 @@ def test_unknown_keys_tasks_locales_and_columns_say_did_you_mean():
     assert "did you mean 'limit'?" in by_field["catalog.limt"]
     assert "did you mean 'title'?" in by_field["catalog.columns"]
     assert "did you mean 'temperature'?" in by_field["sampling.temprature"]
+    with pytest.raises(SpecError, match=r"guardrails\.min_accept_rate: .*did you mean 'blurb'\?"):
+        spec_from_dict({**GOOD, "guardrails": {"min_accept_rate": {"blrub": 0.3}}})
     # Nothing close: no guess, the list of what is available instead.
     with pytest.raises(SpecError) as ei:
         spec_from_dict({**GOOD, "tasks": ["poem"]})
