@@ -327,6 +327,26 @@ def test_has_a_detail_the_facts_lack(text, title, expected):
     assert find_mismatches(text, ctx_of(title=title)) == expected
 
 
+@pytest.mark.parametrize("text, bad", [
+    # the v4 adapter's accepted texts (set 5 before this check), unedited
+    ("A pair of mustard yellow solid acrylic sweater from DressBerry.", True),
+    ("A pair of single-door curtain from Soumya.", True),
+    ("Brown sandals from ID, have a pair of ankle-high.", True),
+    ("A pair of cream-coloured and yellow floral print A-line dress from Palm Tree.", True),
+    ("A pair of black and white sneakers from Puma.", False),
+    ("A pair of gold-plated earrings, perfect for parties.", False),
+    ("Each pair of socks is soft.", False),
+    ("A pair of pillow covers and a bedsheet.", False),
+])
+def test_a_pair_of_one_thing_is_degenerate(text, bad):
+    from pdgen_core.guardrails.degenerate import lone_pairs
+
+    assert bool(lone_pairs(text)) is bad
+    ctx = ctx_of(title="Acme Product")
+    if bad:   # (a good text may still fail another degenerate sign: not this test's point)
+        assert run_checks(["degenerate"], text, ctx) == "degenerate"
+
+
 @pytest.mark.parametrize("fragment", [
     "nail-polishing product for women",                    # a watch
     "An affordable and stylish men's sportswear for men",  # a checked shirt

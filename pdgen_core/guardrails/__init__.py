@@ -13,7 +13,7 @@ The reasons, one module each (set version 2 added the second block, from what Sm
 Instruct gets wrong on real rows; ``tests/corpus/smollm2_labelled.jsonl`` holds labelled examples;
 set 3 widened ``attributes``, ``degenerate`` and ``names`` on its misses; set 4 added
 ``banned.unfit`` and ad_copy's headline cut inside a title word; set 5 judges what a text says a
-product "has" against the facts, ``attributes.PARTS``):
+product "has" against the facts, ``attributes.PARTS``, and calls "a pair of" one thing degenerate):
 
 =====================  ==============  ===================================================
 reason                 check           what it catches
