@@ -56,6 +56,12 @@ def test_spec_errors_name_field_value_and_fix():
     assert "train.early_stopping.metric" in msg and "'accuracy'" in msg
 
 
+def test_currency_is_an_iso_4217_code_as_in_the_job_spec():
+    assert spec_from_dict(_spec(data={"uri": "synth://10", "currency": "inr"})).data.currency == "INR"
+    with pytest.raises(SpecError, match=r"data.currency.*'XYZ' is not an ISO 4217 currency code"):
+        spec_from_dict(_spec(data={"uri": "synth://10", "currency": "XYZ"}))
+
+
 def test_spec_overrides_and_missing_file(tmp_path):
     p = tmp_path / "s.yaml"
     p.write_text(json.dumps(_spec()))

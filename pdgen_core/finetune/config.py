@@ -8,12 +8,12 @@ A re-run with the same ``name`` and ``storage_path`` resumes from the run's late
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from pdgen_core.spec import CANONICAL_COLUMNS, SpecError, _merge, _problems, parse_overrides
+from pdgen_core.spec import CANONICAL_COLUMNS, SpecError, _merge, _problems, iso_currency, parse_overrides
 from pdgen_core.tasks import TASKS
 
 # Metrics the evaluation reports; early stopping and best-checkpoint selection use one of them.
@@ -35,7 +35,8 @@ class DataSpec(_Strict):
         default_factory=dict,
         description="canonical name -> catalog column; unmapped names read the same-named column.",
     )
-    currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$", description="ISO 4217 code of `price`.")
+    currency: Annotated[str, AfterValidator(iso_currency)] = Field(
+        default="USD", description="ISO 4217 code of `price` (pycountry's list, as the job spec's).")
     limit: int | None = Field(default=None, gt=0, description="Read at most this many rows.")
     min_chars: int = Field(default=40, ge=1, description="Drop reference texts shorter than this.")
     max_chars: int = Field(default=1200, ge=2, description="Drop reference texts longer than this.")
