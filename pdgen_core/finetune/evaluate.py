@@ -22,6 +22,7 @@ vLLM starts its workers with spawn: call this from under an ``if __name__ == "__
 
 from __future__ import annotations
 
+import os
 import re
 import tempfile
 from pathlib import Path
@@ -108,7 +109,8 @@ def _vllm_generate(base: Path, adapter: Path | None, rank: int, jobs: dict[str, 
 
     llm = LLM(model=str(base), enable_lora=adapter is not None, max_loras=1,
               max_lora_rank=next(r for r in VLLM_RANKS if r >= rank), gpu_memory_utilization=0.25,
-              enforce_eager=True, dtype="float32", max_model_len=max_model_len, seed=0)
+              enforce_eager=True, dtype="float32", max_model_len=max_model_len, seed=0,
+              **_in_process_on_cpu())
     sp = SamplingParams(temperature=0.0, max_tokens=max_tokens, stop=list(stops) or None,
                         repetition_penalty=repetition_penalty)
     req = LoRARequest("finetuned", 1, str(adapter)) if adapter is not None else None
@@ -119,6 +121,19 @@ def _vllm_generate(base: Path, adapter: Path | None, rank: int, jobs: dict[str, 
                          ["length" if o.outputs[0].finish_reason == "length" else "stop" for o in res])
     close_llm(llm)
     return out
+
+
+def _in_process_on_cpu() -> dict[str, Any]:
+    """On a CPU, the engine core and its worker in this process, as the generate stage runs them
+    (``stages.generate.engine_kwargs``): vLLM's default is two more processes, the engine core
+    spinning a core on a shared-memory queue ("No available shared memory broadcast block" every
+    minute of a 100-row eval here, 2026-12-01) while the worker computes."""
+    import torch
+
+    if torch.cuda.is_available():
+        return {}
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+    return {"distributed_executor_backend": "uni"}
 
 
 def close_llm(llm) -> None:
