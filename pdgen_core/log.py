@@ -89,6 +89,23 @@ _library_log: Path | None = None
 _library_handler: logging.FileHandler | None = None
 
 
+# Loggers that speak while ray.init resets the "ray" logger's handlers (so the file handler set
+# on "ray" beforehand misses them): a filter on the logger itself still sees their records.
+_RESET_BY_RAY_INIT = ("ray._private.authentication.authentication_token_setup",)
+
+
+class _ToFile(logging.Filter):
+    """Writes the record to the library log instead of letting it reach any handler."""
+
+    def __init__(self, handler: logging.Handler):
+        super().__init__()
+        self.handler = handler
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        self.handler.handle(record)
+        return False
+
+
 def library_log_path() -> Path | None:
     """Where library chatter goes in this process (None: to stderr, ``--verbose``)."""
     return _library_log
@@ -114,6 +131,10 @@ def quiet_libraries() -> Path | None:
         from ray.data._internal.logging import configure_logging
 
         configure_logging()
+    for name in _RESET_BY_RAY_INIT:
+        lg = logging.getLogger(name)
+        if not any(isinstance(f, _ToFile) for f in lg.filters):
+            lg.addFilter(_ToFile(_library_handler))
     for name in CHATTY:
         if name == "ray.data":
             continue   # its own configuration (above) sends it to the session's ray-data.log
