@@ -89,6 +89,29 @@ _library_log: Path | None = None
 _library_handler: logging.FileHandler | None = None
 
 
+# Ray Data's logging without its console handler: its progress and "execution finished" lines go to
+# the Ray session's ray-data.log only (Ray Data's default, less the console). Written to the logs
+# folder, as RAY_DATA_LOGGING_CONFIG wants a file.
+RAY_DATA_LOGGING = {
+    "version": 1, "disable_existing_loggers": False,
+    "formatters": {"ray": {"format": "%(asctime)s\t%(levelname)s %(filename)s:%(lineno)s -- %(message)s"}},
+    "handlers": {"file": {"class": "ray.data._internal.logging.SessionFileHandler", "formatter": "ray",
+                          "filename": "ray-data.log"}},
+    "loggers": {"ray.data": {"level": "DEBUG", "handlers": ["file"], "propagate": False}},
+}
+
+
+def _ray_data_config(folder: Path) -> Path:
+    import yaml
+
+    path = folder / "ray_data_logging.yaml"
+    if not path.exists():
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(yaml.safe_dump(RAY_DATA_LOGGING))
+        tmp.replace(path)
+    return path
+
+
 # Loggers that speak while ray.init resets the "ray" logger's handlers (so the file handler set
 # on "ray" beforehand misses them): a filter on the logger itself still sees their records.
 _RESET_BY_RAY_INIT = ("ray._private.authentication.authentication_token_setup",)
@@ -126,7 +149,7 @@ def quiet_libraries() -> Path | None:
         _library_handler = logging.FileHandler(_library_log, encoding="utf-8", delay=True)
         _library_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logging.captureWarnings(True)
-    os.environ.setdefault("RAY_DATA_LOGGING_CONFIG", str(Path(__file__).parent / "configs" / "ray_data_logging.yaml"))
+    os.environ.setdefault("RAY_DATA_LOGGING_CONFIG", str(_ray_data_config(_library_log.parent)))
     if "ray.data" in sys.modules:  # configured at its import: again, from the file above
         from ray.data._internal.logging import configure_logging
 
