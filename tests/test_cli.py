@@ -104,3 +104,22 @@ def test_refresh_off_a_terminal_prints_exactly_one_line(tmp_path, monkeypatch):
     lines = r.stdout.splitlines()
     assert len(lines) == 1 and len(lines[0]) > 200, lines
     assert lines[0].startswith("run 20261201T000000Z-abcdef: description: 1234 regenerated")
+
+
+def test_verbose_flag_puts_library_chatter_back_on_stderr(tmp_path, monkeypatch):
+    """``pdgen --verbose CMD`` sets PDGEN_VERBOSE for the command: ``log.quiet_libraries`` then
+    leaves Ray's, vLLM's and the warnings' handlers alone (no library log file)."""
+    from pdgen_core.log import quiet_libraries
+    from pdgen_core.settings import get_settings
+
+    monkeypatch.delenv("PDGEN_VERBOSE", raising=False)
+    cat = tmp_path / "c.parquet"
+    pq.write_table(pa.table({"id": ["a"], "name": ["x"]}), cat)
+    r = runner.invoke(app, ["--verbose", "validate", str(write_spec(tmp_path, cat)), "--no-check-data"])
+    assert r.exit_code == 0, r.output
+    import os
+
+    assert os.environ.get("PDGEN_VERBOSE") == "1" and get_settings().verbose
+    assert quiet_libraries() is None
+    monkeypatch.delenv("PDGEN_VERBOSE")
+    assert not get_settings().verbose

@@ -15,13 +15,10 @@ def _options(verbose: bool = typer.Option(
         False, "--verbose", "-v",
         help="Ray, Ray Data, vLLM and library output on stderr; otherwise it goes to a log file "
              "(<cache>/logs/) and Ray's session logs, and stdout holds the summary only.")):
-    if verbose:
+    if verbose:  # settings re-read PDGEN_* on every get_settings()
         import os
 
-        from pdgen_core.settings import get_settings
-
         os.environ["PDGEN_VERBOSE"] = "1"
-        get_settings.cache_clear()
 console = Console(stderr=False)
 # Errors are not wrapped: a wrapped line can split a command to copy (`--resume RUN_ID`).
 err = Console(stderr=True, soft_wrap=True)
