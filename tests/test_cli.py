@@ -112,7 +112,10 @@ def test_verbose_flag_puts_library_chatter_back_on_stderr(tmp_path, monkeypatch)
     from pdgen_core.log import quiet_libraries
     from pdgen_core.settings import get_settings
 
-    monkeypatch.delenv("PDGEN_VERBOSE", raising=False)
+    # setenv, not delenv: monkeypatch restores what it saw first, so the "1" the command sets
+    # cannot outlive this test (a delenv of an unset name records nothing, and a later delenv
+    # recorded "1": every later test's subprocess then ran verbose)
+    monkeypatch.setenv("PDGEN_VERBOSE", "0")
     cat = tmp_path / "c.parquet"
     pq.write_table(pa.table({"id": ["a"], "name": ["x"]}), cat)
     r = runner.invoke(app, ["--verbose", "validate", str(write_spec(tmp_path, cat)), "--no-check-data"])
@@ -121,5 +124,5 @@ def test_verbose_flag_puts_library_chatter_back_on_stderr(tmp_path, monkeypatch)
 
     assert os.environ.get("PDGEN_VERBOSE") == "1" and get_settings().verbose
     assert quiet_libraries() is None
-    monkeypatch.delenv("PDGEN_VERBOSE")
+    monkeypatch.setenv("PDGEN_VERBOSE", "0")
     assert not get_settings().verbose
