@@ -70,6 +70,7 @@ class GenerationRun:
 
     def _run(self) -> dict[str, Any]:
         t0, started = time.monotonic(), dt.datetime.now(dt.timezone.utc)
+        checks.check_endpoint(self.spec)  # before the first S3 call: a dead endpoint fails now
         if storage.exists(self.layout.record()):  # the manifest: this run already completed
             self.log.info("run.already_committed")
             return storage.read_json(self.layout.record())

@@ -22,6 +22,7 @@ from pdgen_core.stages import read
 def preflight(spec: JobSpec, layout: RunLayout) -> tuple[dict[str, str], Path]:
     """The catalog's column plan and the model's local folder, once every check passed."""
     check_languages(spec)
+    check_endpoint(spec)
     plan = read.column_plan(spec.catalog, wanted_fields(spec))
     storage.write_bytes(layout.write_probe, b"ok")  # wrong credentials or a missing bucket fail here
     layout.write_probe.fs.delete_file(layout.write_probe.path)
@@ -32,6 +33,13 @@ def preflight(spec: JobSpec, layout: RunLayout) -> tuple[dict[str, str], Path]:
     except ValueError as exc:
         raise ModelError(str(exc)) from None
     return plan, model_path
+
+
+def check_endpoint(spec: JobSpec) -> None:
+    """A job on S3 with an endpoint that refuses connections stops at once, not after a minute of
+    the SDK's retries (``storage.check_endpoint``)."""
+    if any(str(u).startswith("s3://") for u in (spec.catalog.uri, spec.output.uri)):
+        storage.check_endpoint()
 
 
 def check_context(spec: JobSpec, model_path: Path) -> None:

@@ -116,6 +116,29 @@ def s3_filesystem(settings: Settings | None = None) -> S3FileSystem:
     return S3FileSystem(S3_MAX_ATTEMPTS, **kw)
 
 
+def check_endpoint(settings: Settings | None = None, timeout_s: float = 5.0) -> None:
+    """A set S3 endpoint (a local server, MinIO) that refuses connections fails here, in
+    milliseconds, naming the variable to fix: otherwise the SDK retries every request with backoff
+    for about a minute and then reports a generic network error. AWS (no endpoint) is not probed."""
+    import socket
+    from urllib.parse import urlsplit
+
+    s = settings or get_settings()
+    if not s.s3_endpoint:
+        return
+    u = urlsplit(s.s3_endpoint if "://" in s.s3_endpoint else f"http://{s.s3_endpoint}")
+    port = u.port or (443 if u.scheme == "https" else 80)
+    try:
+        socket.create_connection((u.hostname, port), timeout=timeout_s).close()
+    except OSError as exc:
+        from pdgen_core.errors import InputError
+
+        raise InputError(
+            f"S3 endpoint {u.scheme}://{u.hostname}:{port} cannot be reached ({exc.strerror or exc}); "
+            "start the S3 server, or set PDGEN_S3_ENDPOINT (or AWS_ENDPOINT_URL) to one that is "
+            "up, or unset both for AWS") from None
+
+
 def resolve(uri: str | os.PathLike, settings: Settings | None = None) -> Location:
     """Parse an ``s3://bucket/key`` or a local path (made absolute)."""
     u = str(uri)

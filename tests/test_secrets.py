@@ -144,6 +144,7 @@ def test_failing_runs_fail_cleanly_with_a_fix(secret_run):
         assert "Traceback" not in chaos.driver_lines(r.stderr), (name, r.stderr[-2000:])
         assert "error:" in r.stderr, (name, r.stderr[-2000:])
     assert "AWS_* credentials in the environment" in fails["missing output bucket"].stderr
+    assert "PDGEN_S3_ENDPOINT" in fails["endpoint down"].stderr  # refused at once, by name
 
 
 # -- the spec cannot carry credentials (pure, fast) ----------------------------------------------

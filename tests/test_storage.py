@@ -68,3 +68,23 @@ def test_s3_filesystem_keeps_retries_and_timeouts_when_pickled(bucket):
         assert args["connect_timeout"] == 10 and args["request_timeout"] == 60
         with fs.open_input_stream(loc.path) as f:
             assert f.read() == b"hello"
+
+
+def test_a_dead_endpoint_fails_at_once_naming_the_variable(s3, monkeypatch):
+    """An S3 endpoint that refuses connections stops a job before its first request (the SDK
+    would retry it for about a minute); the message names the variable to fix. The live local
+    server passes, and AWS (no endpoint) is not probed."""
+    import socket
+
+    from pdgen_core.errors import InputError, exit_code
+    from pdgen_core.settings import Settings
+
+    storage.check_endpoint(Settings(s3_endpoint=s3.endpoint))
+    storage.check_endpoint(Settings(s3_endpoint=None))
+    with socket.socket() as sock:  # a port that was free a moment ago: nothing listens on it
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(InputError) as ei:  # pdgen's own error: the SDK's retries never ran
+        storage.check_endpoint(Settings(s3_endpoint=f"http://127.0.0.1:{port}"))
+    assert f"127.0.0.1:{port}" in str(ei.value) and "PDGEN_S3_ENDPOINT" in str(ei.value)
+    assert exit_code(ei.value) == 2
