@@ -41,6 +41,10 @@ CONTENT_SCHEMA = pa.schema([
     # The fields the task's template read (JSON, the plan's fields_json): what `pdgen diff` names
     # when an input changed. Null in rows committed before the column existed.
     ("inputs", pa.string()),
+    # What makes a row borderline for `pdgen review` (issue 21): the catalog fields' hygiene flags
+    # (pii, html, injection, ...) and why the attempt before this one was rejected (null on a
+    # first attempt). ``lineage``: null for model text, ``human_edit`` for a reviewer's edit.
+    ("input_flags", pa.string()), ("retry_reason", pa.string()), ("lineage", pa.string()),
 ])
 REJECT_SCHEMA = pa.schema([
     ("sku", pa.string()), ("task", pa.string()), ("locale", pa.string()), ("variant", pa.string()),
@@ -101,8 +105,9 @@ def current_version(loc: storage.Location) -> int | None:
 
 MERGE_SCHEMA = CONTENT_SCHEMA.append(pa.field("_op", pa.string()))
 # Staged generation rows -> content columns: ``inputs`` is the plan's ``fields_json``.
-_CONTENT_PROJ = {n: pads.field(n) for n in CONTENT_SCHEMA.names if n != "inputs"} | {
-    "inputs": pads.field("fields_json")}
+# ``lineage`` is null: model text (``human_edit`` comes from `pdgen review`). In schema order.
+_CONTENT_SOURCE = {"inputs": pads.field("fields_json"), "lineage": pads.scalar(pa.scalar(None, pa.string()))}
+_CONTENT_PROJ = {n: _CONTENT_SOURCE.get(n, pads.field(n)) for n in CONTENT_SCHEMA.names}
 
 
 def upserts_and_deletes(gen_files: list[str], accepted, deleted_files: list[str], fs) -> pa.RecordBatchReader:
