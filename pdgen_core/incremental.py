@@ -105,7 +105,9 @@ def guard_rejected_keys(loc: storage.Location):
     import pyarrow.compute as pc
 
     def guard_only(batch: pa.Table) -> pa.Table:
-        keep = pc.and_(pc.equal(batch.column("stage"), "guard"), pc.is_valid(batch.column("input_fingerprint")))
+        # "review": a reviewer's rejection (`pdgen review`, reason review_rejected) holds the same way.
+        stage = pc.is_in(batch.column("stage"), pa.array(["guard", "review"]))
+        keep = pc.and_(stage, pc.is_valid(batch.column("input_fingerprint")))
         return batch.filter(pc.fill_null(keep, False)).select(list(JOIN_KEY))
 
     rejects = read_table(loc, [*JOIN_KEY, "stage"])
