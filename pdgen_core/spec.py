@@ -171,6 +171,12 @@ class OutputSpec(_Strict):
         description="auto: a run publishes what it commits; staged: consumers see it only after "
         "`pdgen promote RUN_ID`.",
     )
+    max_defect_rate: float | None = Field(
+        default=None, gt=0.0, lt=1.0,
+        description="`pdgen review`: publish every row of a staged run when its reviewed sample "
+        "bounds the defect rate (rejected / reviewed, 95% upper bound) under this; otherwise, or "
+        "unset, only the approved rows are published.",
+    )
 
 
 class ResourcesSpec(_Strict):

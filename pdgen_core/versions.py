@@ -212,12 +212,15 @@ def _already_published(output_uri: str, rec: dict) -> dict[str, int]:
     return out
 
 
-def promote(output_uri: str, run_id: str, allow_older: bool = False) -> dict[str, int]:
+def promote(output_uri: str, run_id: str, allow_older: bool = False, select=None,
+            review: dict | None = None) -> dict[str, int]:
     """Merge a staged run's tables into ``content/<task>`` (one version per task, under the run's
     own transaction: a promote repeated after a crash commits nothing twice), move the pointers,
     mark the record, drop the staged tables; returns task -> published version. Refuses a run
     older than the published one unless ``allow_older``, and an unknown run id with the list of
-    runs that can be promoted."""
+    runs that can be promoted. ``select(task, staged_loc)``, when given, returns the merge
+    source factory instead of the whole staged table (``pdgen review``: the approved rows), and
+    ``review`` goes into the record's ``publish.review``."""
     rec = _record(output_uri, run_id)
     tasks = staged_tasks(rec)
     if not tasks:
@@ -234,23 +237,26 @@ def promote(output_uri: str, run_id: str, allow_older: bool = False) -> dict[str
         if commit.open_table(staged) is None and task not in pending:
             done[task] = _table(output_uri, task).version()  # promoted; its staged table dropped
             continue
-        src = partial(commit.staged_source, staged)
+        src = partial(commit.staged_source, staged) if select is None else select(task, staged)
         done[task] = storage.retry_io(partial(commit.merge_content, content, src, run_id,
                                               {"pdgen.promoted": "true"}), f"promote content/{task}")
         sync_pointer(output_uri, task)
-    _mark_promoted(output_uri, rec, done)
+    _mark_promoted(output_uri, rec, done, review)
     storage.delete_tree(out_loc.child("staged", run_id))
     get_logger(run_id=run_id).info("run.promoted", output=output_uri, versions=done, allow_older=allow_older)
     return done
 
 
-def _mark_promoted(output_uri: str, rec: dict, done: dict[str, int]) -> None:
-    """The record says the run is published now, and at which versions (its staged tables go)."""
+def _mark_promoted(output_uri: str, rec: dict, done: dict[str, int], review: dict | None = None) -> None:
+    """The record says the run is published now, and at which versions (its staged tables go);
+    with ``review``, what a reviewed publish took (``publish.review``)."""
     rid = rec["run_id"]
     tables = {k: v for k, v in (rec.get("tables") or {}).items() if not k.startswith(f"staged/{rid}/")}
     tables.update({f"content/{t}": v for t, v in done.items()})
     gate = {**(rec.get("publish") or {}), "published": True,
             "promoted_at": dt.datetime.now(dt.timezone.utc).isoformat(), "promoted_versions": done}
+    if review is not None:
+        gate["review"] = review
     storage.write_json(run_record.record_loc(output_uri, rid),
                        {**rec, "status": "committed", "tables": tables, "publish": gate})
 
