@@ -7,6 +7,7 @@
     finetune.py  finetune, eval
     report.py    report
     audit.py     audit
+    review.py    review (the review web app)
 
 Exit codes (``pdgen_core.errors``): 0 ok, 1 the job failed, 2 the input (spec, data, credentials)
 is wrong. ``--help`` stays fast: the heavy parts (Ray, vLLM, torch) load inside the commands.
@@ -14,10 +15,10 @@ is wrong. ``--help`` stays fast: the heavy parts (Ray, vLLM, torch) load inside 
 
 from __future__ import annotations
 
-from pdgen_core.cli import audit, finetune, jobs, model, report, run, versions  # noqa: F401 (run: its commands)
+from pdgen_core.cli import audit, finetune, jobs, model, report, review, run, versions  # noqa: F401 (run: its commands)
 from pdgen_core.cli.app import app
 
-for _group in (versions, jobs, finetune, report, audit, model):
+for _group in (versions, jobs, finetune, report, audit, model, review):
     _group.register(app)
 
 
