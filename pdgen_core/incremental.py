@@ -12,7 +12,10 @@ driver:
 ``narrow`` applies the first and the last to a run's plan, task by task.
 
 A changes feed (``pdgen refresh --changes``) narrows the catalog to the skus it names and lays the
-feed's fresher field values over the catalog's.
+feed's fresher field values over the catalog's. Only those rows are read: the feed's skus are a
+predicate on the sku column, pushed into the catalog's Parquet scan (Ray Data prunes row groups by
+their footer statistics), and the committed content and rejects are read for those skus only
+(Delta files pruned by the min/max sku of the table's log, then row groups by pyarrow's scan).
 """
 
 from __future__ import annotations
@@ -27,9 +30,11 @@ from pdgen_core.staging import RunLayout
 JOIN_KEY = ("sku", "locale", "variant", "input_fingerprint")
 
 
-def read_table(loc: storage.Location, columns: list[str]):
+def read_table(loc: storage.Location, columns: list[str], skus: list[str] | None = None):
     """The latest version of a Delta table as a Ray Dataset, or None when there is no table (or
-    it lacks one of ``columns``).
+    it lacks one of ``columns``). With ``skus`` (a changes feed's), only the rows of those skus:
+    files whose min/max sku in the Delta log cannot hold one are not opened (``prune_files``),
+    and row groups are pruned by their statistics in pyarrow's scan.
 
     The file list comes from the Delta log; the files are read through our own pyarrow
     filesystem. (``ray.data.read_delta`` built its own S3 client from the storage options and
@@ -41,6 +46,8 @@ def read_table(loc: storage.Location, columns: list[str]):
     dt = commit.open_table(loc)
     if dt is None or not set(columns) <= {f.name for f in dt.schema().fields}:
         return None  # no table, or one written before a column existed
+    if skus is not None:
+        return _read_skus(dt, loc, columns, skus)
     files = [_fs_path(u) for u in dt.file_uris()]
     if not files:
         # An empty table (every task has one): deltalake's schema is arro3's; Ray pickles pyarrow.
@@ -81,13 +88,91 @@ def _read_files(files: list[str], fs, columns: list[str]) -> pa.Table:
     return pa.concat_tables(parts, promote_options="permissive")
 
 
+def prune_files(dt, loc: storage.Location, skus: list[str]) -> list[str]:
+    """The table's files (paths in ``loc.fs``) whose sku range, from the add actions' statistics
+    in the Delta log, can hold one of ``skus``. A file without statistics is kept."""
+    import bisect
+    from urllib.parse import unquote
+
+    actions = pa.table(dt.get_add_actions(flatten=True))
+    paths = actions.column("path").to_pylist()
+    names = set(actions.column_names)
+    lo = actions.column("min.sku").to_pylist() if "min.sku" in names else [None] * len(paths)
+    hi = actions.column("max.sku").to_pylist() if "max.sku" in names else [None] * len(paths)
+    wanted = sorted(skus)
+    root = loc.path.rstrip("/")
+    kept = []
+    for path, a, b in zip(paths, lo, hi):
+        if a is not None and b is not None:
+            # The first wanted sku >= min; past max, no wanted sku is in [min, max]. A long max
+            # may be stored cut to a prefix (a lower bound then): a sku it prefixes may still be
+            # in the file.
+            i = bisect.bisect_left(wanted, str(a))
+            if i == len(wanted) or (wanted[i] > str(b) and not wanted[i].startswith(str(b))):
+                continue
+        kept.append(path if path.startswith(root + "/") else f"{root}/{unquote(path)}")
+    return kept
+
+
+def _read_skus(dt, loc: storage.Location, columns: list[str], skus: list[str]):
+    """``read_table`` for the rows of ``skus``: the pruned files read through one pyarrow dataset
+    with the sku filter (row groups pruned by their statistics), as plain types; the dataset's
+    schema is the table's, so a file written before a column existed gives nulls for it. Files a
+    Delta merge wrote hold ``string_view``, which pyarrow's filter does not bind against: those
+    are read whole (they are pruned by the log's statistics all the same) and filtered after."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as pads
+    import pyarrow.parquet as pq
+    import ray
+
+    schema = storage.plain_types(pa.schema(dt.schema().to_arrow()).empty_table()).schema
+    files = prune_files(dt, loc, skus) if skus else []
+    if not files:
+        return ray.data.from_arrow(schema.empty_table().select(columns))
+    wanted = pa.array(sorted(set(skus)), pa.string())
+    if _bytes_of(dt, loc, files) <= SMALL_TABLE_BYTES:
+        def scan() -> pa.Table:
+            views = [f for f in files if pa.types.is_string_view(
+                pq.read_schema(loc.fs.open_input_file(f)).field("sku").type)]
+            plain = [f for f in files if f not in views]
+            parts = []
+            if plain:
+                ds = pads.dataset(plain, schema=schema, filesystem=loc.fs, format="parquet")
+                parts.append(ds.to_table(columns=columns, filter=pc.field("sku").isin(wanted)))
+            if views:
+                t = _read_files(views, loc.fs, columns)
+                parts.append(t.filter(pc.fill_null(pc.is_in(t.column("sku"), wanted), False)))
+            return pa.concat_tables(parts, promote_options="permissive")
+        return ray.data.from_arrow(storage.retry_io(scan, f"read {loc.uri} for {len(skus)} skus"))
+
+    def keep(batch: pa.Table, wanted=wanted) -> pa.Table:
+        batch = storage.plain_types(batch)
+        return batch.filter(pc.fill_null(pc.is_in(batch.column("sku"), wanted), False))
+
+    # Many files still (a feed naming many skus): Ray Data's tasks read them. The sku filter runs
+    # after the cast to plain types (no ``is_in`` kernel takes ``string_view``).
+    ds = ray.data.read_parquet(files, filesystem=loc.fs, columns=columns)
+    return ds.map_batches(keep, batch_format="pyarrow")
+
+
+def _bytes_of(dt, loc: storage.Location, files: list[str]) -> int:
+    from urllib.parse import unquote
+
+    actions = pa.table(dt.get_add_actions(flatten=True))
+    root = loc.path.rstrip("/")
+    size = dict(zip((f"{root}/{unquote(p)}" for p in actions.column("path").to_pylist()),
+                    actions.column("size_bytes").to_pylist()))
+    return sum(size.get(f, 0) for f in files)
+
+
 def _fs_path(uri: str) -> str:
     return uri[len("s3://"):] if uri.startswith("s3://") else uri.removeprefix("file://")
 
 
-def current_keys(loc: storage.Location):
-    """(sku, locale, variant, input_fingerprint) of the latest content version, or None."""
-    return read_table(loc, list(JOIN_KEY))
+def current_keys(loc: storage.Location, skus: list[str] | None = None):
+    """(sku, locale, variant, input_fingerprint) of the latest content version (of ``skus``
+    only, when given), or None."""
+    return read_table(loc, list(JOIN_KEY), skus)
 
 
 def anti_join(work, keys):
@@ -95,7 +180,7 @@ def anti_join(work, keys):
     return joins.anti_join(work, keys, JOIN_KEY)
 
 
-def guard_rejected_keys(loc: storage.Location):
+def guard_rejected_keys(loc: storage.Location, skus: list[str] | None = None):
     """(key, fingerprint) of items the guardrails rejected in earlier runs, or None.
 
     Generation is seeded per item, so the same inputs give the same text and the same rejection:
@@ -110,7 +195,7 @@ def guard_rejected_keys(loc: storage.Location):
         keep = pc.and_(stage, pc.is_valid(batch.column("input_fingerprint")))
         return batch.filter(pc.fill_null(keep, False)).select(list(JOIN_KEY))
 
-    rejects = read_table(loc, [*JOIN_KEY, "stage"])
+    rejects = read_table(loc, [*JOIN_KEY, "stage"], skus)
     return None if rejects is None else rejects.map_batches(guard_only, batch_format="pyarrow")
 
 
@@ -156,6 +241,11 @@ def read_changes(uri: str, mapping: dict[str, str] | None = None) -> pa.Table:
         raise ValueError(f"changes feed {uri!r} has no {names} column; columns: {t.column_names}. "
                          "A feed is Parquet with the sku plus the changed fields.")
     return t
+
+
+def feed_skus(feed: pa.Table) -> list[str]:
+    """The distinct skus a changes feed names, as text (as ``apply_changes`` keys them)."""
+    return sorted({str(v) for v in feed.column("sku").to_pylist() if v is not None})
 
 
 def missing_feed_skus(feed: pa.Table, clean) -> set[str]:
@@ -242,30 +332,32 @@ def union(parts):
     return parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
 
 
-def committed(layout: RunLayout, task: str):
-    """The committed keys of ``task``'s content, read once (into the object store) for both the
-    changed and the deleted check; None before the first commit."""
-    cur = current_keys(layout.content(task))
+def committed(layout: RunLayout, task: str, skus: list[str] | None = None):
+    """The committed keys of ``task``'s content (of ``skus`` only, when given), read once (into
+    the object store) for both the changed and the deleted check; None before the first commit."""
+    cur = current_keys(layout.content(task), skus)
     return None if cur is None else cur.materialize()
 
 
-def changed(part, layout: RunLayout, task: str, current):
+def changed(part, layout: RunLayout, task: str, current, skus: list[str] | None = None):
     """``part`` (one task's items) without those committed (``current``), or rejected by the
     guardrails, with the same fingerprint: what an incremental run generates."""
     part = anti_join(part, current)
     # Rejected by the guardrails for these very inputs (same model, sampling and seed):
     # generating again gives the same text and the same rejection.
-    return anti_join(part, guard_rejected_keys(layout.rejects(task)))
+    return anti_join(part, guard_rejected_keys(layout.rejects(task), skus))
 
 
-def narrow(work, layout: RunLayout, tasks, valid_skus=None):
+def narrow(work, layout: RunLayout, tasks, valid_skus=None, skus: list[str] | None = None):
     """The items of ``work`` an incremental run generates: per task, those not committed with
     the same fingerprint. With ``valid_skus`` (not for a changes feed: it is partial, so absence
-    is not deletion) the committed keys whose sku left the catalog are staged for the commit."""
+    is not deletion) the committed keys whose sku left the catalog are staged for the commit.
+    With ``skus`` (a changes feed's: ``work`` holds no others) only their committed and rejected
+    keys are read."""
     parts = []
     for t in tasks:
-        current = committed(layout, t)
-        parts.append(changed(work.filter(lambda r, t=t: r["task"] == t), layout, t, current))
+        current = committed(layout, t, skus)
+        parts.append(changed(work.filter(lambda r, t=t: r["task"] == t), layout, t, current, skus))
         if valid_skus is not None:
             stage_deleted(layout, t, current, valid_skus)
     return union(parts)

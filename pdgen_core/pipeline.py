@@ -40,6 +40,10 @@ from pdgen_core.versions import sync_pointer
 class GenerationRun:
     """One run of a job spec. ``run()`` returns the run record."""
 
+    # A changes feed's skus are pushed into the reads of the catalog and of the committed keys.
+    # False reads everything and narrows after (the benchmark's old path, side by side).
+    feed_pushdown = True
+
     def __init__(self, spec: JobSpec, run_id: str | None = None, resume: bool = False,
                  changes: str | None = None):
         if resume and not run_id:
@@ -53,6 +57,7 @@ class GenerationRun:
         self.counts = run_record.Counts()
         self._began = False  # past preflight: something may be staged, so --resume applies
         self.gate: dict[str, Any] | None = None  # the publish decision, made at the commit
+        self.feed_skus: list[str] | None = None  # a changes feed's skus, once read
 
     def preflight(self) -> tuple[dict[str, str], Path]:
         """Every check that can stop the run before any work (``pdgen_core.preflight``)."""
@@ -125,8 +130,10 @@ class GenerationRun:
     def _clean(self, plan_cols):
         """Read + validate once into Ray's object store (spilling to disk, never the driver):
         every later pass (duplicates, brands, rejects, plan) reads the cleaned blocks."""
-        raw = read.read_catalog(self.spec.catalog, plan_cols)
         feed = incremental.read_changes(self.changes, self.spec.catalog.columns) if self.changes else None
+        self.feed_skus = incremental.feed_skus(feed) if feed is not None else None
+        raw = read.read_catalog(self.spec.catalog, plan_cols,
+                                skus=self.feed_skus if self.feed_pushdown else None)
         if feed is not None:
             raw = incremental.apply_changes(raw, feed, self.spec.catalog.columns)
         clean = apply(raw, validate.CLEAN).materialize()
@@ -166,7 +173,7 @@ class GenerationRun:
             return work
         # A changes feed is partial: absence is not deletion.
         return incremental.narrow(work, self.layout, self.spec.tasks,
-                                  None if self.changes else valid_skus)
+                                  None if self.changes else valid_skus, skus=self._feed_skus(valid_skus))
 
     def _generate(self, gen: Generation, work) -> None:
         total = run_record.to_generate(self.counts)
@@ -233,8 +240,20 @@ class GenerationRun:
         incremental run would generate. Writes nothing."""
         work = self.planned_items()
         if self.spec.mode == "incremental":
-            work = incremental.narrow(work, self.layout, self.spec.tasks)
+            if self.changes:  # a feed's few items: held once, for their skus and the anti-join
+                work = work.materialize()
+            work = incremental.narrow(work, self.layout, self.spec.tasks,
+                                      skus=self._feed_skus(work.select_columns(["sku"])))
         return work.count()
+
+    def _feed_skus(self, rows) -> list[str] | None:
+        """With a changes feed, the skus of ``rows`` (the run's catalog rows, narrowed to the
+        feed: at most its size) as the work items carry them, cleaned: the committed and
+        rejected keys are read for these only. None without a feed or without pushdown."""
+        if not self.changes or not self.feed_pushdown:
+            return None
+        return sorted({s for b in rows.iter_batches(batch_format="pyarrow")
+                       for s in b.column("sku").to_pylist() if s is not None})
 
 
 def run_job(spec: JobSpec, run_id: str | None = None, resume: bool = False,

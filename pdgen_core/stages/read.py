@@ -88,15 +88,56 @@ def _check_types(uri: str, columns: list[str]) -> None:
             ) from None
 
 
-def read_catalog(cat: CatalogSpec, plan: dict[str, str], override_num_blocks: int | None = None):
-    """A lazy Dataset of the mapped columns, renamed to canonical names."""
+def sku_predicate(cat: CatalogSpec, plan: dict[str, str], skus: list[str]):
+    """A Ray Data expression selecting the catalog rows of ``skus`` (a changes feed's), or None
+    when it cannot be pushed down: the sku column's type is neither text nor a number, or it is
+    ``string_view`` (no ``is_in`` kernel takes it). The values are the feed's skus in the
+    column's type (``"42"`` is 42 in an integer column); a feed sku that is no such value names
+    no row. Skus match as stored: the catalog's ``" A1 "`` is not the feed's ``"A1"``."""
+    import pyarrow as pa
+    from ray.data.expressions import col
+
+    src = plan["sku"]
+    typ = source_schema(cat.uri).field(src).type
+    if pa.types.is_string(typ) or pa.types.is_large_string(typ):
+        values = list(skus)
+    elif pa.types.is_integer(typ) or pa.types.is_floating(typ):
+        values = []
+        for s in skus:
+            try:
+                v = float(s.strip())
+            except ValueError:
+                continue
+            if pa.types.is_floating(typ):
+                values.append(v)
+            elif v.is_integer():
+                values.append(int(v))
+    else:
+        return None
+    if not values:  # is_in([]) fails to bind ("string vs null"); no value names no row
+        return col(src).is_null() & col(src).is_not_null()
+    return col(src).is_in(pa.array(values, typ).to_pylist())
+
+
+def read_catalog(cat: CatalogSpec, plan: dict[str, str], override_num_blocks: int | None = None,
+                 skus: list[str] | None = None):
+    """A lazy Dataset of the mapped columns, renamed to canonical names.
+
+    With ``skus`` (a changes feed's) and no ``catalog.limit``, only the rows of those skus: the
+    predicate is pushed into the Parquet scan, which skips the row groups (and so the files)
+    whose sku statistics rule them out. With a limit the first ``limit`` rows are read as
+    without a feed (which rows those are does not depend on the feed), and narrowed after."""
     import ray
 
     loc, files = catalog_files(cat.uri)
     ds = ray.data.read_parquet(
         files, filesystem=loc.fs, columns=sorted(set(plan.values())),
         override_num_blocks=override_num_blocks,
-    ).map_batches(storage.plain_types, batch_format="pyarrow", zero_copy_batch=True)
+    )
+    predicate = sku_predicate(cat, plan, skus) if skus is not None and not cat.limit else None
+    if predicate is not None:
+        ds = ds.filter(expr=predicate)
+    ds = ds.map_batches(storage.plain_types, batch_format="pyarrow", zero_copy_batch=True)
     if cat.limit:
         ds = ds.limit(cat.limit)
     inverse = {src: canon for canon, src in plan.items()}
