@@ -20,7 +20,12 @@ title, colour, material, gender, category, attributes):
   sash passes);
 - opposite: the text does not give the opposite of what the facts say ("ultra-thin" for a
   Super Thick toploader); ``OPPOSITES`` holds pairs with no second sense;
-- a type word put after another as its head ("a kurta jacket" for a kurta) is in the facts.
+- a type word put after another as its head ("a kurta jacket" for a kurta) is in the facts;
+- subtype (set 6): within a kind, the text's type is the one the facts name or one they allow
+  ("boots" for boat shoes, "heeled sneakers" for heels, "joggers" for jeans fail; "sneakers" for
+  casual shoes passes): ``SUBTYPES``, ``GENERIC_TYPES``, ``BROADER``;
+- construction (set 6): how the piece is made ("knitted" jeans, a "lace-up" necklace) is in the
+  facts (``CONSTRUCTION``).
 
 ``check_product_named`` (``attributes.product``) asks the converse for product copy: when the
 title names a type, the text names the product by some type word of that kind ("nail-polishing
@@ -61,6 +66,18 @@ silicone georgette crepe chambray corduroy titanium plush
 FORMS = {"wood": {"wooden"}, "wooden": {"wood"}, "wool": {"woollen", "woolen"}, "woollen": {"wool"},
          "aluminium": {"aluminum"}, "aluminum": {"aluminium"}, "steel": {"stainless"},
          "stainless": {"steel"}, "spandex": {"lycra", "elastane"}, "lycra": {"spandex", "elastane"}}
+# How the fabric or piece is made (set 6): "Blue knitted mid-rise jeans", "woven blue-toned knitted
+# jacket", "Silver-plated lace-up necklace" (SmolLM2 + LoRA v4 on held-out Myntra rows; the titles
+# say none of it). A word here must be in the facts, or one of its grounds (a sweater is knitted).
+CONSTRUCTION = {
+    "knitted": {"knit", "knitted", "knitwear", "sweater", "sweaters", "cardigan", "cardigans", "pullover",
+                "jumper", "beanie", "crochet"},
+    "knit": {"knit", "knitted", "knitwear", "sweater", "sweaters", "cardigan", "cardigans", "pullover", "jumper", "beanie"},
+    "crocheted": {"crochet", "crocheted"}, "crochet": {"crochet", "crocheted"},
+    "quilted": {"quilted", "quilt"}, "embroidered": {"embroidered", "embroidery"},
+    "sequinned": {"sequinned", "sequined", "sequins", "sequin"}, "sequined": {"sequinned", "sequined", "sequins", "sequin"},
+    "beaded": {"beaded", "beads", "bead"}, "lace-up": {"lace-up", "lace-ups", "laces", "lace", "laced"},
+}
 # Claims of make, quality or certification; "luxury" is how SmolLM2 describes a ₹599 kurta.
 CLAIMS = frozenset("""
 handmade handcrafted hand-made hand-crafted handwoven hand-woven waterproof water-resistant
@@ -135,6 +152,9 @@ collar collars hood hoods lid lids heel heels upper uppers waist waistband neck 
 sleeves hem hemline placket buckle buckles pouch pouches strap straps sole soles outsole toe zip
 zipper zippers pocket pockets lining closure button buttons trim trims dial handle handles
 compartment compartments wheels cuffs cuff yoke frame lens lenses drawstring tassels fringe
+backstrap backstraps back front tie-up tie-ups bow bows knot ruffle ruffles frill frills pleat pleats
+slit slits cut-out cut-outs cutout cutouts panel panels insole footbed laces lace-up lace-ups
+embroidery applique sequins beads studs clasp clasps hook hooks chain chains logo peplum flap flaps
 """.split())
 GENERIC_PARTS = frozenset("detail details detailing design styling shape fit finish look style".split())
 PRAISE = frozenset("""
@@ -144,7 +164,7 @@ contemporary fashionable attractive refined polished subtle bold striking eye-ca
 fresh fun graceful sophisticated charming
 """.split())
 _HAS = re.compile(r"\b(?:(?:has|have|having|features|featuring|comes with)\s+(?:(?:a|an|one|two)\s+)?|with\s+(?:a|an)\s+)"
-                  r"(?:pair\s+of\s+)?((?:[a-z]+(?:-[a-z]+)*\s+){0,3}?([a-z]+))\b(?=\s*(?:[,.;:!?)]|$|\s(?:and|that|to|for|in|on|with|from)\b))")
+                  r"(?:pair\s+of\s+)?((?:[a-z]+(?:-[a-z]+)*\s+){0,3}?([a-z]+(?:-[a-z]+)?))\b(?=\s*(?:[,.;:!?)]|$|\s(?:and|that|to|for|in|on|with|from)\b))")
 
 
 def _grounded(word: str, facts: set[str]) -> bool:
@@ -204,10 +224,11 @@ TYPES = {
     **dict.fromkeys("jeans trousers trouser pants leggings joggers chinos jeggings palazzos pyjamas".split(),
                     "bottom"),
     "shorts": "shorts", "skirt": "skirt", "skirts": "skirt",
-    **dict.fromkeys("dress dresses gown saree sari lehenga jumpsuit".split(), "dress"),
+    **dict.fromkeys("dress dresses gown saree sari lehenga jumpsuit playsuit".split(), "dress"),
     "suit": "suit", "blazer": "suit",
     **dict.fromkeys("shoes shoe sneaker sandal heel boot oxford loafer slipper flats "
-                    "flipflops derbys brogues moccasins flatforms pumps ballerinas".split(), "footwear"),
+                    "flipflops derbys brogues moccasins flatforms pumps ballerinas sliders trainers "
+                    "stilettos wedges".split(), "footwear"),
     **dict.fromkeys("bra briefs boxer panties lingerie trunk camisole".split(), "innerwear"),
     **dict.fromkeys("perfume fragrance deodorant cologne lipstick".split(), "beauty"),
     **dict.fromkeys("sunglasses eyewear watch wristwatch timepiece belt cap hat scarf socks earrings necklace bracelet "
@@ -239,6 +260,133 @@ _SUIT_NOUN = re.compile(
     r"(?=\s*(?:[,.;!]|$|\s(?:for|made|is|are|by|from|with|in)\b))")
 
 
+# Types within a kind (set 6). The kind check lets any footwear word stand for any footwear; a
+# fine-tuned adapter swaps types within the kind instead: "Black solid leather boots" for Geox
+# boat shoes, "brown printed heeled sneakers" for Metro heels (SmolLM2 + LoRA v4, 100 held-out
+# Myntra rows, 2026-12-01). A type word of the text names a subtype (``SUBTYPES``); when the facts
+# name a subtype of the same kind, the text's must be one they allow: the same one, or one of
+# ``BROADER`` (a sweater may be called by its broader name, a cardigan not by a narrower one).
+# Generic words (``GENERIC_TYPES``: "shoes", "top", "bag") say nothing and always pass, and a row
+# whose facts name only a generic word ("Casual Shoes") admits any subtype ("sneakers"): the check
+# judges a swap, never a refinement it cannot know is wrong. Two-word subtypes ("boat shoes",
+# "track pants") are read from the phrase (``_COMPOUND_TYPES``).
+SUBTYPES = {
+    **dict.fromkeys("sneaker sneakers trainers trainer".split(), "sneaker"),
+    **dict.fromkeys("heels pumps stilettos wedges".split(), "heel"),   # "a stacked heel" is a part
+    **dict.fromkeys("boot boots".split(), "boot"),
+    **dict.fromkeys("sandal sandals".split(), "sandal"),
+    **dict.fromkeys("flipflops flipflop sliders slider".split(), "flipflop"),
+    **dict.fromkeys("slipper slippers".split(), "slipper"),
+    **dict.fromkeys("flats ballerinas ballerina".split(), "flats"),
+    **dict.fromkeys("loafer loafers moccasins moccasin".split(), "loafer"),
+    **dict.fromkeys("oxford oxfords derbys derby brogues brogue".split(), "formal"),
+    **dict.fromkeys("shirt shirts".split(), "shirt"),
+    **dict.fromkeys("tshirt tshirts tee tees polo polos".split(), "tshirt"),
+    "blouse": "blouse", "blouses": "blouse",
+    **dict.fromkeys("kurta kurtas kurti kurtis tunic tunics".split(), "kurta"),
+    **dict.fromkeys("sweater sweaters pullover".split(), "sweater"),
+    **dict.fromkeys("cardigan cardigans".split(), "cardigan"),
+    **dict.fromkeys("sweatshirt sweatshirts hoodie hoodies".split(), "sweatshirt"),
+    **dict.fromkeys("jacket jackets coat coats".split(), "jacket"),
+    "jeans": "jeans", **dict.fromkeys("jeggings leggings".split(), "leggings"),
+    **dict.fromkeys("trousers trouser".split(), "trousers"), "chinos": "chinos",
+    **dict.fromkeys("joggers jogger".split(), "joggers"), "palazzos": "palazzos", "pyjamas": "pyjamas",
+    **dict.fromkeys("dress dresses gown gowns".split(), "dress"), **dict.fromkeys("saree sari".split(), "saree"),
+    "lehenga": "lehenga", "jumpsuit": "jumpsuit", "playsuit": "playsuit",
+    **dict.fromkeys("backpack backpacks".split(), "backpack"), **dict.fromkeys("handbag handbags tote".split(), "handbag"),
+    "clutch": "clutch", **dict.fromkeys("wallet wallets".split(), "wallet"),
+    **dict.fromkeys("trolley luggage suitcase".split(), "trolley"),
+    **dict.fromkeys("watch wristwatch timepiece".split(), "watch"), "sunglasses": "sunglasses",
+    "belt": "belt", **dict.fromkeys("cap hat".split(), "cap"), "scarf": "scarf", "socks": "socks",
+    "earrings": "earrings", "necklace": "necklace", "bracelet": "bracelet",
+    "bra": "bra", "briefs": "briefs", "boxer": "boxer", "boxers": "boxer", "trunk": "trunk", "trunks": "trunk",
+    "panties": "briefs", "camisole": "camisole",
+    **dict.fromkeys("perfume cologne".split(), "perfume"), "deodorant": "deodorant", "lipstick": "lipstick",
+}
+GENERIC_TYPES = frozenset("""
+shoes shoe footwear top tops pants bottoms bag bags accessory accessories jewellery jewelry lingerie
+fragrance toy toys game games
+""".split())
+# Fact subtype -> the text subtypes it also allows (a subtype always allows itself).
+BROADER = {"cardigan": {"sweater"}, "chinos": {"trousers"}, "joggers": {"trackpants", "trousers"},
+           "trackpants": {"joggers", "trousers"}, "palazzos": {"trousers"}, "leggings": {"leggings"}, "boatshoe": {"loafer"},
+           "driving": {"loafer"}, "loafer": {"driving"}, "sportshoe": {"sneaker"}, "sneaker": {"sportshoe"},
+           "playsuit": {"jumpsuit"}, "jumpsuit": {"playsuit"},
+           "sweatshirt": {"sweater"}, "sweater": {"sweatshirt"},
+           "heel": {"sandal"}}   # Myntra's "Heels" are mostly heeled sandals   # "a green hooded sweater" for a hooded sweatshirt: labelled publishable
+_COMPOUND_TYPES = (
+    (re.compile(r"\bboat[- ]shoes?\b"), "boatshoe"),
+    (re.compile(r"\bdriving[- ]shoes?\b"), "driving"),
+    (re.compile(r"\b(?:sports?|running|training|walking)[- ]shoes?\b"), "sportshoe"),
+    (re.compile(r"\btrack[- ]?pants\b"), "trackpants"),
+    (re.compile(r"\bflip[- ]flops?\b"), "flipflop"),
+)
+
+
+# A type named as what to wear the product with, not as the product: "layers easily over a
+# hoodie", "pair it with jeans and sneakers", "under a sweater" (up to five words before it).
+_WORN_WITH = frozenset("""
+over under beneath underneath pair pairs paired team teams teamed match matches matched wear wears
+wearing worn layer layers layered style styles styled
+""".split())
+
+
+# A type word before one of these qualifies it and is not the product: "a shirt collar", "cap
+# sleeves", "a derby construction", "a wedge heel" (Myntra's human descriptions).
+_MODIFIES = PARTS | frozenset("""
+sleeve sleeves heel heels style styled styling construction silhouette print pattern dress
+""".split())
+
+
+def subtypes(text: str, worn_with: bool = True) -> dict[str, str]:
+    """The subtypes ``text`` names, each with the words that name it: single type words
+    (``SUBTYPES``) and two-word ones ("boat shoes", "track pants", whose second word is then
+    generic). With ``worn_with=False`` a type named as what the product is worn with or over
+    ("layers over a hoodie") is left out."""
+    low = _split_hashtags(normalise(text)).casefold()
+    for pat, g in _COMPOUND_TYPES:   # one token per two-word subtype
+        low = pat.sub(f" _{g}_ ", low)
+    found: dict[str, str] = {}
+    tokens = re.findall(r"_[a-z]+_|[a-z]+(?:-[a-z]+)?", low.replace("'s", "s"))
+    for i, w in enumerate(tokens):
+        if not worn_with and _WORN_WITH & set(tokens[max(0, i - 5):i]):
+            continue
+        if w.startswith("_"):
+            found.setdefault(w.strip("_"), w.strip("_"))
+        elif (w.replace("-", "") in SUBTYPES and w not in GENERIC_TYPES
+              and (i + 1 == len(tokens) or tokens[i + 1] not in _MODIFIES)):
+            found.setdefault(SUBTYPES[w.replace("-", "")], w)
+    return found
+
+
+def _subtype_kind(group: str) -> str | None:
+    if group in ("boatshoe", "driving", "sportshoe", "flipflop"):
+        return "footwear"
+    if group == "trackpants":
+        return "bottom"
+    return next((kind(w) for w, g in SUBTYPES.items() if g == group), None)
+
+
+def type_swaps(text: str, ctx: GuardContext) -> list[str]:
+    """The text's subtypes that contradict the subtype the facts name within the same kind
+    ("boots" for boat shoes, "sneakers" for heels, "joggers" for jeans)."""
+    facts_text = " ".join(str(v) for v in (ctx.title, *ctx.fields.values()) if isinstance(v, str) and v)
+    brand = ctx.brand or ctx.fields.get("brand")
+    if isinstance(brand, str) and brand.strip():   # "U.S. Polo Assn.", "Calvin Klein Jeans" name no type
+        facts_text = re.sub(re.escape(brand.strip()), " ", facts_text, flags=re.IGNORECASE)
+        text = re.sub(re.escape(brand.strip()), " ", text, flags=re.IGNORECASE)
+    fact_groups = subtypes(facts_text)
+    if not fact_groups:
+        return []
+    bad = []
+    for g, word in subtypes(text, worn_with=False).items():
+        k = _subtype_kind(g)
+        same_kind = [f for f in fact_groups if _subtype_kind(f) == k]
+        if g not in fact_groups and same_kind and not any(g in BROADER.get(f, set()) for f in same_kind):
+            bad.append(word)
+    return bad
+
+
 def _split_hashtags(text: str) -> str:
     """"#WhiteToys #TennisBalls" -> "White Toys Tennis Balls": a hashtag's words are claims too."""
     return _HASHTAG.sub(lambda m: " " + " ".join(_CAMEL.findall(m.group(1))) + " ", text)
@@ -258,7 +406,9 @@ def kind(word: str) -> str | None:
 
 def _type_words(text: str) -> list[str]:
     low = _split_hashtags(normalise(text)).casefold()
-    words = [w for w in _words(low) if kind(w) and w not in ("top", "tops", "suit", "suits")]
+    tokens = _words(low)
+    words = [w for i, w in enumerate(tokens) if kind(w) and w not in ("top", "tops", "suit", "suits")
+             and (i + 1 == len(tokens) or tokens[i + 1] not in _MODIFIES)]   # "cap sleeves" (set 6)
     words += ["suit"] if _SUIT_NOUN.search(low) else []
     return words + (["top"] if _TOP_NOUN.search(low) and "on the top" not in low else [])
 
@@ -312,6 +462,8 @@ def find_mismatches(text: str, ctx: GuardContext) -> list[str]:
     words = _words(text)
     bad = [w for w in words if w in COLOURS and w not in facts and not SHADES.get(w, set()) & facts]
     bad += [w for w in words if w in MATERIALS and w not in facts and not FORMS.get(w, set()) & facts]
+    bad += [w for w in dict.fromkeys(words) if w in CONSTRUCTION and not CONSTRUCTION[w] & facts
+            and w.replace("-", "") not in facts]
     bad += [c for c in dict.fromkeys(words)
             if c in CLAIMS and c not in facts and c.replace("-", "") not in facts]
     bad += _claims(text, facts) + _opposites(words, facts) + ungrounded_details(text, facts)
@@ -323,6 +475,7 @@ def find_mismatches(text: str, ctx: GuardContext) -> list[str]:
         bad += [w for w in _type_words(text) if w not in facts and kind(w) not in kinds
                 and not any((k, kind(w)) in _COMPATIBLE for k in kinds)]
         bad += _compound_types(words, facts)
+        bad += [w for w in type_swaps(text, ctx) if w not in bad]
     return bad
 
 
