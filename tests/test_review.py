@@ -324,9 +324,10 @@ def test_review_approve_edit_reject_and_promote_in_chromium(served, browser, tmp
     assert {d["decision"] for d in decisions.latest(out, TASK, R2).values()} == {"approve", "edit", "reject"}
 
 
-def test_a_review_reject_is_generated_again_only_when_its_inputs_change(ray_local, bucket):
-    """The refresh's anti-join (``incremental.guard_rejected_keys``) drops a reviewer-rejected
-    item with the same input fingerprint, and keeps it once an input changed."""
+def test_a_refresh_keeps_edits_and_review_rejects_until_their_inputs_change(ray_local, bucket):
+    """The refresh's anti-joins (``incremental.current_keys``, ``guard_rejected_keys``) drop an
+    edited item and a reviewer-rejected one while their input fingerprints are the same, and keep
+    them once an input changed."""
     import ray
 
     from pdgen_core import incremental
@@ -334,16 +335,20 @@ def test_a_review_reject_is_generated_again_only_when_its_inputs_change(ray_loca
     out = f"{bucket}/o"
     two_runs(out, n=6)
     rows = {queue.key_of(r): r for r in queue.staged_rows(out, R2, TASK)}
-    k = ("SKU-003", "en", "")
-    decisions.record(out, TASK, run_id=R2, sku=k[0], locale=k[1], variant=k[2], decision="reject",
-                     reason="wrong colour", text_fingerprint=decisions.text_fingerprint(rows[k]["text"]),
-                     reviewer="t")
+    fp = {k: decisions.text_fingerprint(r["text"]) for k, r in rows.items()}
+    decisions.record_many(out, TASK, [
+        {"run_id": R2, "sku": "SKU-003", "locale": "en", "variant": "", "decision": "reject", "reason": "wrong colour",
+         "text_fingerprint": fp[("SKU-003", "en", "")], "reviewer": "t"},
+        {"run_id": R2, "sku": "SKU-002", "locale": "en", "variant": "", "decision": "edit", "edited_text": "Edited.",
+         "text_fingerprint": fp[("SKU-002", "en", "")], "reviewer": "t"}])
     publish.publish_reviewed(out, R2)
-    work = ray.data.from_items([{"sku": "SKU-003", "locale": "en", "variant": "", "input_fingerprint": fp}
-                                for fp in ("fp-SKU-003-v2", "fp-SKU-003-v3")])
-    keys = incremental.guard_rejected_keys(storage.resolve(out).child("rejects", TASK))
-    left = incremental.anti_join(work, keys).take_all()
-    assert [r["input_fingerprint"] for r in left] == ["fp-SKU-003-v3"]
+    work = ray.data.from_items([{"sku": s, "locale": "en", "variant": "", "input_fingerprint": f"fp-{s}-{v}"}
+                                for s in ("SKU-002", "SKU-003") for v in ("v2", "v3")])
+    base = storage.resolve(out)
+    left = incremental.anti_join(incremental.anti_join(work, incremental.current_keys(base.child("content", TASK))),
+                                 incremental.guard_rejected_keys(base.child("rejects", TASK))).take_all()
+    assert sorted(r["input_fingerprint"] for r in left) == ["fp-SKU-002-v3", "fp-SKU-003-v3"]
+    assert content(out)["SKU-002"]["text"] == "Edited."
 
 
 # -- the command -------------------------------------------------------------------------------------
