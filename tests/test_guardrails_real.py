@@ -39,6 +39,11 @@ CORPUS = smollm2.load()
 MAX_FALSE_REJECT = 0.10   # issue 17's target
 MIN_CAUGHT = 0.97         # measured 163/168 = 0.970 (set 2: 143/168)
 MAX_MISSES = 5            # measured (set 2: 25); the issue's target is 2% of accepted texts
+# The bounds above are on the corpus's first 229 lines (sets 2-5). Lines 229- are set 6's: the
+# LoRA adapter's Myntra texts that set 5 accepted, labelled after set 6 was written from them (not
+# blind), with their own measured bounds.
+SET5_LINES = 229
+SET6_MIN_CAUGHT, SET6_MAX_MISSES, SET6_MAX_FALSE = 13, 5, 0   # measured: 13 of 18, 5 misses, 0 of 9
 
 
 def example(fragment: str) -> dict:
@@ -85,7 +90,7 @@ def test_guard_false_rejects_on_publishable_texts():
 
 def test_guard_on_the_held_out_quarter():
     """The lines the set-3 rules were not tuned on (``measure.held_out``) meet the same bounds."""
-    held = [e for i, e in enumerate(CORPUS) if measure.held_out(i)]
+    held = [e for i, e in enumerate(CORPUS[:SET5_LINES]) if measure.held_out(i)]
     good = [e for e in held if e["label"] == "publishable"]
     bad = [e for e in held if e["label"] == "unpublishable"]
     assert sum(smollm2.judge(e) is not None for e in good) <= MAX_FALSE_REJECT * len(good)
@@ -93,10 +98,22 @@ def test_guard_on_the_held_out_quarter():
 
 
 def test_guard_rejects_unpublishable_texts():
-    bad = [e for e in CORPUS if e["label"] == "unpublishable"]
+    bad = [e for e in CORPUS[:SET5_LINES] if e["label"] == "unpublishable"]
     missed = [e["text"] for e in bad if smollm2.judge(e) is None]
     assert len(bad) - len(missed) >= MIN_CAUGHT * len(bad), missed
     assert len(missed) <= MAX_MISSES, missed
+
+
+def test_guard_on_the_set6_lines():
+    """Set 6's lines: the v3/v4 adapters' descriptions that set 5 accepted. What set 6 still misses
+    is garble no word list sees ("A bag with a silver medium trolley", "adjusted ring")."""
+    new = CORPUS[SET5_LINES:]
+    bad = [e for e in new if e["label"] == "unpublishable"]
+    good = [e for e in new if e["label"] == "publishable"]
+    assert len(bad) >= 18 and len(good) >= 9
+    caught = sum(smollm2.judge(e) is not None for e in bad)
+    assert caught >= SET6_MIN_CAUGHT and len(bad) - caught <= SET6_MAX_MISSES
+    assert sum(smollm2.judge(e) is not None for e in good) <= SET6_MAX_FALSE
 
 
 def test_guard_rejects_every_quoted_failure():
@@ -651,6 +668,8 @@ def test_the_held_out_amazon_rows_are_the_ones_the_corpus_never_used():
     ("Black sneakers for men.", "Roadster Men Black Casual Shoes", []),
     ("Navy blue solid track pants, comfortable trousers for training.",
      "Alcis Men Navy Blue Solid Slim Fit Training Track Pants", []),
+    ("Navy blue solid tactical pants from Alcis.", "Alcis Men Navy Blue Solid Slim Fit Training Track Pants",
+     ["cargopants"]),
     ("A green hooded sweater for men from YWC.", "YWC Men Olive Green Colourblocked Hooded Sweatshirt", []),
     ("Peach open toe heeled sandals.", "Shoetopia Women Peach-Coloured Colourblocked Heels", []),
     # a type worn with it, a type word qualifying a part, a type inside the brand
@@ -703,6 +722,9 @@ def test_construction_the_facts_do_not_give(text, title, expected):
     ("Fresh look stretchable jeans with a tie-up.",
      "Roadster Women Navy Blue Skinny Fit High-Rise Clean Look Stretchable Jeans", ["tie-up"]),
     ("A floral dress with a bow.", "Acme Women Floral Dress", ["bow"]),
+    ("Grey sneakers with detail from Geox.", "Geox Men Grey Suede Leather Sneakers with Perforation Detail",
+     ["with detail"]),
+    ("Taupe sneakers with perforation detail from Geox.", "Geox Women Taupe Suede Leather Perforated Sneakers", []),
     # in the facts: pass
     ("A white dress with a tie-up.", "Acme Women White Dress with Tie-Up Detail", []),
     ("Black sandals with a backstrap.", "Beli Women Black Backstrap Sandals", []),

@@ -188,6 +188,12 @@ def _has_details(low: str, facts: set[str]) -> list[str]:
     return bad
 
 
+# A detail named and not said: "Grey sneakers with detail from Geox" (the title's "Perforation
+# Detail", its qualifier dropped; LoRA v4, set 6).
+_BARE_DETAIL = re.compile(r"\b(?:with|has|have|features|featuring)\s+(?:detail|details|detailing)\b"
+                          r"(?=\s*(?:[,.;:!?)]|$|\s(?:and|from|for|in|on)\b))")
+
+
 def ungrounded_details(text: str, facts: set[str]) -> list[str]:
     """The construction details of ``text`` (``DETAIL_PHRASES`` and "has a <part>") with a word
     the facts lack."""
@@ -200,6 +206,7 @@ def ungrounded_details(text: str, facts: set[str]) -> list[str]:
             words = [w for w in re.split(r"[\s-]+", m.group()) if w and w not in _DETAIL_FILLER and not w.isdigit()]
             if not all(w in facts or w.rstrip("s") in facts or w + "s" in facts for w in words):
                 bad.append(m.group())
+    bad += [m.group() for m in _BARE_DETAIL.finditer(low)]
     return bad + [p for p in _has_details(low, facts) if not any(p in b or b in p for b in bad)]
 
 
@@ -319,6 +326,7 @@ _COMPOUND_TYPES = (
     (re.compile(r"\bdriving[- ]shoes?\b"), "driving"),
     (re.compile(r"\b(?:sports?|running|training|walking)[- ]shoes?\b"), "sportshoe"),
     (re.compile(r"\btrack[- ]?pants\b"), "trackpants"),
+    (re.compile(r"\b(?:tactical|cargo)[- ]pants\b"), "cargopants"),   # "tactical pants" for track pants
     (re.compile(r"\bflip[- ]flops?\b"), "flipflop"),
 )
 
@@ -362,7 +370,7 @@ def subtypes(text: str, worn_with: bool = True) -> dict[str, str]:
 def _subtype_kind(group: str) -> str | None:
     if group in ("boatshoe", "driving", "sportshoe", "flipflop"):
         return "footwear"
-    if group == "trackpants":
+    if group in ("trackpants", "cargopants"):
         return "bottom"
     return next((kind(w) for w, g in SUBTYPES.items() if g == group), None)
 
