@@ -4,7 +4,7 @@ tasks (review digests need reviews, which the sample lacks). Prints acceptance p
 reason and ten accepted texts per task, and writes the run's counts and a seeded sample of
 accepted texts with their facts (``pdgen audit``'s) for a person to read::
 
-    nice -n 5 .venv/bin/python -m tests.corpus.amazon_heldout [--out /tmp/amazon100.json]
+    nice -n 5 .venv/bin/python -m tests.corpus.amazon_heldout [--out /tmp/amazon100.json] [--rows 30]
 
 The rows are ``random.Random(17)``'s shuffle of the 1,000-row sample, positions 500-599: the
 labelled corpus (``make_smollm2_corpus.py``) used positions 0-64. About 20 minutes here.
@@ -45,6 +45,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="/tmp/amazon100.json")
     ap.add_argument("--per-task", type=int, default=12, help="accepted texts per task in the sample")
+    ap.add_argument("--rows", type=int, default=100, help="the first N of the 100 held-out rows (a quicker read)")
     args = ap.parse_args()
 
     import pyarrow as pa
@@ -57,7 +58,7 @@ def main() -> None:
     from pdgen_core.stages.commit import open_table
     from pdgen_core.testing.s3server import local_s3
 
-    cat = rows()
+    cat = rows()[:args.rows]
     with local_s3(buckets=("am100",)):
         init_ray()
         loc = storage.resolve("s3://am100/catalog/c.parquet")
