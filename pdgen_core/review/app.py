@@ -30,7 +30,7 @@ from starlette.routing import Route
 from pdgen_core import run_record, versions
 from pdgen_core.errors import InputError
 from pdgen_core.review import decisions as dec
-from pdgen_core.review import publish, queue
+from pdgen_core.review import publish, queue, stats
 from pdgen_core.review.pages import ENV
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
@@ -134,8 +134,6 @@ class ReviewApp:
         rows = {t: {queue.key_of(r): r for r in queue.staged_rows(self.output, run_id, t)} for t in tasks}
         decided = {t: publish.valid_decisions(self.output, run_id, t) for t in tasks}
         summary = {t: publish.task_summary(self.output, run_id, t, limit) for t in tasks}
-        from pdgen_core.review import stats
-
         return self.render(request, "queue.html", run_id=run_id, record=rec, queues=queues, rows=rows,
                            decided=decided, summary=summary, limit=limit, target=limit or stats.DEFAULT_TARGET)
 
