@@ -535,3 +535,21 @@ def test_real_texts_rarely_flagged(rel, column, locale, names, max_rate):
     ctx = GuardContext(locale=locale)
     flagged = [t for t in texts if run_checks(names, t, ctx)]
     assert len(flagged) <= max_rate * len(texts), flagged[:5]
+
+
+def test_subtype_vocabulary_is_consistent():
+    """Set 6's subtypes: every subtype word is a type word of a known kind, every group named in
+    ``BROADER`` has a kind, and a subtype is only ever allowed in place of one of its own kind."""
+    from pdgen_core.guardrails.attributes import BROADER, GENERIC_TYPES, SUBTYPES, _subtype_kind, kind
+
+    assert all(kind(w) for w in SUBTYPES), [w for w in SUBTYPES if not kind(w)]
+    assert not GENERIC_TYPES & set(SUBTYPES)
+    for group, allowed in BROADER.items():
+        assert _subtype_kind(group) and all(_subtype_kind(a) == _subtype_kind(group) for a in allowed), group
+
+
+def test_subtype_swap_reason():
+    ctx = GuardContext(title="Geox Men Black Solid Leather Boat Shoes", brand="Geox",
+                       fields={"title": "Geox Men Black Solid Leather Boat Shoes", "brand": "Geox"})
+    assert run_checks(["attributes"], "Black solid leather boots from Geox.", ctx) == "attribute_mismatch"
+    assert run_checks(["attributes"], "Black solid leather boat shoes from Geox.", ctx) is None

@@ -227,7 +227,7 @@ TYPES = {
     **dict.fromkeys("bag bags backpack backpacks handbag handbags clutch tote wallet wallets trolley "
                     "luggage suitcase duffle duffel sling".split(), "bag"),
     **dict.fromkeys("shirt shirts tshirt tee tees top tops blouse kurta kurtas kurti kurtis tunic "
-                    "sweater sweatshirt hoodie jacket jackets coat cardigan polo".split(), "top"),
+                    "sweater sweatshirt hoodie jacket jackets coat cardigan polo pullover".split(), "top"),
     **dict.fromkeys("jeans trousers trouser pants leggings joggers chinos jeggings palazzos pyjamas".split(),
                     "bottom"),
     "shorts": "shorts", "skirt": "skirt", "skirts": "skirt",
