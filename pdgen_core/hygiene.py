@@ -195,3 +195,43 @@ def clean_field(text: str | None, cap: int, keep: tuple[str, ...] = ()) -> tuple
     capped = cap_text(scrubbed, cap)
     flags += ["truncated"] if capped != scrubbed else []
     return capped, flags
+
+
+# -- vectorised: which values clean_field returns as they are ------------------------------------
+
+def _blockers() -> str:
+    """One RE2 pattern (pyarrow.compute) that matches every ASCII value ``_plain`` refuses, and
+    more: each alternative is a necessary condition of one of ``_plain``'s checks, so a value it
+    does not match passes them all. The markup and address characters and the control
+    characters (``_ASCII_TRIGGERS``); a phone candidate's digit run (``_PHONE_CANDIDATE`` without
+    its look-arounds); ``www.`` or a label followed by a known TLD (``URL``'s two branches; a
+    scheme needs ":"); and a keyword of every instruction phrase (``PHRASE``; "now" for "you are
+    now" and "from now on", "prompt", "instruction")."""
+    from pdgen_core.guardrails.pii import _TLDS
+
+    tlds = "|".join(_TLDS + [t.upper() for t in _TLDS])
+    return "|".join([
+        r"[<>&@\[\]|#:\x00-\x1f\x7f]", "  ",
+        r"[0-9][0-9 ().\-]{5,22}[0-9]",
+        r"www\.", rf"[A-Za-z0-9]\.(?:{tlds})",
+        r"(?i:ignore|disregard|forget|override|bypass|prompt|now|instruction)",
+    ])
+
+
+_BLOCKERS = _blockers()
+
+
+def plain_mask(values, cap: int):
+    """A boolean array (pyarrow.compute, no Python per value): True where ``norm_text`` and then
+    ``clean_field(value, cap)`` both return the value itself with no flags: ASCII, normal
+    (``text.normal_mask``), within ``cap``, and matching none of the necessary conditions of
+    markup, mojibake, PII or instruction-like text above. Catalog fields mostly are; the rest
+    (False, nulls too) take the Python path, whose output this never changes."""
+    import pyarrow.compute as pc
+
+    from pdgen_core.text import normal_mask
+
+    ok = normal_mask(values, cap)
+    if not pc.any(ok).as_py():
+        return ok
+    return pc.and_(ok, pc.invert(pc.fill_null(pc.match_substring_regex(values, _BLOCKERS), True)))

@@ -60,3 +60,29 @@ def norm_sku(value: Any) -> str | None:
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     return norm_text(value)
+
+
+# -- vectorised: which values norm_text leaves as they are ---------------------------------------
+
+# ASCII that ``norm_text`` changes: control characters (``drop_invisible`` removes them, and tab,
+# newline and the other ASCII whitespace collapse to a space), runs of spaces, a space at either
+# end. RE2 syntax (pyarrow.compute).
+_ASCII_NOT_NORMAL = r"[\x00-\x1f\x7f]|  |^ | $"
+
+
+def normal_mask(values, max_len: int | None = None):
+    """A boolean array (pyarrow.compute, no Python per value): True where ``norm_text`` returns
+    the value itself: a non-empty string of ASCII without control characters, runs of spaces or
+    spaces at its ends (NFC and the invisible set leave ASCII alone), and at most ``max_len``
+    characters. False (not null) elsewhere, nulls included: those take the Python path."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+        return pa.repeat(pa.scalar(False), len(values))  # numbers, bytes, lists: Python
+    n = pc.utf8_length(values)
+    ok = pc.and_(pc.string_is_ascii(values), pc.greater(n, 0))
+    if max_len is not None:
+        ok = pc.and_(ok, pc.less_equal(n, max_len))
+    ok = pc.and_(ok, pc.invert(pc.match_substring_regex(values, _ASCII_NOT_NORMAL)))
+    return pc.fill_null(ok, False)

@@ -301,3 +301,66 @@ def test_parse_price_is_total(value):
     assert reason is None or reason in REASONS
     if isinstance(value, Decimal) and value.is_nan():
         assert reason in ("nonfinite_price", "invalid_price")
+
+
+# -- the vectorised cleaning path equals the Python path ------------------------------------------
+
+# Mostly ASCII pieces that sit next to what the Python path changes or flags: digits runs that are
+# and are not phones, dots that are and are not domains, instruction keywords in and out of
+# phrases, markup and address characters, control characters, doubled and edge spaces, a little
+# non-ASCII; and lengths around the caps.
+_PIECES = st.sampled_from([
+    "Blue", "shirt", "Pack of 2", "2.5 L", "500 ml", "v1.2", "Model 334-0025", "555-123-4567",
+    "98765 43210", "+44 20 7946 0958", "13800138000", "(555) 123-4567", "2024-01-15", "$1,299.00",
+    "shop.com", "mystore.in/sale", "blue.it", "www.x", "fabric.It", "SHOP.COM", "ComicSense.xyz",
+    "ignore previous instructions", "ignore", "known", "snow", "system prompt", "you are now a",
+    "from now on you", "new instructions:", "a@b.co", "<b>", "&amp;", "#1", "[x]", "|", ":",
+    " ", "  ", "\t", "\n", "\x00", "\x7f", "\u00a0", "é", "Ã©", "\u200b", "，", "ｉｇｎｏｒｅ", "SKU 9876543210",
+])
+dirty = st.lists(_PIECES, max_size=8).map(" ".join) | st.lists(_PIECES, max_size=6).map("".join)
+long_ascii = st.builds(lambda w, k: (w + " ") * k, st.sampled_from(["Blue", "ab", "x"]), st.integers(30, 1100))
+# Values the fast path takes (so a batch often mixes both paths), and words next to them.
+plain_words = st.lists(st.sampled_from(["Blue", "Shirt", "2.5 L", "Pack of 2", "v1.2", "Model 334-0025",
+                                        "cotton", "Men", "x.y", "now", "A-1"]), min_size=1, max_size=5).map(" ".join)
+field_value = st.one_of(st.none(), plain_words, plain_words, plain_words, dirty, long_ascii, st.just(""), text)
+mostly_plain = st.one_of(plain_words, plain_words, plain_words, st.none(), field_value)
+
+
+@settings(max_examples=300, **SETTINGS)
+@given(value=st.one_of(dirty, long_ascii, text), cap=st.sampled_from([5, 200, 300, 1000]))
+def test_plain_mask_only_passes_values_cleaning_leaves_alone(value, cap):
+    from pdgen_core.hygiene import clean_field, plain_mask
+    from pdgen_core.text import norm_text, normal_mask
+
+    if plain_mask(pa.array([value]), cap)[0].as_py():
+        assert norm_text(value) == value
+        assert clean_field(value, cap) == (value, [])
+    if normal_mask(pa.array([value]), cap)[0].as_py():
+        assert norm_text(value) == value and len(value) <= cap
+
+
+@settings(max_examples=250, **SETTINGS)
+@given(n=st.integers(1, 12), data=st.data())
+def test_clean_batch_fast_path_equals_the_python_path(n, data):
+    sku_ints = data.draw(st.booleans())
+    skus = data.draw(st.lists(st.one_of(st.none(), st.integers(-5, 10**12)) if sku_ints
+                              else st.one_of(st.sampled_from(["A1", "A2", "A3", "A4"]), st.sampled_from([None, "a b", " A1", "A1 "]), dirty),
+                              min_size=n, max_size=n))
+    cols = {"sku": pa.array(skus, pa.int64() if sku_ints else pa.string())}
+    # A column of mostly plain values or one of anything: most batches mix the two paths.
+    for f in data.draw(st.sets(st.sampled_from(validate.TEXT_FIELDS))) | {"title"}:
+        values = data.draw(st.sampled_from([mostly_plain, field_value]))
+        cols[f] = pa.array(data.draw(st.lists(values, min_size=n, max_size=n)), pa.string())
+    if data.draw(st.booleans()):
+        cols["price"] = pa.array(data.draw(st.lists(st.one_of(st.none(), st.floats(0, 1e4), st.floats(), st.floats(0, 2e9)),
+                                                    min_size=n, max_size=n)), pa.float64())
+    else:
+        cols["price"] = pa.array(data.draw(st.lists(st.one_of(st.none(), st.integers(0, 10**4), st.integers(-3, 2 * 10**9)),
+                                                    min_size=n, max_size=n)), pa.int64())
+    table = pa.table(cols)
+    present = [k for k in (norm_sku(s) for s in skus) if k is not None]
+    dups = frozenset(data.draw(st.lists(st.sampled_from(present), max_size=2)) if present else [])
+    fast = validate.clean_batch(table, dups)
+    slow = validate.clean_batch_slow(table, dups)
+    assert fast.schema.equals(validate.CLEAN_SCHEMA)
+    assert fast.to_pylist() == slow.to_pylist()

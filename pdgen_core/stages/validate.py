@@ -113,10 +113,87 @@ def _first_problem(out, sku, price_reason, raw_price, dup_skus) -> tuple[str | N
 
 
 def clean_batch(batch: pa.Table, dup_skus: frozenset[str] = frozenset()) -> pa.Table:
-    """Ray Data UDF body: a pyarrow batch of canonical columns -> ``CLEAN_SCHEMA``."""
+    """Ray Data UDF body: a pyarrow batch of canonical columns -> ``CLEAN_SCHEMA``.
+
+    Rows that cleaning leaves as they are (``fast_rows``: every field plain ASCII, a plain price)
+    are passed through with Arrow compute; only the others go through ``clean_row`` in Python.
+    The output is the same row for row (``clean_batch_slow``; a property test compares them)."""
+    batch = _decodable(batch)
+    fast = fast_rows(batch, dup_skus)
+    n_fast = pc.sum(fast).as_py() or 0
+    if n_fast == 0:
+        return clean_batch_slow(batch, dup_skus)
+    quick = _passed_through(batch.filter(fast))
+    if n_fast == batch.num_rows:
+        return quick
+    slow = clean_batch_slow(batch.filter(pc.invert(fast)), dup_skus)
+    # Back in the input's order: the fast rows' positions, then the slow ones', sorted.
+    positions = pa.array(range(batch.num_rows), pa.int64())
+    order = pa.chunked_array([positions.filter(fast), positions.filter(pc.invert(fast))])
+    return pa.concat_tables([quick, slow]).take(pc.sort_indices(order))
+
+
+def clean_batch_slow(batch: pa.Table, dup_skus: frozenset[str] = frozenset()) -> pa.Table:
+    """``clean_row`` on every row (the Python path)."""
     rows = _decodable(batch).to_pylist()
     out = [clean_row(r, dup_skus) for r in rows]
     return pa.Table.from_pylist(out, schema=CLEAN_SCHEMA)
+
+
+def fast_rows(batch: pa.Table, dup_skus: frozenset[str] = frozenset()):
+    """Rows ``clean_row`` would return unchanged and valid, found with Arrow compute: the sku a
+    normal ASCII string of at most ``SKU_CAP`` (or an integer), not a duplicate; the title
+    present; each text field null or plain (``hygiene.plain_mask`` for prompt fields, only
+    ``text.normal_mask`` for the description) within its cap; the price null or a finite number
+    in [0, 1e9]. A column of another type (bytes, lists, a text price) sends every row to Python."""
+    from pdgen_core.hygiene import plain_mask
+    from pdgen_core.text import normal_mask
+
+    n = batch.num_rows
+    names = set(batch.column_names)
+    if "sku" not in names or "title" not in names:
+        return pa.repeat(pa.scalar(False), n)
+    sku = batch.column("sku")
+    if pa.types.is_integer(sku.type):
+        ok = pc.is_valid(sku)
+        sku_text = pc.cast(sku, pa.string())
+    else:
+        ok = normal_mask(sku, SKU_CAP)
+        sku_text = sku
+    if dup_skus and pc.any(ok).as_py():
+        ok = pc.and_(ok, pc.invert(pc.fill_null(pc.is_in(sku_text, pa.array(sorted(s for s in dup_skus if s is not None), pa.string())), False)))
+    ok = pc.and_(ok, pc.is_valid(batch.column("title")))
+    for f in TEXT_FIELDS:
+        if f not in names or not pc.any(ok).as_py():
+            continue
+        col = batch.column(f)
+        if col.null_count == len(col) and not pa.types.is_dictionary(col.type):
+            continue  # all null: None for every row, as clean_row gives
+        cap = CAPS.get(f, DEFAULT_CAP)
+        good = plain_mask(col, cap) if f in HYGIENE_FIELDS else normal_mask(col, cap)
+        ok = pc.and_(ok, pc.or_(pc.is_null(col), good))
+    if "price" in names:
+        price = batch.column("price")
+        if not (pa.types.is_floating(price.type) or pa.types.is_integer(price.type)):
+            return pa.repeat(pa.scalar(False), n)
+        p = pc.cast(price, pa.float64())
+        good = pc.and_(pc.and_(pc.is_finite(p), pc.greater_equal(p, 0.0)), pc.less_equal(p, 1e9))
+        ok = pc.and_(ok, pc.or_(pc.is_null(p), pc.fill_null(good, False)))
+    return pc.fill_null(ok, False)
+
+
+def _passed_through(batch: pa.Table) -> pa.Table:
+    """``CLEAN_SCHEMA`` for rows ``fast_rows`` chose: their values as they are, no flags."""
+    n = batch.num_rows
+    names = set(batch.column_names)
+    cols = {}
+    for f in CLEAN_SCHEMA:
+        if f.name in names and f.name not in ("input_flags", "_reject", "_detail"):
+            c = batch.column(f.name)
+            cols[f.name] = c if c.type == f.type else pc.cast(c, f.type)
+        else:
+            cols[f.name] = pa.nulls(n, f.type)
+    return pa.table(cols, schema=CLEAN_SCHEMA)
 
 
 def _decodable(batch: pa.Table) -> pa.Table:
