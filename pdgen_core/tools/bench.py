@@ -12,7 +12,8 @@ b. the usual transformers loop (``model.generate`` in batches of 16) on the same
 c. incremental refresh: 1% of N rows changed -> refresh time against a full run and against the
    plan-only cost.
 d. plan at scale: read -> validate -> fingerprint -> anti-join, rows/s and peak RSS of the driver
-   and of the Ray workers (sampled), per size.
+   and of the Ray workers (sampled), per size; and the plan of a refresh from a changes feed
+   naming 10 skus, with the feed pushed into the reads and, beside it, reading everything.
 e. engine start, and time to the first committed row (a one-row run).
 f. the real model (``--only real``): ``smollm2-135m-instruct`` on real Myntra rows (the synthetic
    catalog when the shared data is absent), ``description`` in the chat format. Two ratios, each the
@@ -496,7 +497,8 @@ def bench_plan(sizes: list[int]) -> list[dict]:
                            check=True, env=env)
             child = json.loads(of.read_text())
         s = child["plan_s"]
-        out.append({"rows": n, "synth_s": synth_s, "seed_s": seed_s, "content_rows": seeded,
+        feed = bench_feed_plan(sd, uri, n)
+        out.append({"rows": n, "synth_s": synth_s, "seed_s": seed_s, "content_rows": seeded, "feed_plan": feed,
                     "plan_s": s, "rows_per_s": n / s, "planned": child["planned"],
                     "driver": "fresh process",
                     "driver_peak_rss_mb": child["driver_peak_rss_mb"],
@@ -507,6 +509,29 @@ def bench_plan(sizes: list[int]) -> list[dict]:
                     "workers_total_private_peak_mb": rss.workers_total_private / 2**20})
         # Each size's figures as soon as they exist: a long run that is stopped keeps them.
         print(f"plan {n}: {json.dumps(out[-1])}", flush=True)
+    return out
+
+
+def bench_feed_plan(sd: dict, uri: str, n: int, k: int = 10) -> dict:
+    """Planning a refresh from a changes feed naming ``k`` skus of the ``n``-row catalog (new
+    prices), with the feed's skus pushed into the reads (the catalog's and the committed keys')
+    and, side by side, the old path: everything read, narrowed after."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    step = max(1, n // k)
+    skus = [f"SKU-{i * step:08d}" for i in range(k)]
+    loc = storage.resolve(uri.rstrip("/") + "-feed/prices.parquet")
+    pq.write_table(pa.table({"product_id": skus, "price_usd": [1234.5] * k}), loc.path, filesystem=loc.fs)
+    out = {"skus": k}
+    for name, pushdown in (("pushdown", True), ("old_full_read", False)):
+        job = GenerationRun(spec_from_dict(sd), changes=loc.uri)
+        job.feed_pushdown = pushdown
+        t0 = time.monotonic()
+        planned = job.plan_only()
+        out[f"{name}_s"] = time.monotonic() - t0
+        out[f"{name}_planned"] = planned
+        print(f"feed plan {n} rows, {k} skus, {name}: {out[f'{name}_s']:.1f}s, {planned} to generate", flush=True)
     return out
 
 
@@ -571,6 +596,11 @@ def table(res: dict) -> str:
                      f"{r['driver_peak_rss_mb']:.0f} MB ({r.get('driver', 'same process')}), worker peak {r['worker_peak_rss_mb']:.0f} MB RSS / "
                      f"{r.get('worker_peak_private_mb', 0):.0f} MB private "
                      f"({r['planned']:,} of {r['rows']:,} to generate)")
+        if "feed_plan" in r:
+            f = r["feed_plan"]
+            lines.append(f"   feed of {f['skus']} skus: planned in {f['pushdown_s']:.1f}s with pushdown "
+                         f"({f['pushdown_planned']} to generate), {f['old_full_read_s']:.1f}s reading everything "
+                         f"({f['old_full_read_planned']})")
     if "real" in res:
         r = res["real"]
 
