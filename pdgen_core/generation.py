@@ -42,13 +42,14 @@ class Generation:
         self.log = get_logger(run_id=ctx.run_id, job=spec.name)
         self.resumed = 0
         self.progress: list = []
+        self.engine: dict | None = None  # which engine generated (the record's ``engine``)
 
     def run(self, work, total: int) -> None:
         """Generate ``work`` (``total`` items: the progress bar's)."""
         loc = self.layout.generated
         src = self._resume_or_clear(work, loc)
         tally = _start_tally()
-        out = generate.build(self.spec, self.ctx, self.model_path, self.adapter_paths, tally)(src)
+        out = self._stage(tally)(src)
         try:
             with Progress(total, partial(items_done, loc, tally, self.resumed), run_id=self.ctx.run_id,
                           task=",".join(self.spec.tasks)) as prog:
@@ -58,6 +59,25 @@ class Generation:
             raise stage_failure(exc) from exc
         finally:
             _stop(tally)
+
+    def _stage(self, tally):
+        """The generate stage: the generation service when one is up that serves this job's model
+        and settings (``pdgen_core.service``), else the job's own engine actors."""
+        from pdgen_core import service
+
+        kwargs = generate.engine_kwargs(self.spec, enable_lora=bool(self.adapter_paths), model_path=self.model_path)
+        try:
+            found, why = service.find(self.spec, self.ctx.model, kwargs)
+        except Exception as exc:  # a service that cannot answer is a service that is not there
+            found, why = None, f"the service did not answer: {type(exc).__name__}: {str(exc)[:200]}"
+        if found is not None:
+            self.engine = {"kind": "service", "app": service.APP, "replicas": found.get("replicas"),
+                           "started_at": found.get("started_at")}
+            self.log.info("generation.engine", engine="service", app=service.APP, reason=why)
+            return service.build(self.spec, self.ctx, self.adapter_paths, tally, int(found.get("replicas") or 1))
+        self.engine = {"kind": "actors", "replicas": self.spec.resources.replicas, "why_not_service": why}
+        self.log.info("generation.engine", engine="actors", replicas=self.spec.resources.replicas, reason=why)
+        return generate.build(self.spec, self.ctx, self.model_path, self.adapter_paths, tally)
 
     def _resume_or_clear(self, src, loc: storage.Location):
         if not self.resume:

@@ -110,6 +110,7 @@ class GenerationRun:
         self.counts.read = self._catalog_rows(valid_count)
         record = run_record.build_record(self.spec, self.run_id, self.counts, started, t0, versions,
                                          model_id, generate_s, gen.progress, gate=self.gate)
+        record["engine"] = gen.engine  # the job's own engine actors, or the generation service
         return self._finish(record, versions)
 
     def _mark_started(self, started: dt.datetime) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -50,6 +51,12 @@ class Settings(BaseSettings):
         description="Ray, Ray Data, vLLM and library chatter on stderr (``pdgen --verbose``); "
                     "otherwise it goes to the run's log file and Ray's session logs, and stdout "
                     "holds the summary only.",
+    )
+    engine_service: Literal["auto", "off"] = Field(
+        default="auto", validation_alias=AliasChoices("PDGEN_ENGINE_SERVICE"),
+        description="auto: a job hands its batches to the generation service (``pdgen service "
+                    "start``) when one is up for its model and settings, else starts its own "
+                    "engine actors; off: always its own actors.",
     )
     broadcast_join_rows: int = Field(
         default=1_000_000, ge=0,

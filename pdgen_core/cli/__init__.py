@@ -8,6 +8,7 @@
     report.py    report
     audit.py     audit
     review.py    review (the review web app)
+    service.py   service start, status, stop (the long-lived generation service)
 
 Exit codes (``pdgen_core.errors``): 0 ok, 1 the job failed, 2 the input (spec, data, credentials)
 is wrong. ``--help`` stays fast: the heavy parts (Ray, vLLM, torch) load inside the commands.
@@ -15,10 +16,11 @@ is wrong. ``--help`` stays fast: the heavy parts (Ray, vLLM, torch) load inside 
 
 from __future__ import annotations
 
-from pdgen_core.cli import audit, finetune, jobs, model, report, review, run, versions  # noqa: F401 (run: its commands)
+from pdgen_core.cli import (  # noqa: F401 (run: its commands)
+    audit, finetune, jobs, model, report, review, run, service, versions)
 from pdgen_core.cli.app import app
 
-for _group in (versions, jobs, finetune, report, audit, model, review):
+for _group in (versions, jobs, finetune, report, audit, model, review, service):
     _group.register(app)
 
 

@@ -242,52 +242,8 @@ class EngineActor:
                       for i, (task, path) in enumerate(sorted(adapter_paths.items()))}
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        started = time.monotonic()
-        t0: dict[str, float] = {}
-        waiting: dict[str, dict[str, Any]] = {}
-        out: list[dict[str, Any]] = []
-        latency: list[float] = []
-
-        def submit(row: dict[str, Any]) -> None:
-            try:
-                rid = self._enqueue(row)
-            except Exception as exc:  # a per-row engine error (a prompt longer than the context)
-                out.append(judge({**row, "engine_error": f"{type(exc).__name__}: {exc}"}, self.ctx))
-                latency.append(-1.0)
-                return
-            waiting[rid], t0[rid] = row, time.monotonic()
-
-        missing = set(WORK_SCHEMA.names) - set(batch.column_names)
-        if missing:  # the stage contract (stages/contract.py): a bug upstream, named
-            raise StageError("generate", f"stage generate: its input lacks column(s) {sorted(missing)}")
-        for row in batch.select(WORK_SCHEMA.names).to_pylist():
-            submit(row)
-        engine = self.llm.llm_engine
-        told = Told(self.tally)
-        while engine.has_unfinished_requests():
-            for res in engine.step():
-                if not res.finished:
-                    continue
-                row = waiting.pop(res.request_id)
-                gen = res.outputs[0]
-                judged = judge({**row, "generated_text": gen.text, "finish": gen.finish_reason,
-                                "num_input_tokens": len(res.prompt_token_ids or ()),
-                                "num_generated_tokens": len(gen.token_ids)}, self.ctx)
-                out.append(judged)
-                latency.append(time.monotonic() - t0.pop(res.request_id))
-                if judged["status"] == "retry":
-                    submit(next_attempt(judged))
-                else:
-                    told.done(1)
-        told.flush()
-        table = pa.Table.from_pylist(out, schema=GEN_SCHEMA)
-        metrics.record_batch(table.append_column("time_taken_llm", pa.array(latency, pa.float64())))
-        status = [r["status"] for r in out]
-        self.log.info("generate.batch", items=batch.num_rows, accepted=status.count("accepted"),
-                      rejected=status.count("rejected"), retried=status.count("retry"),
-                      tokens_out=sum(int(r["tokens_out"] or 0) for r in out),
-                      seconds=round(time.monotonic() - started, 2))
-        return table
+        return generate_batch(self.llm, self.loras, self.ctx, self.adapter_paths, batch,
+                              tally=self.tally, log=self.log)
 
     def __del__(self):
         # Ray Data drops the pool's handles when the pass ends, and this runs before the actor
@@ -297,15 +253,73 @@ class EngineActor:
         if llm is not None:
             llm.llm_engine.engine_core.shutdown()
 
-    def _enqueue(self, row: dict[str, Any]) -> str:
-        from vllm import SamplingParams
-        from vllm.sampling_params import StructuredOutputsParams
 
-        req = engine_request(row, self.ctx, self.adapter_paths)
-        params = dict(req["sampling_params"])
-        structured = params.pop("structured_outputs", None)
-        sp = SamplingParams(**params, structured_outputs=StructuredOutputsParams(**structured) if structured else None)
-        lora = self.loras.get(row["task"])
-        (rid,) = self.llm.enqueue([req["prompt"]], [sp], lora_request=[lora] if lora else None, use_tqdm=False)
-        # enqueue returns the engine's id, "<ours>-<8 random characters>"; outputs carry ours.
-        return rid.rsplit("-", 1)[0] if "-" in rid else rid
+def generate_batch(llm: Any, loras: dict[str, Any], ctx: RunContext, adapter_paths: dict[str, str],
+                   batch: pa.Table, tally: Any = None, log: Any = None) -> pa.Table:
+    """One call of an engine: every row of ``batch`` into ``llm`` at once, each finished text
+    judged as it comes out, a retry back in at once; every attempt out (``GEN_SCHEMA``). The
+    engine actor of a job and the generation service (``pdgen_core.service``) both run this, so a
+    job writes the same rows whichever engine it used. ``loras`` maps a task to its
+    ``LoRARequest``; ``adapter_paths`` names what each row's lineage records."""
+    started = time.monotonic()
+    t0: dict[str, float] = {}
+    waiting: dict[str, dict[str, Any]] = {}
+    out: list[dict[str, Any]] = []
+    latency: list[float] = []
+
+    def submit(row: dict[str, Any]) -> None:
+        try:
+            rid = _enqueue(llm, loras, ctx, adapter_paths, row)
+        except Exception as exc:  # a per-row engine error (a prompt longer than the context)
+            out.append(judge({**row, "engine_error": f"{type(exc).__name__}: {exc}"}, ctx))
+            latency.append(-1.0)
+            return
+        waiting[rid], t0[rid] = row, time.monotonic()
+
+    missing = set(WORK_SCHEMA.names) - set(batch.column_names)
+    if missing:  # the stage contract (stages/contract.py): a bug upstream, named
+        raise StageError("generate", f"stage generate: its input lacks column(s) {sorted(missing)}")
+    for row in batch.select(WORK_SCHEMA.names).to_pylist():
+        submit(row)
+    engine = llm.llm_engine
+    told = Told(tally)
+    while engine.has_unfinished_requests():
+        for res in engine.step():
+            if not res.finished:
+                continue
+            row = waiting.pop(res.request_id)
+            gen = res.outputs[0]
+            judged = judge({**row, "generated_text": gen.text, "finish": gen.finish_reason,
+                            "num_input_tokens": len(res.prompt_token_ids or ()),
+                            "num_generated_tokens": len(gen.token_ids)}, ctx)
+            out.append(judged)
+            latency.append(time.monotonic() - t0.pop(res.request_id))
+            if judged["status"] == "retry":
+                submit(next_attempt(judged))
+            else:
+                told.done(1)
+    told.flush()
+    table = pa.Table.from_pylist(out, schema=GEN_SCHEMA)
+    metrics.record_batch(table.append_column("time_taken_llm", pa.array(latency, pa.float64())))
+    status = [r["status"] for r in out]
+    (log or get_logger(run_id=ctx.run_id)).info(
+        "generate.batch", items=batch.num_rows, accepted=status.count("accepted"),
+        rejected=status.count("rejected"), retried=status.count("retry"),
+        tokens_out=sum(int(r["tokens_out"] or 0) for r in out),
+        seconds=round(time.monotonic() - started, 2))
+    return table
+
+
+def _enqueue(llm: Any, loras: dict[str, Any], ctx: RunContext, adapter_paths: dict[str, str],
+             row: dict[str, Any]) -> str:
+    from vllm import SamplingParams
+    from vllm.sampling_params import StructuredOutputsParams
+
+    req = engine_request(row, ctx, adapter_paths)
+    params = dict(req["sampling_params"])
+    structured = params.pop("structured_outputs", None)
+    sp = SamplingParams(**params, structured_outputs=StructuredOutputsParams(**structured) if structured else None)
+    lora = loras.get(row["task"])
+    (rid,) = llm.enqueue([req["prompt"]], [sp], lora_request=[lora] if lora else None, use_tqdm=False)
+    # enqueue returns the engine's id, "<ours>-<8 random characters>"; outputs carry ours.
+    return rid.rsplit("-", 1)[0] if "-" in rid else rid
