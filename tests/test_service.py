@@ -97,7 +97,10 @@ def running(ray_local, s3, tmp_path_factory):
     try:
         yield st, version
     finally:
-        service.stop()
+        from ray import serve
+
+        assert service.stop() and service.status()["status"] == "NOT_RUNNING"
+        serve.shutdown()  # the session's later tests see a Ray without Serve, as before
 
 
 @pytest.mark.e2e
