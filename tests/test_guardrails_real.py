@@ -369,6 +369,26 @@ def test_a_pair_of_one_thing_is_degenerate(text, bad):
         assert run_checks(["degenerate"], text, ctx) == "degenerate"
 
 
+@pytest.mark.parametrize("text,bad", [
+    # SmolLM2 on a held-out Amazon toy (set 6 accepted it, 2026-12-02): a sentence said twice
+    ("A bright yellow school bus toy for kids! Includes bus driver and 4 Miniature passenger "
+     "figurines. Includes bus driver and 4 Miniature passenger figurines. Includes stop sign and "
+     "ramp. Sturdy design and a classic look.", True),
+    ("这件衣服很好看非常舒服。这件衣服很好看非常舒服。", True),
+    ("Soft cotton tee. Machine wash cold. Soft.", False),             # short sentences may echo
+    ("A 19cm tall vase. It stands 19cm tall on a shelf.", False),    # a size restated in other words
+])
+def test_a_sentence_said_twice_is_repetition(text, bad):
+    """Numbers kept the old 6-word check (degenerate.repeated_clauses) from seeing this one. In
+    the real human copy a whole sentence said twice is rare and is itself redundant copy: 11 of
+    12,491 Myntra descriptions (the same lipstick blurb pasted twice) and 1 of 22,641 reviews."""
+    from pdgen_core.guardrails.repetition import repeated_sentences
+
+    assert bool(repeated_sentences(text)) is bad
+    ctx = replace(ctx_of(title="Battat Light & Sound School Bus"), locale="zh" if "衣服" in text else "en")
+    assert (run_checks(["repetition"], text, ctx) == "repetition") is bad
+
+
 @pytest.mark.parametrize("fragment", [
     "nail-polishing product for women",                    # a watch
     "An affordable and stylish men's sportswear for men",  # a checked shirt
