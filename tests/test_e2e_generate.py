@@ -182,52 +182,5 @@ def test_myntra_500_rows(ray_local, s3):
     assert str(src.column("product_id")[0].as_py()) in skus | {r["sku"] for r in rejects}
 
 
-def _texts(out: str) -> dict[str, dict]:
-    """Per sku, what was generated: accepted content, or a guard reject's text (its detail)."""
-    base = storage.resolve(out)
-    got = {}
-    rej = open_table(base.child("rejects", "description"))
-    for r in rej.to_pyarrow_table().to_pylist() if rej else ():
-        if r["stage"] == "guard":
-            got[r["sku"]] = {"text": r["detail"], "input_fingerprint": r["input_fingerprint"], "adapter": None}
-    content = open_table(base.child("content", "description"))
-    for r in content.to_pyarrow_table().to_pylist() if content else ():
-        got[r["sku"]] = r
-    return got
-
-
-def test_lora_adapter_from_the_registry_is_used(synth_run, tmp_path):
-    """A LoRA adapter published to <output>/adapters/description/ is loaded by vLLM through a LoRA
-    request per row; lineage and fingerprints name its version. pdgen-tiny with and without the
-    adapter, same catalog, sampling and seeds: what was generated differs (whether the guard
-    accepted it or not: pdgen-tiny's text is mostly rejected)."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    from pdgen_core.finetune import registry
-    from pdgen_core.models.resolve import resolve_model
-
-    spec, _ = synth_run
-    base = AutoModelForCausalLM.from_pretrained(resolve_model("pdgen-tiny"))
-    peft = get_peft_model(base, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"]))
-    with torch.no_grad():
-        for name, p in peft.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.5)  # a non-zero update, so the adapter changes the outputs
-    peft.save_pretrained(tmp_path / "adapter")
-    version, _ = registry.publish("s3://e2e-synth/tuned/", "description", tmp_path / "adapter",
-                                  {"base_model": {"source": "pdgen-tiny"}, "run_id": "test"})
-    tiny = {"source": "pdgen-tiny", "max_model_len": 512}
-    plain = run_job(spec_from_dict(spec_for(spec.catalog.uri, "s3://e2e-synth/plain-tiny/", model=tiny,
-                                            sampling={"max_tokens": 32})))
-    tuned = run_job(spec_from_dict(spec_for(spec.catalog.uri, "s3://e2e-synth/tuned/",
-                                            model={**tiny, "adapters": {"description": "latest"}},
-                                            sampling={"max_tokens": 32})))
-    a, b = _texts("s3://e2e-synth/plain-tiny/"), _texts("s3://e2e-synth/tuned/")
-    assert all(r["adapter"].startswith(f"description/v{version}") for r in b.values() if r["adapter"] is not None)
-    assert all(r["adapter"] == "" for r in a.values() if r["adapter"] is not None)
-    common = set(a) & set(b)
-    assert common and any(a[k]["text"] != b[k]["text"] for k in common)  # same seeds, other weights
-    assert all(a[k]["input_fingerprint"] != b[k]["input_fingerprint"] for k in common)
-    assert tuned["counts"]["by_task"]["description"]["planned"] == plain["counts"]["by_task"]["description"]["planned"]
+# A registry LoRA adapter, per row through vLLM, in the job's own actors and in the generation
+# service, with its version in lineage and fingerprints: tests/test_service.py.

@@ -3,9 +3,11 @@ engine outlives jobs. Jobs find it and hand it their batches; their rows are the
 engine actors would have written (per-row seeds and sampling, the task's LoRA); a job it cannot
 serve starts its own actors and says why.
 
-One real service on pdgen-tiny in the session's Ray, three jobs: with a LoRA adapter through the
-service, the same through the job's own actors (``PDGEN_ENGINE_SERVICE=off``), and without the
-adapter through the service.
+One real service on pdgen-tiny in the session's Ray, three jobs: with a LoRA adapter from the
+registry through the service, the same through the job's own actors (``PDGEN_ENGINE_SERVICE=off``),
+and without the adapter through the service. They are also the suite's check that a registry
+adapter reaches vLLM as a LoRA request per row, in either engine, and that its version is in the
+lineage and the fingerprints.
 """
 
 from __future__ import annotations
@@ -64,7 +66,8 @@ def _texts(out: str) -> dict[str, dict]:
         for r in t.to_pyarrow_table().to_pylist() if t else ():
             if kind == "content" or r["stage"] == "guard":
                 got[r["sku"]] = {"text": r["text"] if kind == "content" else r["detail"],
-                                 "adapter": r.get("adapter"), "kind": kind}
+                                 "adapter": r.get("adapter"), "kind": kind,
+                                 "input_fingerprint": r["input_fingerprint"]}
     return got
 
 
@@ -130,6 +133,11 @@ def test_jobs_reuse_the_service_and_write_what_their_own_actors_would(running, m
     # and without the adapter, through the same engine, the texts differ (the LoRA was applied)
     assert any(a[k]["text"] != c[k]["text"] for k in a)
     assert all(r["adapter"] in ("", None) for r in c.values())
+    # the adapter's version is an input: fingerprints differ with it, so a new version regenerates
+    assert all(a[k]["input_fingerprint"] != c[k]["input_fingerprint"] for k in a)
+    assert all(a[k]["input_fingerprint"] == b[k]["input_fingerprint"] for k in a)
+    assert (via_service["counts"]["by_task"]["description"]["planned"]
+            == plain["counts"]["by_task"]["description"]["planned"] == 10)
 
     after = service.status()
     assert after["pid"] == st["pid"]   # one engine, started once, for both jobs
