@@ -222,3 +222,16 @@ def test_real_reviews_are_mostly_untouched():
     sample = col.dropna().sample(1000, random_state=0)
     flagged = [f for t in sample for f in clean_field(t, 2000)[1] if f != "html"]
     assert len(flagged) <= 10, flagged
+
+
+def test_clean_batch_sends_columns_of_other_types_to_the_python_path():
+    """A struct, list or bytes column (even all null) is converted by clean_row, not cast."""
+    import pyarrow as pa
+
+    from pdgen_core.stages import validate
+
+    t = pa.table({"sku": ["A1", "A2"], "title": ["Blue Shirt", "Red Cap"],
+                  "attributes": pa.array([None, {"a": "x"}], pa.struct([("a", pa.string())])),
+                  "color": pa.array([None, None], pa.null())})
+    assert validate.clean_batch(t).to_pylist() == validate.clean_batch_slow(t).to_pylist()
+    assert validate.fast_rows(t.drop_columns(["attributes"])).to_pylist() == [True, True]

@@ -167,7 +167,9 @@ def fast_rows(batch: pa.Table, dup_skus: frozenset[str] = frozenset()):
         if f not in names or not pc.any(ok).as_py():
             continue
         col = batch.column(f)
-        if col.null_count == len(col) and not pa.types.is_dictionary(col.type):
+        if not (pa.types.is_null(col.type) or pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+            return pa.repeat(pa.scalar(False), n)  # bytes, lists, structs: clean_row's conversions
+        if col.null_count == len(col):
             continue  # all null: None for every row, as clean_row gives
         cap = CAPS.get(f, DEFAULT_CAP)
         good = plain_mask(col, cap) if f in HYGIENE_FIELDS else normal_mask(col, cap)
