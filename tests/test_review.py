@@ -155,6 +155,38 @@ def test_all_rows_publish_when_the_sample_bounds_the_defect_rate(bucket):
     assert rec["status"] == "committed" and rec["publish"]["review"]["tasks"][TASK]["mode"] == "all"
 
 
+def test_a_publish_that_dies_before_its_promote_is_run_again_and_loses_no_reject(bucket, monkeypatch):
+    """The review rejects are appended (once, by their app transaction) before the promote: a
+    publish killed between the two leaves the run staged, and the re-run publishes it with each
+    reject in the table once."""
+    from pdgen_core import versions
+
+    out = f"{bucket}/o"
+    two_runs(out, n=6)
+    rows = {queue.key_of(r): r for r in queue.staged_rows(out, R2, TASK)}
+    decisions.record_many(out, TASK, [
+        {"run_id": R2, "sku": k[0], "locale": k[1], "variant": k[2], "decision": d, "reason": "wrong colour",
+         "text_fingerprint": decisions.text_fingerprint(rows[k]["text"]), "reviewer": "t"}
+        for k, d in zip(sorted(rows), ["reject", "approve", "approve"])])
+    real = versions.promote
+
+    def dies(*a, **k):
+        raise OSError("connection reset while promoting")
+    monkeypatch.setattr(versions, "promote", dies)
+    with pytest.raises(OSError):
+        publish.publish_reviewed(out, R2)
+    assert all(r["run_id"] != R2 for r in content(out).values())   # nothing of it published yet
+    assert [r["sku"] for r in rejects(out) if r["stage"] == "review"] == [sorted(rows)[0][0]]
+    monkeypatch.setattr(versions, "promote", real)
+    queue.staged_rows.cache_clear()
+    got = publish.publish_reviewed(out, R2)
+    assert got["review"][TASK]["published_rows"] == 2
+    review_rejects = [r for r in rejects(out) if r["stage"] == "review" and r["run_id"] == R2]
+    assert [r["sku"] for r in review_rejects] == [sorted(rows)[0][0]]
+    approved = {k[0] for k in sorted(rows)[1:3]}
+    assert {r["sku"] for r in content(out).values() if r["run_id"] == R2} == approved
+
+
 def test_a_decision_on_a_text_that_changed_is_ignored(bucket):
     out = f"{bucket}/o"
     two_runs(out, n=6)

@@ -123,9 +123,12 @@ def publish_reviewed(output_uri: str, run_id: str, allow_older: bool = False) ->
     def select(task, _staged):
         return lambda: pa.RecordBatchReader.from_batches(commit.MERGE_SCHEMA, chosen[task].to_batches())
 
-    done = versions.promote(output_uri, run_id, allow_older=allow_older, select=select,
-                            review={"reviewed_at": at, "tasks": review})
+    # The rejects first, each its own app transaction: a publish that dies between the two is run
+    # again, its rejects append is then a no-op and the promote goes ahead. (Promote first, and a
+    # crash before the rejects lost them: the staged run is gone once promoted.)
     rej = {t: storage.retry_io(lambda t=t: _append_rejects(output_uri, run_id, t, rejected[t]),
                                f"review rejects/{t}") for t in tasks}
+    done = versions.promote(output_uri, run_id, allow_older=allow_older, select=select,
+                            review={"reviewed_at": at, "tasks": review})
     queue.staged_rows.cache_clear()
     return {"versions": done, "review": review, "rejects": rej}
