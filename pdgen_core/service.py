@@ -76,8 +76,10 @@ def service_settings(spec: JobSpec, model_path: Path, model_id: str) -> tuple[di
     service for ``spec``'s model: a job's engine settings with LoRA on."""
     kw = generate.engine_kwargs(spec, enable_lora=True, model_path=model_path)
     kw["max_loras"] = max(kw.get("max_loras", 1), 4)
+    # JSON tasks decode with guided JSON: a service started by a spec without one still serves them
+    kw.setdefault("structured_outputs_config", {"backend": "xgrammar", "disable_any_whitespace": True})
     info = {"model": model_id, "model_source": spec.model.source, "max_model_len": kw["max_model_len"],
-            "max_lora_rank": kw["max_lora_rank"], "json": "structured_outputs_config" in kw,
+            "max_lora_rank": kw["max_lora_rank"], "json": True,
             "replicas": spec.resources.replicas, "cpus_per_replica": spec.resources.cpus_per_replica,
             "gpus_per_replica": spec.resources.gpus_per_replica}
     return kw, info
@@ -90,9 +92,6 @@ def start(spec: JobSpec, model_path: Path, model_id: str, wait_s: float = 900) -
 
     kw, info = service_settings(spec, model_path, model_id)
     res = spec.resources
-    # JSON tasks decode with guided JSON: a service started by a spec without one still serves them
-    kw.setdefault("structured_outputs_config", {"backend": "xgrammar", "disable_any_whitespace": True})
-    info["json"] = True
     opts: dict[str, Any] = {"num_cpus": res.cpus_per_replica, "num_gpus": 1 if res.gpus_per_replica else 0}
     threads = generate.engine_threads(spec)
     if threads is not None:

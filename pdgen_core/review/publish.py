@@ -38,10 +38,13 @@ def valid_decisions(output_uri: str, run_id: str, task: str) -> dict[tuple, dict
             if k in rows and d["text_fingerprint"] == dec.text_fingerprint(rows[k]["text"])}
 
 
-def task_summary(output_uri: str, run_id: str, task: str, limit: float | None) -> dict[str, Any]:
-    """What the reviewers decided on ``task`` and which mode a publish would take."""
+def task_summary(output_uri: str, run_id: str, task: str, limit: float | None,
+                 decided: dict[tuple, dict] | None = None) -> dict[str, Any]:
+    """What the reviewers decided on ``task`` (``valid_decisions``, read here unless given) and
+    which mode a publish would take."""
     qs = queue.build(output_uri, run_id, task, limit)
-    decided = valid_decisions(output_uri, run_id, task)
+    if decided is None:
+        decided = valid_decisions(output_uri, run_id, task)
     sample = [k for q in qs for k in q.sample]
     reviewed = [k for k in sample if k in decided]
     bad = sum(1 for k in reviewed if decided[k]["decision"] == "reject")
@@ -57,9 +60,8 @@ def task_summary(output_uri: str, run_id: str, task: str, limit: float | None) -
             "borderline": sum(len(q.borderline) for q in qs)}
 
 
-def _chosen(output_uri: str, run_id: str, task: str, mode: str) -> pa.Table:
+def _chosen(output_uri: str, run_id: str, task: str, mode: str, decided: dict[tuple, dict]) -> pa.Table:
     """The staged rows (``MERGE_SCHEMA``) to publish: tombstones always, texts by mode, edits applied."""
-    decided = valid_decisions(output_uri, run_id, task)
     loc = commit.staged_table(storage.resolve(output_uri), run_id, task)
     t = pa.Table.from_batches(list(commit.staged_source(loc)), schema=commit.MERGE_SCHEMA)
     out = []
@@ -76,8 +78,7 @@ def _chosen(output_uri: str, run_id: str, task: str, mode: str) -> pa.Table:
     return pa.Table.from_pylist(out, schema=commit.MERGE_SCHEMA)
 
 
-def _reject_rows(output_uri: str, run_id: str, task: str) -> pa.Table:
-    decided = valid_decisions(output_uri, run_id, task)
+def _reject_rows(output_uri: str, run_id: str, task: str, decided: dict[tuple, dict]) -> pa.Table:
     rows = []
     for r in queue.staged_rows(output_uri, run_id, task):
         d = decided.get(queue.key_of(r))
@@ -113,9 +114,10 @@ def publish_reviewed(output_uri: str, run_id: str, allow_older: bool = False) ->
         raise run_record.unknown_promote(output_uri, run_id)
     limit = max_defect_rate(rec)
     tasks = versions.staged_tasks(rec)
-    review = {t: task_summary(output_uri, run_id, t, limit) for t in tasks}
-    chosen = {t: _chosen(output_uri, run_id, t, review[t]["mode"]) for t in tasks}
-    rejected = {t: _reject_rows(output_uri, run_id, t) for t in tasks}
+    decided = {t: valid_decisions(output_uri, run_id, t) for t in tasks}  # read once per task
+    review = {t: task_summary(output_uri, run_id, t, limit, decided[t]) for t in tasks}
+    chosen = {t: _chosen(output_uri, run_id, t, review[t]["mode"], decided[t]) for t in tasks}
+    rejected = {t: _reject_rows(output_uri, run_id, t, decided[t]) for t in tasks}
     for t in tasks:
         review[t]["published_rows"] = int(pc.sum(pc.equal(chosen[t].column("_op"), "upsert")).as_py() or 0)
     at = dt.datetime.now(dt.timezone.utc).isoformat()
