@@ -364,3 +364,101 @@ def test_clean_batch_fast_path_equals_the_python_path(n, data):
     slow = validate.clean_batch_slow(table, dups)
     assert fast.schema.equals(validate.CLEAN_SCHEMA)
     assert fast.to_pylist() == slow.to_pylist()
+
+
+# -- the batch plan equals the per-row plan ------------------------------------------------------
+
+from pdgen_core import fingerprint as fp  # noqa: E402
+from pdgen_core.stages import plan  # noqa: E402
+
+# Text that the JSON encoder escapes (quotes, backslashes, control characters) or keeps as it is
+# (non-ASCII, DEL, line and paragraph separators), next to plain words.
+json_text = st.one_of(plain_words, text, st.lists(st.sampled_from(
+    ['"', "\\", "\n", "\x00", "\x1f", "\x7f", "\u2028", "é", "中文", "😀", "a", " ", "{}", "null"]),
+    max_size=6).map("".join))
+any_float = st.floats(allow_nan=False, allow_infinity=False)
+nested = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(-10**20, 10**20), any_float, json_text),
+                      lambda kids: st.lists(kids, max_size=3) | st.dictionaries(json_text, kids, max_size=3),
+                      max_leaves=6)
+plan_review = st.fixed_dictionaries({"text": json_text, "rating": st.one_of(st.none(), st.integers(1, 5), any_float)},
+                                    optional={"extra": nested})
+
+
+@st.composite
+def plan_batches(draw):
+    """A batch as the plan gets it (clean rows joined with reviews), columns sometimes absent or of
+    another type, values None, unicode, text the JSON encoder escapes, any finite float."""
+    n = draw(st.integers(0, 8))
+    def column(values, type_=None):
+        return pa.array(draw(st.lists(st.one_of(st.none(), values), min_size=n, max_size=n)), type_)
+    cols = {"sku": column(json_text, pa.string()), "title": column(json_text, pa.string())}
+    for f in ("brand", "category", "color", "material", "gender", "attributes", "input_flags"):
+        if draw(st.integers(0, 5)):
+            cols[f] = column(json_text, pa.string())
+    kind = draw(st.sampled_from(["float", "float", "float32", "int", "none"]))
+    if kind == "float":
+        cols["price"] = column(st.one_of(price, any_float, st.integers(0, 10**6).map(float)), pa.float64())
+    elif kind == "float32":
+        cols["price"] = column(st.floats(0, 1e6, width=32), pa.float32())
+    elif kind == "int":
+        cols["price"] = column(st.integers(0, 10**12), pa.int64())
+    if draw(st.booleans()):
+        cols["reviews_json"] = column(st.lists(plan_review, max_size=3).map(
+            lambda r: json.dumps(r, ensure_ascii=draw(st.booleans()))), pa.string())
+        cols["review_count"] = column(st.integers(0, 10**6), pa.int64())
+        cols["avg_rating"] = column(any_float, pa.float64())
+    odd = draw(st.sampled_from([None, "bool", "int", "list"]))  # a field of another type
+    if odd:
+        f = draw(st.sampled_from(["color", "material", "attributes"]))
+        values = {"bool": (st.booleans(), pa.bool_()), "int": (st.integers(-2**63, 2**63 - 1), pa.int64()),
+                  "list": (st.lists(json_text, max_size=2), pa.list_(pa.string()))}[odd]
+        cols[f] = column(*values)
+    return pa.table(cols)
+
+
+@st.composite
+def plan_contexts(draw):
+    tasks = tuple(draw(st.lists(st.sampled_from(sorted(TASKS)), min_size=1, max_size=3, unique=True)))
+    return RunContext(
+        run_id="r", tasks=tasks, locales=tuple(draw(st.sampled_from([("en",), ("zh",), ("en", "zh")]))),
+        currency=draw(st.sampled_from(["USD", "EUR"])), model=draw(st.sampled_from(["pdgen-tiny@abc", 'm"\\é'])),
+        adapters={t: "a@2" for t in tasks if draw(st.booleans())},
+        sampling={t: {"temperature": draw(st.sampled_from([0.7, 1.0, 0.25])), "max_tokens": 32} for t in tasks},
+        variants={t: draw(st.sampled_from([("",), ("a", "b")])) for t in tasks},
+        base_seed=draw(st.integers(0, 3)), min_reviews=draw(st.integers(0, 5)),
+        guardrails_version=draw(st.sampled_from(["1", "7.r2"])))
+
+
+@settings(max_examples=300, **SETTINGS)
+@given(batch=plan_batches(), ctx=plan_contexts())
+def test_plan_batch_equals_the_per_row_plan(batch, ctx):
+    """Same items, same order, same fingerprints byte for byte as ``work_items`` (whose
+    ``input_fingerprint`` is the reference: existing tables hold its fingerprints)."""
+    fast = plan.plan_batch(batch, ctx)
+    slow = plan.plan_batch_rows(batch, ctx)
+    assert fast.schema.equals(plan.WORK_SCHEMA)
+    assert fast.to_pylist() == slow.to_pylist()
+
+
+@settings(max_examples=300, **SETTINGS)
+@given(values=st.lists(st.one_of(st.none(), any_float, st.floats(-1e-3, 1e-3), st.floats(1e14, 1e17)), max_size=20))
+def test_float_texts_are_pythons(values):
+    arr = pa.array(values, pa.float64())
+    assert fp.float_reprs(arr).to_pylist() == [None if v is None else repr(v) for v in values]
+    assert fp.canonical_floats(arr).to_pylist() == [fp.canonical_json(v) for v in values]
+
+
+@settings(max_examples=300, **SETTINGS)
+@given(values=st.lists(st.one_of(st.none(), json_text), max_size=20))
+def test_json_strings_are_json_dumps(values):
+    assert fp.json_strings(pa.array(values, pa.string())).to_pylist() == [json.dumps(v, ensure_ascii=False) for v in values]
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_plan_batch_refuses_a_non_finite_float_as_the_per_row_plan(bad):
+    batch = pa.table({"sku": ["A"], "title": ["T"], "price": pa.array([bad], pa.float64())})
+    ctx = ctx_for("description")
+    with pytest.raises(TypeError, match="non-finite"):
+        plan.plan_batch_rows(batch, ctx)
+    with pytest.raises(TypeError, match="non-finite"):
+        plan.plan_batch(batch, ctx)
