@@ -354,10 +354,13 @@ def narrow(work, layout: RunLayout, tasks, valid_skus=None, skus: list[str] | No
     is not deletion) the committed keys whose sku left the catalog are staged for the commit.
     With ``skus`` (a changes feed's: ``work`` holds no others) only their committed and rejected
     keys are read."""
+    from ray.data.expressions import col
+
     parts = []
     for t in tasks:
         current = committed(layout, t, skus)
-        parts.append(changed(work.filter(lambda r, t=t: r["task"] == t), layout, t, current, skus))
+        # An Arrow expression (one compute call per block), not a Python predicate per item.
+        parts.append(changed(work.filter(expr=col("task") == t), layout, t, current, skus))
         if valid_skus is not None:
             stage_deleted(layout, t, current, valid_skus)
     return union(parts)

@@ -429,7 +429,7 @@ def plan_contexts(draw):
         guardrails_version=draw(st.sampled_from(["1", "7.r2"])))
 
 
-@settings(max_examples=300, **SETTINGS)
+@settings(max_examples=150, **SETTINGS)
 @given(batch=plan_batches(), ctx=plan_contexts())
 def test_plan_batch_equals_the_per_row_plan(batch, ctx):
     """Same items, same order, same fingerprints byte for byte as ``work_items`` (whose
@@ -440,7 +440,7 @@ def test_plan_batch_equals_the_per_row_plan(batch, ctx):
     assert fast.to_pylist() == slow.to_pylist()
 
 
-@settings(max_examples=300, **SETTINGS)
+@settings(max_examples=200, **SETTINGS)
 @given(values=st.lists(st.one_of(st.none(), any_float, st.floats(-1e-3, 1e-3), st.floats(1e14, 1e17)), max_size=20))
 def test_float_texts_are_pythons(values):
     arr = pa.array(values, pa.float64())
@@ -448,7 +448,7 @@ def test_float_texts_are_pythons(values):
     assert fp.canonical_floats(arr).to_pylist() == [fp.canonical_json(v) for v in values]
 
 
-@settings(max_examples=300, **SETTINGS)
+@settings(max_examples=200, **SETTINGS)
 @given(values=st.lists(st.one_of(st.none(), json_text), max_size=20))
 def test_json_strings_are_json_dumps(values):
     assert fp.json_strings(pa.array(values, pa.string())).to_pylist() == [json.dumps(v, ensure_ascii=False) for v in values]

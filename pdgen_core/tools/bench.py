@@ -1,6 +1,7 @@
 """``make bench``: side-by-side measurements in one run; ratios, not absolute times, are the claim.
 
     python -m pdgen_core.tools.bench [--rows 2000] [--incr-rows 100000] [--plan-rows 1000000,5000000]
+    python -m pdgen_core.tools.bench --plan-udf 200000,1000000   (the plan step alone, old path beside new)
 
 a. pipeline overhead: pdgen end to end (Parquet on the local S3 endpoint -> plan -> generate ->
    guardrails -> Delta commit) against plain ``vllm.LLM.generate`` on the same prompts, model,
@@ -535,6 +536,54 @@ def bench_feed_plan(sd: dict, uri: str, n: int, k: int = 10) -> dict:
     return out
 
 
+def bench_plan_udf(sizes: list[int], repeats: int = 1) -> list[dict]:
+    """``--plan-udf``: the plan's own step side by side, no Ray and no storage: the per-row path
+    (``plan.plan_batch_rows``, ``work_items`` per row) against the batch path (``plan.plan_batch``)
+    on the same synthetic clean batches (``synth.make_catalog`` in 65,536-row chunks, cleaned
+    in the stage's 8,192-row batches; only the plan calls are timed), each in a fresh process per
+    size, path and repeat, the two paths alternating. Each child's peak is its VmHWM."""
+    out = []
+    for n in sizes:
+        runs: dict[str, list[dict]] = {"rows": [], "batch": []}
+        for _ in range(repeats):
+            for path in runs:
+                p = subprocess.run([sys.executable, "-m", "pdgen_core.tools.bench", "--plan-udf-child", path, str(n)],
+                                   check=True, capture_output=True, text=True)
+                runs[path].append(json.loads(p.stdout.strip().splitlines()[-1]))
+        best = {k: max(r["rows_per_s"] for r in v) for k, v in runs.items()}
+        out.append({"rows": n, "runs": runs, "rows_per_s": best, "batch_vs_rows": best["batch"] / best["rows"],
+                    "load_avg_1m": os.getloadavg()[0]})
+        print(f"plan udf {n}: {json.dumps(out[-1])}", flush=True)
+    return out
+
+
+def plan_udf_child(path: str, n: int) -> None:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from pdgen_core.stages import plan, validate
+    from pdgen_core.synth import make_catalog
+
+    fn = {"rows": plan.plan_batch_rows, "batch": plan.plan_batch}[path]
+    spec = spec_from_dict(spec_dict("s3://bench/udf/", "s3://bench/udf-out/", 8, mode="incremental"))
+    ctx = build_context(spec, "bench", "pdgen-tiny@bench", frozenset())
+    canon = {src: c for c, src in COLUMNS.items()}
+    plan_s, items, chunk = 0.0, 0, 65_536
+    for start in range(0, n, chunk):
+        cat = make_catalog(min(chunk, n - start), start=start)
+        cat = cat.select([c for c in cat.column_names if c in canon]).rename_columns(
+            [canon[c] for c in cat.column_names if c in canon])
+        for i in range(0, cat.num_rows, 8192):
+            clean = validate.clean_batch(cat.slice(i, 8192))
+            valid = clean.filter(pc.is_null(clean.column("_reject")))
+            t0 = time.perf_counter()
+            items += fn(valid, ctx).num_rows
+            plan_s += time.perf_counter() - t0
+    assert isinstance(valid, pa.Table)
+    print(json.dumps({"path": path, "rows": n, "items": items, "plan_s": plan_s, "rows_per_s": n / plan_s,
+                      "peak_rss_mb": _vm_hwm_mb()}))
+
+
 def plan_child(spec_file: str, out_file: str) -> None:
     """``--plan-child``: one plan in a fresh driver process that joins the running cluster
     (``RAY_ADDRESS``); writes the plan time, the item count and this process's peak RSS.
@@ -639,11 +688,20 @@ def main() -> None:
                     help="Comma-separated sections to run (a check of one part; make bench runs all)")
     ap.add_argument("--raw-vllm", nargs=2, help=argparse.SUPPRESS)
     ap.add_argument("--plan-child", nargs=2, help=argparse.SUPPRESS)
+    ap.add_argument("--plan-udf", metavar="SIZES",
+                    help="only the plan step, per-row against batch path side by side (no Ray, no S3), e.g. 200000,1000000")
+    ap.add_argument("--plan-udf-repeats", type=int, default=1)
+    ap.add_argument("--plan-udf-child", nargs=2, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.raw_vllm:
         return raw_vllm(*a.raw_vllm)
     if a.plan_child:
         return plan_child(*a.plan_child)
+    if a.plan_udf_child:
+        return plan_udf_child(a.plan_udf_child[0], int(a.plan_udf_child[1]))
+    if a.plan_udf:
+        bench_plan_udf([int(x) for x in a.plan_udf.split(",") if x], a.plan_udf_repeats)
+        return None
     only = {x.strip() for x in a.only.split(",") if x.strip()}
     if not only or only - ALL_SECTIONS:
         ap.error(f"--only: unknown section(s) {sorted(only - ALL_SECTIONS)}; choose from {sorted(ALL_SECTIONS)}")
