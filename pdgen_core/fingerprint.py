@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from typing import Any
 
 import pyarrow as pa
@@ -109,6 +110,15 @@ def join_texts(*parts) -> pa.Array:
 
 # A JSON string needs escaping (``json.dumps``, ensure_ascii=False) only for these characters.
 _NEEDS_ESCAPE = r'[\x00-\x1f"\\]'
+_NEEDS_ESCAPE_BYTES = re.compile(_NEEDS_ESCAPE.encode())
+_EXPONENT = re.compile(b"e")
+
+
+def _may_hold(arr: pa.Array, pattern: re.Pattern) -> bool:
+    """Whether ``pattern`` occurs in the string array's data buffer (one scan of the bytes; a
+    buffer shared with other rows can only say yes too often)."""
+    data = arr.buffers()[2]
+    return data is not None and pattern.search(memoryview(data)) is not None
 
 
 def json_strings(arr) -> pa.Array:
@@ -117,6 +127,8 @@ def json_strings(arr) -> pa.Array:
     character."""
     arr = _one_chunk(arr).cast(pa.string())
     quoted = pc.binary_join_element_wise('"', arr, '"', "")
+    if not _may_hold(arr, _NEEDS_ESCAPE_BYTES):
+        return pc.fill_null(quoted, "null")
     special = pc.fill_null(pc.match_substring_regex(arr, _NEEDS_ESCAPE), False)
     if pc.any(special).as_py():
         escaped = [json.dumps(v, ensure_ascii=False) for v in arr.filter(special).to_pylist()]
@@ -133,7 +145,9 @@ def float_reprs(arr) -> pa.Array:
     text = x.cast(pa.string())
     mag = pc.abs(x)
     whole = pc.equal(x, pc.floor(x))
-    ok = pc.and_(pc.invert(pc.match_substring(text, "e")), pc.less(mag, 1e16))
+    ok = pc.less(mag, 1e16)
+    if _may_hold(text, _EXPONENT):
+        ok = pc.and_(pc.invert(pc.match_substring(text, "e")), ok)
     ok = pc.fill_null(pc.and_(ok, pc.or_(whole, pc.greater_equal(mag, 1e-4))), True)  # null: stays null
     out = pc.if_else(whole, pc.binary_join_element_wise(text, ".0", ""), text)
     bad = pc.invert(ok)
@@ -142,9 +156,10 @@ def float_reprs(arr) -> pa.Array:
     return out
 
 
-def canonical_floats(arr) -> pa.Array:
+def canonical_floats(arr, reprs: pa.Array | None = None) -> pa.Array:
     """The canonical JSON text of each float: ``null``, an integer's digits, or its ``repr`` as a
-    JSON string (``canonical``); a non-finite value raises as ``canonical`` does."""
+    JSON string (``canonical``); a non-finite value raises as ``canonical`` does. ``reprs``:
+    ``float_reprs(arr)`` when the caller has it."""
     x = _one_chunk(arr).cast(pa.float64())
     odd = pc.invert(pc.fill_null(pc.is_finite(x), True))
     if pc.any(odd).as_py():
@@ -155,7 +170,8 @@ def canonical_floats(arr) -> pa.Array:
     big = pc.fill_null(pc.and_(whole, pc.invert(small)), False)
     if pc.any(big).as_py():
         ints = pc.replace_with_mask(ints, big, pa.array([str(int(v)) for v in x.filter(big).to_pylist()], pa.string()))
-    out = pc.if_else(whole, ints, pc.binary_join_element_wise('"', float_reprs(x), '"', ""))
+    reprs = float_reprs(x) if reprs is None else reprs
+    out = pc.if_else(whole, ints, pc.binary_join_element_wise('"', reprs, '"', ""))
     return pc.fill_null(out, "null")
 
 

@@ -170,7 +170,8 @@ def _fragments(batch: pa.Table, name: str) -> tuple[Any, Any]:
         text = fp.json_strings(col)
         return text, text
     if pa.types.is_floating(t):
-        return fp.canonical_floats(col), pc.fill_null(fp.float_reprs(col), "null")
+        reprs = fp.float_reprs(col)
+        return fp.canonical_floats(col, reprs), pc.fill_null(reprs, "null")
     if pa.types.is_integer(t):
         text = pc.fill_null(col.cast(pa.string()), "null")
         return text, text
