@@ -19,8 +19,10 @@ def init_ray() -> None:
     if ray.is_initialized():
         return
     # Only non-secret facts travel in the runtime env; workers inherit credentials from their node.
-    env = {"VLLM_LOGGING_LEVEL": "WARNING", "PDGEN_CACHE_DIR": str(get_settings().cache_dir),
-           "TOKENIZERS_PARALLELISM": "false"}
+    # Nor the model cache: it is each node's own (its PDGEN_CACHE_DIR, on its own volume); the
+    # driver's would send every node's downloads into one folder. In-process Ray's workers
+    # inherit the driver's environment, its cache with it.
+    env = {"VLLM_LOGGING_LEVEL": "WARNING", "TOKENIZERS_PARALLELISM": "false"}
     verbose = get_settings().verbose
     quiet_libraries()   # before ray.init: its own notices go to the file too
     # Workers' output (vLLM's engine notices, their stdout) reaches the driver only with
@@ -69,3 +71,22 @@ def on_every_node(fn):
     ray.get([remote.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
              .remote(fn) for n in ray.nodes() if n.get("Alive") and n["NodeID"] != here])
     return fn()
+
+
+def on_each_node(fn, *args, timeout_s: float | None = None) -> dict[str, object]:
+    """``fn(*args)`` in a zero-CPU task on every alive Ray node, the driver's too (a task, not
+    the driver itself: it sees the node's environment as the node's workers do); the results by
+    node id. TimeoutError names the nodes that did not answer within ``timeout_s``."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    remote = ray.remote(num_cpus=0)(lambda f, a: f(*a))
+    refs = {n["NodeID"]: remote.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
+            .remote(fn, args) for n in ray.nodes() if n.get("Alive")}
+    ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=timeout_s)
+    late = [n for n, r in refs.items() if r not in ready]
+    if late:
+        for r in refs.values():
+            ray.cancel(r, force=True)
+        raise TimeoutError(f"node(s) {', '.join(late)} did not answer within {timeout_s:.0f}s")
+    return dict(zip(refs, ray.get(list(refs.values()))))
