@@ -85,14 +85,20 @@ def service_settings(spec: JobSpec, model_path: Path, model_id: str) -> tuple[di
     return kw, info
 
 
-def start(spec: JobSpec, model_path: Path, model_id: str, wait_s: float = 900) -> dict[str, Any]:
+def start(spec: JobSpec, model_path: Path, model_id: str, wait_s: float = 900,
+          num_cpus: float | None = None) -> dict[str, Any]:
     """Deploy (or redeploy) the service for ``spec``'s model on the connected cluster; returns
-    its description once every replica's engine is up."""
+    its description once every replica's engine is up.
+
+    Each replica reserves ``cpus_per_replica`` CPUs, or ``num_cpus``: the test suite's session
+    service reserves none, so that the jobs it does not serve keep the two CPUs of its Ray (an
+    idle engine uses none; the suite runs one job at a time)."""
     from ray import serve
 
     kw, info = service_settings(spec, model_path, model_id)
     res = spec.resources
-    opts: dict[str, Any] = {"num_cpus": res.cpus_per_replica, "num_gpus": 1 if res.gpus_per_replica else 0}
+    cpus = res.cpus_per_replica if num_cpus is None else num_cpus
+    opts: dict[str, Any] = {"num_cpus": cpus, "num_gpus": 1 if res.gpus_per_replica else 0}
     threads = generate.engine_threads(spec)
     if threads is not None:
         opts["runtime_env"] = {"env_vars": {"OMP_NUM_THREADS": str(threads), "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}}

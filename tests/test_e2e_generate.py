@@ -150,7 +150,7 @@ def test_engine_error_per_row_becomes_reject(synth_run):
     assert "SKU-00010000" not in content.column("sku").to_pylist()
 
 
-def test_myntra_500_rows(ray_local, s3):
+def test_myntra_500_rows(tiny_service, s3):
     path = real_data("myntra-fashion-catalog/myntra_products_catalog.parquet")
     s3.create_bucket("e2e-myntra")
     src = pq.read_table(path).slice(0, 500)

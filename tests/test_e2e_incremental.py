@@ -55,7 +55,7 @@ def current(out: str, task: str) -> dict[str, dict]:
 
 
 @pytest.fixture(scope="module")
-def refreshed(ray_local, s3):
+def refreshed(tiny_service, s3):
     s3.create_bucket("e2e-incr")
     bucket = "s3://e2e-incr"
     cat = make_catalog(N, seed=21)
@@ -75,6 +75,7 @@ def refreshed(ray_local, s3):
 
 def test_first_run_generates_everything(refreshed):
     spec, cat, first, _, before = refreshed
+    assert first["engine"]["kind"] == "service"  # the session's: no engine actor started for it
     for t in ("description", "blurb", "review_digest"):
         v = first["counts"]["by_task"][t]
         assert v["unchanged"] == 0 and v["planned"] == N == v["accepted"] + v["rejected"]
@@ -140,7 +141,7 @@ def test_nothing_to_do_and_changes_feed_and_tombstone(refreshed, tmp_path):
                                                      version=fed["tables"]["content/description"]).to_pyarrow_table().to_pylist()}
 
 
-def test_sigkill_driver_then_resume_commits_every_planned_item_once(ray_local, s3, tmp_path):
+def test_sigkill_driver_then_resume_commits_every_planned_item_once(tiny_service, s3, tmp_path):
     s3.create_bucket("e2e-kill")
     # Enough rows (batches of 8, one at a time) that the run is still generating when its first
     # staged file appears: with 120 a loaded machine sometimes finished and committed between two
@@ -154,7 +155,12 @@ def test_sigkill_driver_then_resume_commits_every_planned_item_once(ray_local, s
     p = tmp_path / "job.yaml"
     p.write_text(yaml.safe_dump(killed))
     run_id = "kill-test-run"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    # The killed driver joins the session's Ray (as a job's driver joins a cluster) and hands its
+    # batches to the session's generation service, which outlives it as it would on a cluster.
+    import ray
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path),
+           "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
     proc = subprocess.Popen([sys.executable, "-m", "pdgen_core.cli", "run", str(p), "--run-id", run_id],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)

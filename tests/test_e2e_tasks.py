@@ -31,7 +31,7 @@ def tables(out: str, task: str):
 
 
 @pytest.fixture(scope="module")
-def all_tasks_run(ray_local, s3):
+def all_tasks_run(tiny_service, s3):
     s3.create_bucket("e2e-tasks")
     cat = make_catalog(12, seed=11)
     for name, t in (("catalog/c.parquet", cat), ("reviews/r.parquet", make_reviews(cat, per_sku=(0, 7)))):
@@ -111,7 +111,7 @@ def test_blurb_variants_and_guard_reasons(all_tasks_run):
     assert not errors, errors
 
 
-def test_review_digest_on_real_reviews(ray_local, s3):
+def test_review_digest_on_real_reviews(tiny_service, s3):
     path = real_data("womens-clothing-reviews/womens_clothing_ecommerce_reviews.parquet")
     s3.create_bucket("e2e-realrev")
     rv = pq.read_table(path)
@@ -144,7 +144,7 @@ def test_review_digest_on_real_reviews(ray_local, s3):
     assert rec["counts"]["rejects_by_reason"]["review_digest"].get("too_few_reviews", 0) == few
 
 
-def test_zh_locale_on_real_chinese_reviews(ray_local, s3):
+def test_zh_locale_on_real_chinese_reviews(tiny_service, s3):
     path = real_data("zh-online-shopping-10cats/online_shopping_10_cats.parquet")
     s3.create_bucket("e2e-zh")
     zh = pq.read_table(path)
