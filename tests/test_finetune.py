@@ -16,7 +16,7 @@ import pytest
 from pdgen_core.finetune import data as D
 from pdgen_core.finetune import metrics as M
 from pdgen_core.finetune import registry
-from pdgen_core.finetune.config import FinetuneSpec, load_finetune_spec, spec_from_dict
+from pdgen_core.finetune.config import load_finetune_spec, spec_from_dict
 from pdgen_core.spec import SpecError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "pdgen_core" / "configs"
@@ -480,78 +480,6 @@ def test_registry_on_s3_claims_with_conditional_put(s3, bucket, tmp_path):
 
 # ---------------------------------------------------------------- real runs (e2e)
 
-@pytest.fixture(scope="module")
-def base_model(tmp_path_factory):
-    """A random-weight tiny Llama (2 layers, head_dim 64): enough to exercise the machinery."""
-    from pdgen_core.models.tiny import make_tiny_model
-
-    return make_tiny_model(tmp_path_factory.mktemp("base") / "tiny", layers=2, hidden=128)
-
-
-def _lora_spec(base_model: Path, bucket: str, **train) -> FinetuneSpec:
-    return spec_from_dict({
-        "name": "e2e-lora", "data": {"uri": "synth://240", "min_chars": 20, "val_fraction": 0.1},
-        "model": {"source": str(base_model), "max_seq_len": 192},
-        "lora": {"rank": 8, "alpha": 16, "target_modules": ["q_proj", "v_proj", "down_proj", "embed_tokens", "lm_head"]},
-        "optim": {"lr": 0.05, "warmup_steps": 1},
-        "train": {"batch_size": 8, "eval_samples": 2, "max_new_tokens": 12, "eval_every_steps": 2, **train},
-        "resources": {"num_workers": 2, "cpus_per_worker": 1},
-        "storage_path": f"{bucket}/ray", "output": {"uri": f"{bucket}/registry"},
-    })
-
-
-@pytest.mark.e2e
-def test_lora_train_resume_register_and_vllm_generate(ray_local, bucket, base_model):
-    from pdgen_core import storage
-    from pdgen_core.finetune.run import run_finetune
-
-    first = run_finetune(_lora_spec(base_model, bucket, max_steps=2))
-    assert first["metrics"]["step"] == 2 and first["metrics"]["stop_reason"] == "max_steps"
-    assert first["version"] == 1 and first["checkpoint"].startswith(bucket + "/ray/e2e-lora/")
-    assert storage.list_files(storage.resolve(f"{bucket}/ray/e2e-lora"))  # checkpoints on S3
-
-    # Same name, a higher limit: the loop resumes from the step-2 checkpoint (as after a kill).
-    second = run_finetune(_lora_spec(base_model, bucket, max_steps=4))
-    assert second["version"] == 2
-    path, version = registry.resolve_adapter(f"{bucket}/registry", "description")
-    card = registry.read_card(path)
-    assert version == 2 and card["kind"] == "lora" and card["run_id"] == "e2e-lora"
-    from safetensors.torch import load_file
-
-    assert card["metrics"]["step"] in (2, 4)  # the best by val_loss of the kept checkpoints
-    weights = load_file(str(path / "adapter_model.safetensors"))
-    assert any("lora_embedding_A" in k for k in weights) and not any("base_layer" in k for k in weights)
-    # the second run picked the first up at step 2 (not from scratch) and evaluated at 2 and 4
-    latest = max(storage.list_files(storage.resolve(f"{bucket}/ray/e2e-lora"), "pdgen_state.json"))
-    state = json.loads(storage.read_bytes(storage.resolve("s3://" + latest)))
-    assert state["resumed_at"] == [2] and [h["step"] for h in state["history"]] == [2, 4]
-
-    # Same name, same limits again: finished, nothing new trained or registered.
-    third = run_finetune(_lora_spec(base_model, bucket, max_steps=4))
-    assert third["version"] == 2
-
-    # `pdgen eval`'s path: one vLLM engine, the adapter through a LoRARequest, the base without it
-    from pdgen_core.finetune.evaluate import evaluate_spec
-
-    report = evaluate_spec(_lora_spec(base_model, bucket, max_steps=4), limit=4, max_new_tokens=12,
-                           guard_retry=1.2)
-    assert report["engine"] == "vllm" and report["adapter"]["version"] == 2 and report["n"] == 4
-    assert set(report["systems"]) == {"fine-tuned", "untuned", "template"}
-    assert "| fine-tuned |" in report["table"] and "guard_pass_first |" in report["table"]
-    assert any(s["fine-tuned"] != s["untuned"] for s in report["samples"])  # the adapter changes the text
-    # every held-out text is in the report with the guard's verdict on it, for a person to read
-    assert len(report["outputs"]) == 4
-    assert all(set(o[n]) == {"text", "reason"} for o in report["outputs"] for n in report["systems"])
-    assert [o["template"]["text"] for o in report["outputs"]] == [s["template"] for s in report["samples"][:4]]
-    # --guard-retry: each system's rejected texts went through the engine again (the LoRA one
-    # through its request), and the first attempt's pass rate is kept beside the final one
-    for name in ("fine-tuned", "untuned"):
-        m = report["systems"][name]
-        assert m["guard_pass_first"] == pytest.approx(100.0 * (4 - m["retried"]) / 4)
-    assert report["systems"]["template"]["retried"] == 0
-    assert report["decoding"]["guard_retry"] == {"repetition_penalty": 1.2}
-
-
 @pytest.mark.e2e
 def test_from_scratch_in_process_registers_a_full_model(tmp_path):
     from pdgen_core.finetune.run import run_finetune
@@ -629,39 +557,55 @@ def test_cli_eval_rejects_a_bad_split_or_engine_as_input_errors(tmp_path):
 
 
 @pytest.mark.e2e
-def test_smollm2_lora_steps_lower_the_loss_and_vllm_serves_the_adapter(ray_local, smollm2, tmp_path):
+def test_smollm2_lora_trains_resumes_registers_and_vllm_serves_the_adapter(ray_local, smollm2, bucket):
     """A few LoRA steps on the real SmolLM2 through Ray Train (chat pairs, short sequences, rank 2),
-    registered with its card, then generated by vLLM's CPU LoRA path: the loss goes down and the
-    adapter changes what the model writes."""
+    checkpoints on S3, registered with its card; the same run with a higher step limit resumes from
+    its checkpoint (as after a kill); then vLLM's CPU LoRA path generates with the adapter: the loss
+    goes down and the adapter changes what the model writes."""
+    from pdgen_core import storage
     from pdgen_core.finetune.evaluate import evaluate_spec
     from pdgen_core.finetune.run import run_finetune
 
-    spec = spec_from_dict({
-        "name": "e2e-smollm2", "data": {"uri": "synth://60", "min_chars": 20, "max_chars": 160,
-                                        "val_fraction": 0.2, "test_fraction": 0.1, "repair_glued": True},
-        "model": {"source": "smollm2-135m-instruct", "prompt_format": "chat", "max_seq_len": 192},
-        "lora": {"rank": 2, "alpha": 4, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]},
-        "optim": {"lr": 1e-2, "warmup_steps": 0, "schedule": "constant", "weight_decay": 0.0},
-        "train": {"epochs": 100, "max_steps": 6, "batch_size": 4, "eval_every_steps": 2, "eval_pairs": 4,
-                  "eval_samples": 0},
-        "resources": {"num_workers": 1, "cpus_per_worker": 1},
-        "storage_path": str(tmp_path / "ray"), "output": {"uri": str(tmp_path / "reg")},
-    })
-    out = run_finetune(spec)
-    path, version = registry.resolve_adapter(str(tmp_path / "reg"), "description")
+    def lora_spec(max_steps: int):
+        return spec_from_dict({
+            "name": "e2e-smollm2", "data": {"uri": "synth://60", "min_chars": 20, "max_chars": 160,
+                                            "val_fraction": 0.2, "test_fraction": 0.1, "repair_glued": True},
+            "model": {"source": "smollm2-135m-instruct", "prompt_format": "chat", "max_seq_len": 192},
+            "lora": {"rank": 2, "alpha": 4, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]},
+            "optim": {"lr": 1e-2, "warmup_steps": 0, "schedule": "constant", "weight_decay": 0.0},
+            "train": {"epochs": 100, "max_steps": max_steps, "batch_size": 4, "eval_every_steps": 2,
+                      "eval_pairs": 4, "eval_samples": 0},
+            "resources": {"num_workers": 1, "cpus_per_worker": 1},
+            "storage_path": f"{bucket}/ray", "output": {"uri": f"{bucket}/registry"},
+        })
+
+    first = run_finetune(lora_spec(4))
+    assert first["metrics"]["step"] == 4 and first["metrics"]["stop_reason"] == "max_steps"
+    assert first["version"] == 1 and first["checkpoint"].startswith(bucket + "/ray/e2e-smollm2/")
+    # Same name, a higher limit: the loop resumes from the step-4 checkpoint, not from scratch.
+    out = run_finetune(lora_spec(6))
+    path, version = registry.resolve_adapter(f"{bucket}/registry", "description")
     card = registry.read_card(path)
-    assert version == out["version"] == 1 and card["kind"] == "lora"
+    assert version == out["version"] == 2 and card["kind"] == "lora" and card["run_id"] == "e2e-smollm2"
     assert card["base_model"]["identity"].startswith("SmolLM2-135M-Instruct.Q4_1@gguf-sha256:")
     assert card["prompt"]["format"] == "chat" and card["prompt"]["few_shot"] is False
     assert card["data"]["pairs"]["train"] > 0 and "repaired" in card["data"]
-    from pdgen_core import storage
-
-    latest = max(storage.list_files(storage.resolve(str(tmp_path / "ray" / "e2e-smollm2")), "pdgen_state.json"))
-    state = json.loads(Path(latest).read_text())  # every evaluation so far is in the latest state
+    latest = max(storage.list_files(storage.resolve(f"{bucket}/ray/e2e-smollm2"), "pdgen_state.json"))
+    state = json.loads(storage.read_bytes(storage.resolve("s3://" + latest)))  # every evaluation so far
     losses = [h["val_loss"] for h in state["history"]]
+    assert state["resumed_at"] == [4]
     assert [h["step"] for h in state["history"]] == [2, 4, 6] and losses[-1] < losses[0]
 
-    report = evaluate_spec(spec, limit=2, max_new_tokens=12)
-    assert report["engine"] == "vllm" and report["n"] == 2
+    # `pdgen eval`'s path: one vLLM engine, the adapter through a LoRARequest, the base without it;
+    # --guard-retry sends each system's rejected texts through the engine again
+    report = evaluate_spec(lora_spec(6), limit=2, max_new_tokens=12, guard_retry=1.2)
+    assert report["engine"] == "vllm" and report["n"] == 2 and report["adapter"]["version"] == 2
     assert {"fine-tuned", "untuned", "untuned (few-shot)", "template"} == set(report["systems"])
     assert any(s["fine-tuned"] != s["untuned"] for s in report["samples"])  # the adapter changes the text
+    assert len(report["outputs"]) == 2
+    assert all(set(o[n]) == {"text", "reason"} for o in report["outputs"] for n in report["systems"])
+    for name in ("fine-tuned", "untuned"):
+        m = report["systems"][name]
+        assert m["guard_pass_first"] == pytest.approx(100.0 * (2 - m["retried"]) / 2)
+    assert report["systems"]["template"]["retried"] == 0
+    assert report["decoding"]["guard_retry"] == {"repetition_penalty": 1.2}
