@@ -1,6 +1,9 @@
-"""``python -m pdgen_core.tools.local_ray`` (what ``make local-ray`` runs) as a subprocess: a Ray head and
-the local S3 started, the real jobs submitted through the Jobs API, their outputs checked,
-everything stopped. Asserts the exit code and the summary it prints."""
+"""``python -m pdgen_core.tools.local_ray`` (what ``make local-ray`` runs) as a subprocess: a Ray head
+(0 CPUs) and two worker nodes, each its own ``ray start`` with its own environment and model cache,
+and the local S3 started; the real jobs submitted through the Jobs API, their outputs checked,
+everything stopped. Asserts the exit code, the summary it prints, one engine on each worker node
+(from Ray's state API, in the summary) and the model in each worker node's own cache (here, on
+disk). This is the multi-node run of ``make test`` (issue 22)."""
 
 from __future__ import annotations
 
@@ -48,7 +51,25 @@ def test_local_ray_end_to_end(tmp_path):
         assert re.search(rf"^  job {job} +pdgen-{job}-\S+ +SUCCEEDED ", summary, re.M), summary
     for check in ("generate: counts balance", "generate: content Delta table has rows",
                   "refresh: counts balance", "refresh: regenerated exactly the 2 changed skus",
-                  "finetune: adapter version registered", "generate: HTML report builds"):
+                  "finetune: adapter version registered", "generate: HTML report builds",
+                  "generate: one engine on each worker node (Ray state API)",
+                  "generate: each worker node has the model in its own cache"):
         assert f"PASS  {check}" in summary, summary
+    # One engine actor on each worker node, none on the head (the state API's node ids).
+    assert re.search(r"^  PASS  generate: one engine on each worker node \(Ray state API\): "
+                     r"w1 \(\w{8}\): 1 engine actor\(s\), w2 \(\w{8}\): 1 engine actor\(s\)$", summary, re.M), summary
+    w1, w2 = _worker_caches_have_the_model(summary)
+    cache = Path(os.environ["PDGEN_CACHE_DIR"])
+    assert (w1.parents[1], w2.parents[1]) == (cache / "nodes" / "w1", cache / "nodes" / "w2")
     assert "FAIL" not in summary
-    assert "stopped the Ray head and the local S3" in out and "still alive" not in out
+    assert "stopped the Ray head, its worker nodes and the local S3" in out and "still alive" not in out
+
+
+def _worker_caches_have_the_model(summary: str) -> list[Path]:
+    """The model folders in the worker nodes' own caches (``PDGEN_CACHE_DIR`` of each node's
+    ``ray start``), as the summary names them; each must hold a config.json."""
+    folders = [Path(p) for p in re.findall(r"^  PASS  generate: each worker node has the model in its own cache: "
+                                           r"w1: (\S+), w2: (\S+)$", summary, re.M)[0]]
+    for f in folders:
+        assert (f / "config.json").is_file(), f"{f}: no model in this worker node's cache"
+    return folders

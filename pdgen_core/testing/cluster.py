@@ -35,6 +35,11 @@ BIN = Path(sys.executable).parent  # the venv's bin/: `ray`, and the `python` it
 OBJECT_STORE_BYTES = 500_000_000  # per node: three nodes share this machine's memory
 # What a node needs to reach S3. Which of them a worker node must have is decided in preflight
 # (pdgen_core.preflight.check_nodes); a node started ``without_s3`` lacks them all.
+# A raylet waits only seconds for its dashboard agent (a Python process) to write its port file,
+# then aborts ("Timed out waiting for file .../dashboard_agent_listen_port_..."): on this 2-core
+# machine under other sessions' load the agent's imports take longer. Two minutes, as a pod's
+# start-up probe would allow.
+SLOW_START = {"RAY_agent_register_timeout_ms": "120000"}
 S3_VARS = ("PDGEN_S3_ENDPOINT", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID",
            "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "PDGEN_AWS_ACCESS_KEY_ID",
            "PDGEN_AWS_SECRET_ACCESS_KEY", "PDGEN_AWS_SESSION_TOKEN")
@@ -64,6 +69,11 @@ def _processes(marker: str, root_pid: int | None = None) -> list:
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             pass
     return [p for p in out.values() if _alive(p)]
+
+
+def leftovers(marker: str | Path) -> list[int]:
+    """PIDs of live processes that name ``marker`` (a cluster's root folder): none once it stopped."""
+    return [p.pid for p in _processes(str(marker))]
 
 
 def _alive(p) -> bool:
@@ -114,7 +124,7 @@ class RayNode:
         ``stop()``, which also ends the processes it started."""
         self.temp.mkdir(parents=True, exist_ok=True)
         self._log = open(self.temp.parent / f"{self.temp.name}-ray-start.log", "w")
-        child = Child(self.argv(), env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
+        child = Child(self.argv(), env={**SLOW_START, **self.env}, stdout=self._log, stderr=subprocess.STDOUT)
         try:
             child.start(ready, timeout=timeout_s, poll_s=1,
                         errors=(ConnectionError, RuntimeError, OSError, LookupError), stop_on_failure=False,
@@ -239,7 +249,7 @@ class WorkerNode(RayNode):
         return node_id(self.head.url, self.name)
 
 
-START_TRIES = 4
+START_TRIES = 6
 
 
 def _with_retry(node: RayNode, spawn) -> None:
@@ -255,6 +265,7 @@ def _with_retry(node: RayNode, spawn) -> None:
             if not gave_up or attempt == START_TRIES or left:
                 raise
             node.proc = None
+            time.sleep(5 * attempt)  # a GCS too busy to answer now may answer in a while
 
 
 def node_resource(name: str) -> str:

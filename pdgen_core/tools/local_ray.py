@@ -28,6 +28,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,10 +43,13 @@ from pdgen_core.settings import get_settings
 from pdgen_core.spec import spec_from_dict
 from pdgen_core.stages.commit import open_table
 from pdgen_core.synth import write_catalog
-from pdgen_core.testing.child import Child, free_port, free_ports
+from pdgen_core.testing.child import free_port
+from pdgen_core.testing.cluster import LocalCluster, RayHead, engine_actors  # noqa: F401 (RayHead: re-export)
 from pdgen_core.testing.s3server import LocalS3
 
 CATALOG = "s3://catalog/products/"
+MODEL = "smollm2-135m-instruct"
+WORKERS = ("w1", "w2")  # worker nodes beside the head; one engine on each
 OUTPUT = "s3://content/local-ray/"
 ROWS, BAD_ROWS, CHANGED = 40, 4, 2  # ROWS: the default of --rows
 BIN = Path(sys.executable).parent  # the venv's bin/: `ray`, and the `python` jobs run with
@@ -61,110 +65,16 @@ def say(msg: str) -> None:
 # --- processes ----------------------------------------------------------------------------------
 
 
-def _ours(marker: str) -> list:
-    """Live processes whose command line or working dir names ``marker`` (our head's private temp
-    dir). The working dir catches job drivers: Ray starts them in their own session, inside the
-    job's unpacked working_dir, with a command line that names neither."""
-    import psutil
-
-    out = []
-    for p in psutil.process_iter(["cmdline", "status", "cwd"]):
-        try:
-            if p.info["status"] == psutil.STATUS_ZOMBIE:
-                continue
-            if (p.info["cwd"] or "").startswith(marker) or any(marker in a for a in p.info["cmdline"] or []):
-                out.append(p)
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            pass
-    return out
-
-
-class RayHead:
-    """``ray start --head --block`` on free ports with a private temp dir; ``stop()`` ends exactly
-    the processes it started."""
-
-    def __init__(self, temp: Path, env: dict[str, str], num_cpus: int = 2):
-        self.temp, self.env, self.num_cpus = temp, env, num_cpus
-        (self.gcs, self.dash, self.client, self.agent, self.agent_grpc, self.metrics, self.renv,
-         self.nm, self.om) = free_ports(9)
-        self.proc: subprocess.Popen | None = None
-        self._log = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.dash}"
-
-    def start(self, timeout_s: float = 180) -> str:
-        self._log = open(self.temp / "ray-start.log", "w")
-        child = Child(
-            [str(BIN / "ray"), "start", "--head", "--block", f"--num-cpus={self.num_cpus}",
-             "--node-ip-address=127.0.0.1", f"--port={self.gcs}", "--include-dashboard=true",
-             "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dash}",
-             f"--ray-client-server-port={self.client}", f"--dashboard-agent-listen-port={self.agent}",
-             f"--dashboard-agent-grpc-port={self.agent_grpc}", f"--metrics-export-port={self.metrics}",
-             f"--runtime-env-agent-port={self.renv}", f"--node-manager-port={self.nm}",
-             f"--object-manager-port={self.om}", "--object-store-memory=1000000000",
-             f"--temp-dir={self.temp}", "--disable-usage-stats"],
-            env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
-        try:
-            # The Jobs API answers: the head is up. On failure the head is left for stop(), which
-            # also ends the processes it started.
-            child.start(lambda: jobs_api.list_jobs(self.url), timeout=timeout_s, poll_s=1,
-                        errors=(ConnectionError, RuntimeError, OSError), stop_on_failure=False,
-                        failure=lambda: "Ray head did not come up:\n"
-                        + (self.temp / "ray-start.log").read_text()[-3000:])
-        finally:
-            self.proc = child.proc
-        return self.url
-
-    def stop(self) -> list[int]:
-        """SIGTERM, a grace period, then SIGKILL: the group, plus any of ours that left it.
-        Returns the PIDs still alive afterwards (should be none)."""
-        if self.proc is None:
-            return []
-        marker = str(self.temp)
-        for sig, grace in ((signal.SIGTERM, 20), (signal.SIGKILL, 15)):
-            procs = _ours(marker)
-            try:
-                os.killpg(self.proc.pid, sig)
-            except ProcessLookupError:
-                pass
-            for p in procs:
-                try:
-                    p.send_signal(sig)
-                except Exception:  # gone already
-                    pass
-            try:
-                self.proc.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                continue
-            deadline = time.monotonic() + grace
-            while _ours(marker) and time.monotonic() < deadline:
-                time.sleep(0.5)
-            if not _ours(marker):
-                break
-        for _ in range(3):  # stragglers: a process being spawned while the head went down
-            time.sleep(1)
-            stragglers = _ours(marker)
-            if not stragglers:
-                break
-            for p in stragglers:
-                try:
-                    p.kill()
-                except Exception:  # gone already
-                    pass
-        if self._log:
-            self._log.close()
-        return [p.pid for p in _ours(marker)]
-
-
 def head_env(s3_env: dict[str, str], source: Path) -> dict[str, str]:
+    """Every node's environment. The S3 endpoint and credentials are in it as a KubeRay pod has
+    them from a Secret: each node's workers inherit them from their own node, and no job's
+    runtime env carries them (runtime envs are shown in the dashboard)."""
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")}
-    env.update(s3_env)  # endpoint and credentials: every worker of the cluster inherits them
+    env.update(s3_env)
     env.update(
         PATH=f"{BIN}:{env.get('PATH', '')}",
         PYTHONPATH=os.pathsep.join(p for p in (str(source), env.get("PYTHONPATH", "")) if p),
-        PDGEN_CACHE_DIR=str(get_settings().cache_dir),  # the tiny model is made once per cache
+        PDGEN_CACHE_DIR=str(get_settings().cache_dir),  # the head's; each worker has its own
         PDGEN_LOG_JSON="1",
         RAY_USAGE_STATS_ENABLED="0",
         # Ray 2.60 turns token auth on whenever ~/.ray/auth_token exists, which on a shared machine
@@ -187,8 +97,15 @@ def generate_spec() -> dict:
              output={"uri": OUTPUT}, mode="incremental",
              # The real model: the guard rejects pdgen-tiny's word salad, and the checks below
              # need committed text (the refresh changes prices of skus that have content).
-             model={"source": "smollm2-135m-instruct", "max_model_len": 1024},
+             model={"source": MODEL, "max_model_len": 1024},
              sampling={**d.get("sampling", {}), "max_tokens": 32},
+             # One engine per worker node: the head has no CPUs, each worker room for one engine
+             # and Ray Data's other tasks; Ray Data spreads its actors over nodes.
+             resources={**d.get("resources", {}), "replicas": len(WORKERS),
+                        # Two engines on one machine: SmolLM2's default CPU share, 0.3 of host
+                        # memory (7 GB each), had one killed by Ray's memory monitor here; one
+                        # thread each on the two cores.
+                        "memory_fraction": 0.2, "engine_threads": 1},
              guardrails={"min_chars": 1, "max_attempts": 1})
     spec_from_dict(d, "local-ray generate spec")  # a broken spec fails here, not in a job
     return d
@@ -242,11 +159,12 @@ class Report:
         return bool(self.checks) and all(ok for _, ok, _ in self.checks)
 
 
-def _submit(step: Step, spec: Path, entrypoint: str, url: str, endpoint: str) -> None:
+def _submit(step: Step, spec: Path, entrypoint: str, url: str, endpoint: str, sets: tuple[str, ...] = ()) -> None:
     t0 = time.monotonic()
     while True:
         try:
-            step.job_id = jobs_api.submit(spec, url, entrypoint, pip=False, env_vars={"AWS_ENDPOINT_URL": endpoint})
+            # No env_vars: the endpoint and credentials are each node's own (``head_env``).
+            step.job_id = jobs_api.submit(spec, url, entrypoint, pip=False, sets=sets)
             step.status = "RUNNING"
             return
         except (RuntimeError, ConnectionError) as exc:
@@ -279,12 +197,12 @@ def _wait(step: Step, url: str, deadline: float) -> None:
 
 
 def run_job(step: Step, spec: Path, entrypoint: str, url: str, endpoint: str, logs: Path,
-            deadline: float) -> bool:
+            deadline: float, sets: tuple[str, ...] = ()) -> bool:
     """Submit through the Jobs API (the path of ``pdgen submit --no-pip``), wait until the job
     ends or ``deadline`` (monotonic) passes, keep the log."""
 
     t0 = time.monotonic()
-    _submit(step, spec, entrypoint, url, endpoint)
+    _submit(step, spec, entrypoint, url, endpoint, sets)
     say(f"{step.name}: submitted {step.job_id}")
     _wait(step, url, deadline)
     step.seconds = time.monotonic() - t0
@@ -380,6 +298,67 @@ def check_generate(report: Report, rec: dict, work: Path) -> set[str]:
     return {r["sku"] for r in rows}
 
 
+class EngineWatch(threading.Thread):
+    """Where the engine actors run, from Ray's state API while a job runs: the API keeps no node
+    id for many actors once they are dead, and gives none while one is still being created (its
+    engine loading, minutes on a busy machine). Then the actor's pid, which the API does give,
+    places it: the node whose ``ray start`` process tree holds that pid."""
+
+    def __init__(self, cluster: LocalCluster):
+        super().__init__(daemon=True)
+        self.cluster, self.seen, self.done = cluster, {}, threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(1.0):
+            try:
+                for a in engine_actors(self.cluster.url):
+                    node = a.node_id or self._node_of_pid(a.pid)
+                    if node and a.state in ("ALIVE", "PENDING_CREATION"):
+                        self.seen[a.actor_id] = node
+            except Exception:  # a busy dashboard misses a poll; the next one counts
+                pass
+
+    def _node_of_pid(self, pid: int | None) -> str | None:
+        if not pid:
+            return None
+        return next((self.cluster.node_ids.get(n) for n, w in self.cluster.nodes.items() if pid in w.pids()), None)
+
+    def stop(self) -> dict[str, str]:
+        self.done.set()
+        self.join(timeout=30)
+        return dict(self.seen)
+
+
+def check_spread(report: Report, cluster: LocalCluster, seen: dict[str, str]) -> None:
+    """One engine actor on each worker node and none on the head: where the generate job's
+    engine actors ran (``EngineWatch``)."""
+    head = _head_id(cluster)
+    by_node: dict[str, int] = {}
+    for node in seen.values():
+        name = cluster.name_of(node) or ("head" if node == head else node[:8])
+        by_node[name] = by_node.get(name, 0) + 1
+    report.check("generate: one engine on each worker node (Ray state API)",
+                 by_node == {w: 1 for w in cluster.workers},
+                 ", ".join(f"{n} ({cluster.node_ids.get(n, '?')[:8]}): {k} engine actor(s)"
+                           for n, k in sorted(by_node.items())) or "no engine actors listed")
+
+
+def _head_id(cluster: LocalCluster) -> str | None:
+    from pdgen_core.testing.cluster import alive_nodes
+
+    return next((n.node_id for n in alive_nodes(cluster.url) if n.is_head_node), None)
+
+
+def check_caches(report: Report, cluster: LocalCluster) -> None:
+    """Each worker node resolved the model into its own cache (``PDGEN_CACHE_DIR`` of its
+    ``ray start``), the folder the head's cache holds."""
+    folder = resolve_model(MODEL).name  # this process shares the head's cache
+    have = {w: (cluster.cache_of(w) / "models" / folder / "config.json").is_file() for w in cluster.workers}
+    report.check("generate: each worker node has the model in its own cache", all(have.values()),
+                 ", ".join(f"{w}: {cluster.cache_of(w) / 'models' / folder}{'' if ok else ' MISSING'}"
+                           for w, ok in have.items()))
+
+
 def check_refresh(report: Report, rec: dict, changed: list[str], valid_without_content: set[str]) -> None:
     counts_balance(report, "refresh", rec)
     rid = rec["run_id"]
@@ -423,12 +402,19 @@ def pdgen_metrics(port: int) -> dict[str, float]:
     return out
 
 
-def print_summary(report: Report, head: RayHead | None, endpoint: str, total_s: float) -> None:
+def print_summary(report: Report, cluster: LocalCluster | None, endpoint: str, total_s: float) -> None:
     print("\nlocal-ray summary", flush=True)
+    head = cluster.head if cluster is not None else None
     if head is not None:
-        print(f"  Ray head {head.url} (Jobs API, dashboard); metrics http://127.0.0.1:{head.metrics}/metrics;"
+        print(f"  Ray head {head.url} (Jobs API, dashboard, 0 CPUs); metrics http://127.0.0.1:{head.metrics}/metrics;"
               f" S3 {endpoint}")
-        m = pdgen_metrics(head.metrics)
+        for name, w in cluster.nodes.items():
+            print(f"  worker node {name} {cluster.node_ids.get(name, '(not up)')} {w.num_cpus} CPUs,"
+                  f" cache {cluster.cache_of(name)}")
+        m: dict[str, float] = {}
+        for port in [head.metrics, *(w.metrics for w in cluster.nodes.values())]:  # engines are on the workers
+            for k, v in pdgen_metrics(port).items():
+                m[k] = m.get(k, 0.0) + v
         print("  pdgen metrics: " + (", ".join(f"{k} {v:g}" for k, v in sorted(m.items())) if m else
                                      "none exported (is pdgen_core.metrics.record_batch wired into the pipeline?)"))
     for s in report.steps:
@@ -483,7 +469,8 @@ def _valid_skus() -> set[str]:
     return {s for s in skus if s is not None} - bad
 
 
-def scenario(report: Report, url: str, endpoint: str, work: Path, deadline: float) -> None:
+def scenario(report: Report, cluster: LocalCluster, endpoint: str, work: Path, deadline: float) -> None:
+    url = cluster.url
     write_catalog(CATALOG, report.rows, files=2, bad_rows=BAD_ROWS)
     say(f"catalog: {report.rows} products + {BAD_ROWS} bad rows -> {CATALOG}")
     specs = work / "specs"
@@ -497,7 +484,15 @@ def scenario(report: Report, url: str, endpoint: str, work: Path, deadline: floa
     gen = Step("generate")
     report.steps.append(gen)
     before = run_records(OUTPUT)
-    if job_ok(report, gen, run_job(gen, specs / "generate.yaml", "generate", url, endpoint, logs, deadline)):
+    watch = EngineWatch(cluster)
+    watch.start()
+    try:
+        ok = run_job(gen, specs / "generate.yaml", "generate", url, endpoint, logs, deadline)
+    finally:
+        seen = watch.stop()
+    if job_ok(report, gen, ok):
+        check_spread(report, cluster, seen)
+        check_caches(report, cluster)
         rec = one_new_record(report, "generate", before)
         if rec is not None:
             with_content = check_generate(report, rec, work)
@@ -507,7 +502,9 @@ def scenario(report: Report, url: str, endpoint: str, work: Path, deadline: floa
             ref = Step("refresh")
             report.steps.append(ref)
             before = run_records(OUTPUT)
-            if job_ok(report, ref, run_job(ref, specs / "generate.yaml", "refresh", url, endpoint, logs, deadline)):
+            # One engine is enough for the few changed rows (resources are in no fingerprint).
+            if job_ok(report, ref, run_job(ref, specs / "generate.yaml", "refresh", url, endpoint, logs, deadline,
+                                           sets=("resources.replicas=1",))):
                 rec2 = one_new_record(report, "refresh", before)
                 if rec2 is not None:
                     check_refresh(report, rec2, changed, valid_without)
@@ -536,37 +533,38 @@ def main(argv: list[str] | None = None) -> int:
     # Also when started in the background of a script, where SIGINT comes in ignored.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     work = Path(tempfile.mkdtemp(prefix="pdlr-", dir="/tmp"))  # short: Ray's socket paths end at 107 bytes
-    report, head, s3 = Report(rows=a.rows), None, LocalS3(port=free_port(), buckets=("catalog", "content"))
+    report, cluster, s3 = Report(rows=a.rows), None, LocalS3(port=free_port(), buckets=("catalog", "content"))
     interrupted = summarised = False
     try:
         s3.start()
         os.environ.update(s3.env)  # this process writes the catalog and reads the outputs
         os.environ.pop("RAY_ADDRESS", None)
         say(f"local S3 at {s3.endpoint}")
-        head = RayHead(work / "ray", head_env(s3.env, jobs_api.source_root()))
-        head.temp.mkdir()
-        say(f"starting a Ray head (temp dir {head.temp}) ...")
-        url = head.start()
-        say(f"Ray head up in {time.monotonic() - t0:.0f}s: {url}")
-        scenario(report, url, s3.endpoint, work, deadline=t0 + a.timeout - CLEANUP_S)
-        print_summary(report, head, s3.endpoint, time.monotonic() - t0)
+        cluster = LocalCluster(work / "ray", head_env(s3.env, jobs_api.source_root()), workers=WORKERS,
+                               caches=get_settings().cache_dir / "nodes")
+        say(f"starting a Ray head and worker nodes {', '.join(WORKERS)} (temp dirs under {cluster.root}) ...")
+        url = cluster.start()
+        say(f"Ray cluster up in {time.monotonic() - t0:.0f}s: {url}; worker nodes "
+            + ", ".join(f"{n} {i[:8]}" for n, i in cluster.node_ids.items()))
+        scenario(report, cluster, s3.endpoint, work, deadline=t0 + a.timeout - CLEANUP_S)
+        print_summary(report, cluster, s3.endpoint, time.monotonic() - t0)
         summarised = True
         if a.keep:
-            _keep(head, s3, work / "specs" / "generate.yaml")
+            _keep(cluster.head, s3, work / "specs" / "generate.yaml")
     except KeyboardInterrupt:
         interrupted = not summarised  # after the summary, Ctrl-C is how --keep ends
         say("interrupted: stopping everything" if interrupted else "stopping everything")
     except Exception as exc:
         report.check("local-ray ran to the end", False, f"{type(exc).__name__}: {exc}")
-        print_summary(report, head, s3.endpoint, time.monotonic() - t0)
+        print_summary(report, cluster, s3.endpoint, time.monotonic() - t0)
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip the cleanup
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        if head is not None:
-            stop_running_jobs(report, head.url)
-        left = head.stop() if head is not None else []
+        if cluster is not None and cluster.head is not None:
+            stop_running_jobs(report, cluster.url)
+        left = cluster.stop() if cluster is not None else []
         s3.stop()
-        say("stopped the Ray head and the local S3" + (f"; still alive: {left}" if left else ""))
+        say("stopped the Ray head, its worker nodes and the local S3" + (f"; still alive: {left}" if left else ""))
         if report.passed and not left and not interrupted:
             shutil.rmtree(work, ignore_errors=True)
         else:
