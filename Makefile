@@ -41,16 +41,18 @@ test-fast: install
 bench: install
 	$(BIN)/python -m pdgen_core.tools.bench
 
-# Fault scenarios (killed workers, S3 faults, hostile input) with their figures.
+# Fault scenarios (killed workers, a lost worker node, S3 faults, hostile input) with their figures.
 # Every scenario (the suite's S3-fault runs too, the suite's copies of the others skipped); the
 # figures go to bench/results/chaos-latest.jsonl and are printed at the end.
 chaos: install
 	rm -f bench/results/chaos-latest.jsonl
 	PDGEN_CHAOS_LOG=bench/results/chaos-latest.jsonl $(BIN)/python -m pytest -q -m "chaos or e2e" -k "not suite" \
-		tests/test_s3_faults.py tests/test_worker_faults.py tests/test_hostile_input.py tests/test_secrets.py
+		tests/test_s3_faults.py tests/test_worker_faults.py tests/test_hostile_input.py tests/test_secrets.py \
+		tests/test_multinode.py
 	PDGEN_CHAOS_LOG=bench/results/chaos-latest.jsonl $(BIN)/python -m pdgen_core.testing.chaos
 
-# A local Ray head + local S3, the real jobs submitted through the Ray Jobs API, outputs checked,
+# A local Ray cluster (a head with 0 CPUs, two worker nodes, each its own `ray start` with its own
+# model cache) + local S3, the real jobs submitted through the Ray Jobs API, outputs checked,
 # everything stopped again (also on failure).
 local-ray: install
 	$(BIN)/python -m pdgen_core.tools.local_ray
