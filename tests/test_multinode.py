@@ -131,9 +131,11 @@ def test_worker_node_without_s3_variables_stops_the_job_before_any_work(s3, work
 
 class NodeKiller(threading.Thread):
     """SIGKILLs worker node ``victim`` (its ``ray start``, raylet, agents and workers at once)
-    ``delay_s`` after an engine is ALIVE on each worker node, while the job still runs."""
+    ``delay_s`` after an engine is ALIVE on it, while the job still runs. (Waiting for engines on
+    both nodes missed the window once: 240 rows took the engines 30 s, less than one state-API
+    poll on a loaded machine.)"""
 
-    def __init__(self, c: LocalCluster, victim: str, proc: subprocess.Popen, delay_s: float = 3.0,
+    def __init__(self, c: LocalCluster, victim: str, proc: subprocess.Popen, delay_s: float = 1.0,
                  timeout: float = 900):
         super().__init__(daemon=True)
         self.c, self.victim, self.proc, self.delay_s, self.timeout = c, victim, proc, delay_s, timeout
@@ -143,13 +145,13 @@ class NodeKiller(threading.Thread):
         self.error: str | None = None
 
     def run(self) -> None:
-        deadline, both_since = time.monotonic() + self.timeout, None
+        deadline, since = time.monotonic() + self.timeout, None
         try:
             while time.monotonic() < deadline and self.proc.poll() is None:
                 on = {self.c.name_of(a.node_id) for a in engine_actors(self.c.url, "ALIVE")}
-                if set(self.c.workers) <= on:
-                    both_since = both_since or time.monotonic()
-                    if time.monotonic() - both_since >= self.delay_s:
+                if self.victim in on:
+                    since = since or time.monotonic()
+                    if time.monotonic() - since >= self.delay_s:
                         alive = [self.c.name_of(a.node_id) for a in engine_actors(self.c.url, "ALIVE")]
                         self.engines_before = {n: alive.count(n) for n in self.c.workers}
                         self.job_running_at_kill = self.proc.poll() is None
@@ -163,7 +165,7 @@ class NodeKiller(threading.Thread):
 @pytest.mark.chaos
 @pytest.mark.timeout(1800)
 def test_worker_node_lost_mid_run_loses_and_duplicates_nothing(s3, work):
-    table, cat = write_catalog(s3, "mn-node-loss", 240)
+    table, cat = write_catalog(s3, "mn-node-loss", 600)
     out, run_id = "s3://mn-node-loss/out/", "node-loss-1"
     spec = spec_for(cat, out, replicas=2)
     # Three CPUs a worker: one engine, Ray Data's other tasks, and room for the lost node's engine.
@@ -178,7 +180,7 @@ def test_worker_node_lost_mid_run_loses_and_duplicates_nothing(s3, work):
         killer.join(timeout=30)
         assert killer.error is None, killer.error
         assert killer.killed and killer.job_running_at_kill, f"the node was not killed mid-run:\n{text1[-3000:]}"
-        assert killer.engines_before == {"w1": 1, "w2": 1}, killer.engines_before
+        assert killer.engines_before["w2"] >= 1, killer.engines_before
         assert not c.nodes["w2"].pids(), "a process of the killed node survived"
         resumed = rc1 != 0
         if resumed:  # a clear message that names the run to resume, not a bare traceback
