@@ -89,4 +89,13 @@ def on_each_node(fn, *args, timeout_s: float | None = None) -> dict[str, object]
         for r in refs.values():
             ray.cancel(r, force=True)
         raise TimeoutError(f"node(s) {', '.join(late)} did not answer within {timeout_s:.0f}s")
-    return dict(zip(refs, ray.get(list(refs.values()))))
+    out: dict[str, object] = {}
+    for node, ref in refs.items():
+        try:
+            out[node] = ray.get(ref)
+        except ray.exceptions.TaskUnschedulableError:
+            # The node died after ray.nodes() listed it (the GCS marks a lost node dead only after
+            # its heartbeats time out): it runs nothing of this job, so there is nothing to check.
+            if any(n["NodeID"] == node and n.get("Alive") for n in ray.nodes()):
+                raise
+    return out
