@@ -183,3 +183,22 @@ def test_a_resume_keeps_only_items_staged_with_their_final_row(ray_local, tmp_pa
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "part-0.parquet")
     keys = incremental.staged_keys([str(tmp_path / "part-0.parquet")], pafs.LocalFileSystem()).take_all()
     assert sorted(k["sku"] for k in keys) == ["A", "C"]  # B's final row was never staged: again
+
+
+def test_an_engine_loads_a_fetched_model_from_its_own_nodes_cache(tmp_path, monkeypatch):
+    """A registered, ``s3://`` or ``.gguf`` model is read from the cache of the node the engine runs
+    on (each node's PDGEN_CACHE_DIR, filled before the job starts), never from the driver's folder,
+    which is another node's; a local folder is the spec's own path on every node."""
+    from pdgen_core.models import resolve
+    from pdgen_core.stages.generate import node_model_path
+
+    here = tmp_path / "node-cache" / "models" / "pdgen-tiny-v1"
+    asked = []
+    monkeypatch.setattr(resolve, "resolve_model", lambda s: asked.append(s) or here)
+    assert node_model_path("pdgen-tiny", "/driver/cache/models/pdgen-tiny-v1") == str(here)
+    assert node_model_path("s3://models/tiny/", "/driver/cache/models/s3-1") == str(here)
+    assert node_model_path("/data/smollm2.Q4_1.gguf", "/driver/cache/models/gguf-1") == str(here)
+    assert asked == ["pdgen-tiny", "s3://models/tiny/", "/data/smollm2.Q4_1.gguf"]
+    assert node_model_path("/models/my-llama", "/models/my-llama") == "/models/my-llama"
+    assert node_model_path(None, "/models/x") == "/models/x"
+    assert len(asked) == 3

@@ -181,8 +181,15 @@ def ensure_on_all_nodes(source: str) -> Path:
         here = ray.get_runtime_context().get_node_id()
         nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive") and n["NodeID"] != here]
         fn = ray.remote(num_cpus=0)(lambda s: str(resolve_model(s)))
-        ray.get([
-            fn.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False)).remote(source)
-            for n in nodes
-        ])
+        refs = {n: fn.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False)).remote(source)
+                for n in nodes}
+        for node, ref in refs.items():
+            try:
+                ray.get(ref)
+            except ray.exceptions.TaskUnschedulableError:
+                # The node died after ray.nodes() listed it (the GCS marks a lost node dead only
+                # once its heartbeats time out, as after a worker node's SIGKILL): it will run
+                # no engine of this job, so it needs no model. A node still alive is an error.
+                if any(n["NodeID"] == node and n.get("Alive") for n in ray.nodes()):
+                    raise
     return local

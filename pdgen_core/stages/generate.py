@@ -169,7 +169,7 @@ def build(spec: JobSpec, ctx: RunContext, model_path: Path, adapter_paths: dict[
     if spec.resources.gpus_per_replica > 1:
         kwargs["distributed_executor_backend"] = "ray"
     ctor = {"model_path": str(model_path), "engine_kwargs": kwargs, "ctx": ctx,
-            "adapter_paths": dict(adapter_paths or {}), "tally": tally}
+            "adapter_paths": dict(adapter_paths or {}), "tally": tally, "model_source": spec.model.source}
 
     def apply(ds):
         return ds.map_batches(EngineActor, fn_constructor_kwargs=ctor, batch_format="pyarrow",
@@ -217,6 +217,19 @@ class Told:
         self.pending, self.last = 0, self.clock()
 
 
+def node_model_path(source: str | None, driver_path: str) -> str:
+    """The model folder on the node this engine runs on. A fetched or converted model (``s3://``,
+    ``.gguf``, a registered name) lives in each node's own cache (``PDGEN_CACHE_DIR``), filled by
+    ``models.resolve.ensure_on_all_nodes`` before the job starts, so resolving it here reads that
+    cache; the driver's path is another node's folder (issue 22). A local folder is the spec's
+    own path, the same on every node."""
+    from pdgen_core.models.resolve import REGISTERED, resolve_model
+
+    if source and (source.startswith("s3://") or source in REGISTERED or source.endswith(".gguf")):
+        return str(resolve_model(source))
+    return driver_path
+
+
 class EngineActor:
     """One vLLM engine, and the guard beside it. Every row of a call goes into the engine at
     once; each finished text is judged as it comes out, and a text the guard sends back goes in
@@ -230,13 +243,13 @@ class EngineActor:
     regenerates an item whose final row was not staged (``incremental.staged_keys``)."""
 
     def __init__(self, model_path: str, engine_kwargs: dict[str, Any], ctx: RunContext,
-                 adapter_paths: dict[str, str], tally: Any = None):
+                 adapter_paths: dict[str, str], tally: Any = None, model_source: str | None = None):
         from vllm import LLM
         from vllm.lora.request import LoRARequest
 
         self.ctx, self.tally = ctx, tally
         self.log = get_logger(run_id=ctx.run_id)
-        self.llm = LLM(model=model_path, **engine_kwargs)
+        self.llm = LLM(model=node_model_path(model_source, model_path), **engine_kwargs)
         self.adapter_paths = adapter_paths
         self.loras = {task: LoRARequest(lora_name=task, lora_int_id=i + 1, lora_path=path)
                       for i, (task, path) in enumerate(sorted(adapter_paths.items()))}
