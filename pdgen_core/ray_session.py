@@ -68,9 +68,27 @@ def on_every_node(fn):
 
     here = ray.get_runtime_context().get_node_id()
     remote = ray.remote(num_cpus=0)(lambda f: f())
-    ray.get([remote.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
-             .remote(fn) for n in ray.nodes() if n.get("Alive") and n["NodeID"] != here])
+    gather_alive({n["NodeID"]: remote.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
+                  .remote(fn) for n in ray.nodes() if n.get("Alive") and n["NodeID"] != here})
     return fn()
+
+
+def gather_alive(refs: dict[str, object]) -> dict[str, object]:
+    """The results of per-node tasks (NodeAffinity, ``soft=False``) by node id, leaving out a node
+    that died after ``ray.nodes()`` listed it: the GCS marks a lost node dead only once its
+    heartbeats time out (as after a worker node's SIGKILL), and a task sent to it raises
+    ``TaskUnschedulableError``. Such a node runs nothing of this job, so it needs nothing; the
+    same error from a node still alive is raised."""
+    import ray
+
+    out: dict[str, object] = {}
+    for node, ref in refs.items():
+        try:
+            out[node] = ray.get(ref)
+        except ray.exceptions.TaskUnschedulableError:
+            if any(n["NodeID"] == node and n.get("Alive") for n in ray.nodes()):
+                raise
+    return out
 
 
 def on_each_node(fn, *args, timeout_s: float | None = None) -> dict[str, object]:
@@ -89,13 +107,4 @@ def on_each_node(fn, *args, timeout_s: float | None = None) -> dict[str, object]
         for r in refs.values():
             ray.cancel(r, force=True)
         raise TimeoutError(f"node(s) {', '.join(late)} did not answer within {timeout_s:.0f}s")
-    out: dict[str, object] = {}
-    for node, ref in refs.items():
-        try:
-            out[node] = ray.get(ref)
-        except ray.exceptions.TaskUnschedulableError:
-            # The node died after ray.nodes() listed it (the GCS marks a lost node dead only after
-            # its heartbeats time out): it runs nothing of this job, so there is nothing to check.
-            if any(n["NodeID"] == node and n.get("Alive") for n in ray.nodes()):
-                raise
-    return out
+    return gather_alive(refs)  # a node lost since ray.nodes(): nothing of this job runs there

@@ -253,3 +253,27 @@ def test_in_process_ray_is_not_checked(monkeypatch):
     assert preflight._joined_cluster() is multi
     monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
     assert preflight._joined_cluster() is True
+
+
+def test_per_node_results_leave_out_a_node_lost_since_it_was_listed(monkeypatch):
+    """A per-node task sent to a node that died after ``ray.nodes()`` listed it raises
+    TaskUnschedulableError: that node is left out (it runs nothing of the job); the same error
+    from a node the GCS still calls alive is raised (``ray_session.gather_alive``, used by the
+    preflight's S3 check, model and adapter resolution on every node)."""
+    import ray
+
+    from pdgen_core.ray_session import gather_alive
+
+    alive = {"a": True, "lost": False}
+    monkeypatch.setattr(ray, "nodes", lambda: [{"NodeID": k, "Alive": v} for k, v in alive.items()])
+
+    def get(ref):
+        if ref == "lost-ref":
+            raise ray.exceptions.TaskUnschedulableError("node dead")
+        return ref.upper()
+
+    monkeypatch.setattr(ray, "get", get)
+    assert gather_alive({"a": "a-ref", "lost": "lost-ref"}) == {"a": "A-REF"}
+    alive["lost"] = True
+    with pytest.raises(ray.exceptions.TaskUnschedulableError):
+        gather_alive({"a": "a-ref", "lost": "lost-ref"})

@@ -24,6 +24,7 @@ from pdgen_core.settings import get_settings
 
 from pdgen_core.models import gguf
 from pdgen_core.models.tiny import TINY_VERSION
+from pdgen_core.ray_session import gather_alive
 
 REGISTERED = (gguf.SMOLLM2_NAME, "pdgen-tiny")
 # Languages a registered model writes; a spec asking another locale of it stops before any work.
@@ -181,15 +182,6 @@ def ensure_on_all_nodes(source: str) -> Path:
         here = ray.get_runtime_context().get_node_id()
         nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive") and n["NodeID"] != here]
         fn = ray.remote(num_cpus=0)(lambda s: str(resolve_model(s)))
-        refs = {n: fn.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False)).remote(source)
-                for n in nodes}
-        for node, ref in refs.items():
-            try:
-                ray.get(ref)
-            except ray.exceptions.TaskUnschedulableError:
-                # The node died after ray.nodes() listed it (the GCS marks a lost node dead only
-                # once its heartbeats time out, as after a worker node's SIGKILL): it will run
-                # no engine of this job, so it needs no model. A node still alive is an error.
-                if any(n["NodeID"] == node and n.get("Alive") for n in ray.nodes()):
-                    raise
+        gather_alive({n: fn.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False)).remote(source)
+                      for n in nodes})  # a node lost since ray.nodes() needs no model
     return local
