@@ -16,6 +16,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 from pdgen_core import storage
@@ -24,7 +25,7 @@ from pdgen_core.settings import get_settings
 
 from pdgen_core.models import gguf
 from pdgen_core.models.tiny import TINY_VERSION
-from pdgen_core.ray_session import gather_alive
+from pdgen_core.ray_session import on_every_node
 
 REGISTERED = (gguf.SMOLLM2_NAME, "pdgen-tiny")
 # Languages a registered model writes; a spec asking another locale of it stops before any work.
@@ -172,16 +173,14 @@ def model_identity(path: Path, revision: str | None = None) -> str:
     return f"{name}@{h.hexdigest()[:12]}"
 
 
+def fetched_per_node(source: str) -> bool:
+    """Whether ``source`` is fetched or converted into each node's own cache (``s3://``, a
+    ``.gguf`` file, a registered name) rather than read from a folder every node has."""
+    return source.startswith("s3://") or source in REGISTERED or source.endswith(".gguf")
+
+
 def ensure_on_all_nodes(source: str) -> Path:
     """Resolve ``source`` on every alive Ray node (download once per node), and here."""
-    import ray
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    local = resolve_model(source)
-    if source.startswith("s3://") or source in REGISTERED or source.endswith(".gguf"):
-        here = ray.get_runtime_context().get_node_id()
-        nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive") and n["NodeID"] != here]
-        fn = ray.remote(num_cpus=0)(lambda s: str(resolve_model(s)))
-        gather_alive({n: fn.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False)).remote(source)
-                      for n in nodes})  # a node lost since ray.nodes() needs no model
-    return local
+    if not fetched_per_node(source):
+        return resolve_model(source)
+    return on_every_node(partial(resolve_model, source))

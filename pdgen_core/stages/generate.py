@@ -223,9 +223,9 @@ def node_model_path(source: str | None, driver_path: str) -> str:
     ``models.resolve.ensure_on_all_nodes`` before the job starts, so resolving it here reads that
     cache; the driver's path is another node's folder (issue 22). A local folder is the spec's
     own path, the same on every node."""
-    from pdgen_core.models.resolve import REGISTERED, resolve_model
+    from pdgen_core.models.resolve import fetched_per_node, resolve_model
 
-    if source and (source.startswith("s3://") or source in REGISTERED or source.endswith(".gguf")):
+    if source and fetched_per_node(source):
         return str(resolve_model(source))
     return driver_path
 
