@@ -218,7 +218,9 @@ def find_duplicate_skus(ds) -> frozenset[str]:
     skus, refs = small_side(ds.select_columns(["sku"]))
     if refs is None:  # a big catalog: Ray's hash-shuffle aggregation
         counts = skus.groupby("sku").count()
-        return frozenset(r["sku"] for r in counts.filter(lambda r: r["count()"] > 1).iter_rows())
+        from ray.data.expressions import col
+
+        return frozenset(r["sku"] for r in counts.filter(expr=col("count()") > 1).iter_rows())
     # Up to PDGEN_BROADCAST_JOIN_ROWS skus are counted in one task (no shuffle actors).
     dups = skus.repartition(1).map_batches(_repeated_skus, batch_format="pyarrow", batch_size=None)
     return frozenset(r["sku"] for r in dups.iter_rows())
