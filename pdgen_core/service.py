@@ -27,6 +27,7 @@ from typing import Any
 import pyarrow as pa
 
 from pdgen_core.log import get_logger
+from pdgen_core.models.resolve import ensure_on_all_nodes
 from pdgen_core.run_context import RunContext
 from pdgen_core.spec import JobSpec
 from pdgen_core.stages import generate
@@ -39,10 +40,13 @@ class EngineService:
     """One replica: a vLLM engine for the service's model, LoRA adapters loaded as batches name
     them (one LoRA id per adapter folder, for the replica's life)."""
 
-    def __init__(self, model_path: str, engine_kwargs: dict[str, Any], info: dict[str, Any]):
+    def __init__(self, model_path: str, engine_kwargs: dict[str, Any], info: dict[str, Any],
+                 model_source: str | None = None):
         from vllm import LLM
 
-        self.llm = LLM(model=model_path, **engine_kwargs)
+        # This node's own copy of a fetched or converted model (its cache, filled by ``start``),
+        # not the driver's folder, which is on another node (issue 22).
+        self.llm = LLM(model=generate.node_model_path(model_source, model_path), **engine_kwargs)
         self.info = {**info, "started_at": dt.datetime.now(dt.timezone.utc).isoformat()}
         self.lora_ids: dict[str, int] = {}
         self.batches = self.rows = 0
@@ -96,6 +100,7 @@ def start(spec: JobSpec, model_path: Path, model_id: str, wait_s: float = 900,
     from ray import serve
 
     kw, info = service_settings(spec, model_path, model_id)
+    ensure_on_all_nodes(spec.model.source)  # each node's cache, before any replica starts
     res = spec.resources
     cpus = res.cpus_per_replica if num_cpus is None else num_cpus
     opts: dict[str, Any] = {"num_cpus": cpus, "num_gpus": 1 if res.gpus_per_replica else 0}
@@ -107,7 +112,7 @@ def start(spec: JobSpec, model_path: Path, model_id: str, wait_s: float = 900,
                            ray_actor_options=opts, health_check_period_s=30, health_check_timeout_s=120,
                            graceful_shutdown_timeout_s=5)
     serve.start(http_options={"location": "NoServer"})  # handles only: no HTTP proxy to expose
-    serve.run(dep.bind(str(model_path), kw, info), name=APP, route_prefix=None, blocking=False)
+    serve.run(dep.bind(str(model_path), kw, info, spec.model.source), name=APP, route_prefix=None, blocking=False)
     deadline = time.monotonic() + wait_s
     while True:
         st = status()

@@ -202,3 +202,23 @@ def test_an_engine_loads_a_fetched_model_from_its_own_nodes_cache(tmp_path, monk
     assert node_model_path("/models/my-llama", "/models/my-llama") == "/models/my-llama"
     assert node_model_path(None, "/models/x") == "/models/x"
     assert len(asked) == 3
+
+
+def test_a_service_replica_loads_a_fetched_model_from_its_own_nodes_cache(tmp_path, monkeypatch):
+    """The generation service's replicas resolve the model as a job's engine actors do: a
+    registered name from the replica's node cache, not the folder of the driver that deployed it."""
+    import sys
+    import types
+
+    from pdgen_core import service
+    from pdgen_core.models import resolve
+
+    here = tmp_path / "node-cache" / "models" / "pdgen-tiny-v1"
+    monkeypatch.setattr(resolve, "resolve_model", lambda s: here)
+    loaded = []
+    fake = types.ModuleType("vllm")
+    fake.LLM = lambda model, **kw: loaded.append((model, kw)) or object()
+    monkeypatch.setitem(sys.modules, "vllm", fake)  # the call's arguments, not an engine
+    service.EngineService("/driver/cache/models/pdgen-tiny-v1", {"max_model_len": 64}, {}, "pdgen-tiny")
+    service.EngineService("/models/my-llama", {}, {}, "/models/my-llama")
+    assert loaded == [(str(here), {"max_model_len": 64}), ("/models/my-llama", {})]
