@@ -65,16 +65,23 @@ def shuffle_partitions() -> int:
     return max(2, min(200, int(ray.cluster_resources().get("CPU", 2)) * 2))
 
 
+def _to_each_node(fn, args: tuple = (), skip: str | None = None) -> dict[str, object]:
+    """``fn(*args)`` sent as a zero-CPU task pinned (NodeAffinity, ``soft=False``) to every alive
+    node but ``skip``; the object refs by node id."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    remote = ray.remote(num_cpus=0)(lambda f, a: f(*a))
+    return {n["NodeID"]: remote.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
+            .remote(fn, args) for n in ray.nodes() if n.get("Alive") and n["NodeID"] != skip}
+
+
 def on_every_node(fn):
     """Run ``fn`` (which caches into the node-local cache) on every alive Ray node; return the
     local result. Downloads of models and adapters happen once per node this way."""
     import ray
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    here = ray.get_runtime_context().get_node_id()
-    remote = ray.remote(num_cpus=0)(lambda f: f())
-    gather_alive({n["NodeID"]: remote.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
-                  .remote(fn) for n in ray.nodes() if n.get("Alive") and n["NodeID"] != here})
+    gather_alive(_to_each_node(fn, skip=ray.get_runtime_context().get_node_id()))
     return fn()
 
 
@@ -101,11 +108,8 @@ def on_each_node(fn, *args, timeout_s: float | None = None) -> dict[str, object]
     the driver itself: it sees the node's environment as the node's workers do); the results by
     node id. TimeoutError names the nodes that did not answer within ``timeout_s``."""
     import ray
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    remote = ray.remote(num_cpus=0)(lambda f, a: f(*a))
-    refs = {n["NodeID"]: remote.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
-            .remote(fn, args) for n in ray.nodes() if n.get("Alive")}
+    refs = _to_each_node(fn, args)
     ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=timeout_s)
     late = [n for n, r in refs.items() if r not in ready]
     if late:
