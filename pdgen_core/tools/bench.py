@@ -413,29 +413,76 @@ def bench_real(rows: int, max_tokens: int, repeats: int, hf_rows: int, tmp: Path
             "repeats": reps}
 
 
-def bench_incremental(rows: int, max_tokens: int) -> dict:
+def _bump_prices(uri: str, k: int, first: int = 0) -> list[str]:
+    """Raise the price of ``k`` rows of the Parquet file ``uri`` from row ``first``; their skus."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    files = write_catalog("s3://bench/incr/", rows, files=4)
-    spec = spec_dict("s3://bench/incr/", "s3://bench/incr-out/", max_tokens, mode="incremental")
-    full, full_s = run_pdgen(spec)
-    loc = storage.resolve(files[0])
+    loc = storage.resolve(uri)
     t = pq.read_table(loc.path, filesystem=loc.fs)
-    k = max(1, rows // 100)  # 1% of all rows, all in the first file
-    idx = pa.array([i < k for i in range(t.num_rows)])
+    idx = pa.array([first <= i < first + k for i in range(t.num_rows)])
     t = t.set_column(t.schema.get_field_index("price_usd"), "price_usd",
                      pc.if_else(idx, pc.add(t.column("price_usd"), 1.0), t.column("price_usd")))
     pq.write_table(t, loc.path, filesystem=loc.fs)
+    return t.column("product_id").slice(first, k).to_pylist()
+
+
+def _regenerated(rec: dict) -> int:
+    return sum(v["accepted"] + v["rejected"] for v in rec["counts"]["by_task"].values())
+
+
+def bench_incremental(rows: int, max_tokens: int) -> dict:
+    """Refresh cost as a share of a full run on the same model and catalog, side by side:
+    1% changed with the job's own engine actors (an engine start per refresh), then, with the
+    generation service up (``pdgen service start``; its replica reserves no CPU on this 2-core
+    Ray, as in the suite), 1% and 0.1% changed and a changes feed naming 10 skus."""
+    import pyarrow.parquet as pq
+
+    from pdgen_core import service
+
+    files = write_catalog("s3://bench/incr/", rows, files=4)
+    spec = spec_dict("s3://bench/incr/", "s3://bench/incr-out/", max_tokens, mode="incremental")
+    os.environ["PDGEN_ENGINE_SERVICE"] = "off"
+    full, full_s = run_pdgen(spec)
+    k = max(1, rows // 100)  # 1% of all rows, all in the first file
+    _bump_prices(files[0], k)
     t0 = time.monotonic()
     planned = GenerationRun(spec_from_dict(spec)).plan_only()
     plan_s = time.monotonic() - t0
     incr, incr_s = run_pdgen(spec)
-    regenerated = sum(v["accepted"] + v["rejected"] for v in incr["counts"]["by_task"].values())
-    return {"rows": rows, "changed": k, "full_s": full_s, "refresh_s": incr_s, "plan_only_s": plan_s,
-            "regenerated": regenerated, "plan_to_generate": planned,
-            "refresh_vs_full": incr_s / full_s, "refresh_vs_plan_only": incr_s / plan_s}
+    out = {"rows": rows, "changed": k, "full_s": full_s, "refresh_s": incr_s, "plan_only_s": plan_s,
+           "regenerated": _regenerated(incr), "plan_to_generate": planned, "engine": incr["engine"]["kind"],
+           "refresh_vs_full": incr_s / full_s, "refresh_vs_plan_only": incr_s / plan_s}
+    print(f"incremental own engine: {json.dumps(out)}", flush=True)
+    path = resolve_model(spec["model"]["source"])
+    sp = spec_from_dict(spec)
+    t0 = time.monotonic()
+    service.start(sp, path, model_identity(path, sp.model.revision), num_cpus=0)
+    out["service_start_s"] = time.monotonic() - t0
+    os.environ["PDGEN_ENGINE_SERVICE"] = "auto"
+    try:
+        cases = []
+        for name, n, file in (("1%", k, files[1]), ("0.1%", max(1, rows // 1000), files[2])):
+            _bump_prices(file, n)
+            rec, secs = run_pdgen(spec)
+            cases.append({"changed": name, "rows": n, "refresh_s": secs, "regenerated": _regenerated(rec),
+                          "engine": rec["engine"]["kind"], "refresh_vs_full": secs / full_s})
+            print(f"incremental with the service: {json.dumps(cases[-1])}", flush=True)
+        _bump_prices(files[3], 10)  # the catalog and the feed agree: the feed names the new prices
+        src, feed = storage.resolve(files[3]), storage.resolve("s3://bench/incr-feed/prices.parquet")
+        prices = pq.read_table(src.path, filesystem=src.fs, columns=["product_id", "price_usd"]).slice(0, 10)
+        pq.write_table(prices, feed.path, filesystem=feed.fs)
+        rec, secs = run_pdgen(spec, changes=feed.uri)
+        cases.append({"changed": "10 rows (changes feed)", "rows": 10, "refresh_s": secs,
+                      "regenerated": _regenerated(rec), "engine": rec["engine"]["kind"],
+                      "refresh_vs_full": secs / full_s})
+        print(f"incremental with the service: {json.dumps(cases[-1])}", flush=True)
+        out["with_service"] = cases
+    finally:
+        os.environ["PDGEN_ENGINE_SERVICE"] = "off"
+        service.stop()
+    return out
 
 
 def seed_content(spec, every: int = 100) -> int:
@@ -640,6 +687,9 @@ def table(res: dict) -> str:
         lines.append(f"c. refresh after 1% change of {i['rows']} rows: {i['refresh_s']:.1f}s vs full {i['full_s']:.1f}s "
                      f"(ratio {i['refresh_vs_full']:.3f}); plan-only {i['plan_only_s']:.1f}s "
                      f"(refresh/plan {i['refresh_vs_plan_only']:.2f}); regenerated {i['regenerated']}")
+        for c in i.get("with_service", []):
+            lines.append(f"   service up, {c['changed']} changed: {c['refresh_s']:.1f}s (ratio "
+                         f"{c['refresh_vs_full']:.3f}); regenerated {c['regenerated']} ({c['engine']})")
     for r in res.get("plan", []):
         lines.append(f"d. plan {r['rows']:>9,} rows: {r['rows_per_s']:,.0f} rows/s, driver peak "
                      f"{r['driver_peak_rss_mb']:.0f} MB ({r.get('driver', 'same process')}), worker peak {r['worker_peak_rss_mb']:.0f} MB RSS / "
