@@ -57,7 +57,18 @@ def read_table(loc: storage.Location, columns: list[str], skus: list[str] | None
         # per table, and an incremental run reads two or three tables per task.
         return ray.data.from_arrow(storage.retry_io(
             lambda: _read_files(files, loc.fs, columns), f"read {loc.uri}"))
-    ds = ray.data.read_parquet(files, filesystem=loc.fs, columns=columns)
+    return _ray_read(dt, files, loc.fs, columns)
+
+
+def _ray_read(dt, files: list[str], fs, columns: list[str]):
+    """Ray Data's read of a Delta table's data files, in plain types. A merge's files hold
+    ``string_view``, which Ray's V1 Parquet reader cannot split into blocks ("Unhandled Arrow
+    array type"); given the table's schema in plain types, pyarrow casts while it reads."""
+    import ray
+
+    plain = storage.plain_types(pa.schema(dt.schema().to_arrow()).empty_table()).schema
+    schema = pa.schema([plain.field(c) for c in columns])
+    ds = ray.data.read_parquet(files, filesystem=fs, columns=columns, schema=schema)
     return ds.map_batches(storage.plain_types, batch_format="pyarrow", zero_copy_batch=True)
 
 
@@ -151,8 +162,7 @@ def _read_skus(dt, loc: storage.Location, columns: list[str], skus: list[str]):
 
     # Many files still (a feed naming many skus): Ray Data's tasks read them. The sku filter runs
     # after the cast to plain types (no ``is_in`` kernel takes ``string_view``).
-    ds = ray.data.read_parquet(files, filesystem=loc.fs, columns=columns)
-    return ds.map_batches(keep, batch_format="pyarrow")
+    return _ray_read(dt, files, loc.fs, columns).map_batches(keep, batch_format="pyarrow")
 
 
 def _bytes_of(dt, loc: storage.Location, files: list[str]) -> int:
