@@ -94,7 +94,7 @@ class GenerationRun:
         clean = self._clean(plan_cols)
         ctx = self._context(model_id, model_path, adapters, clean, plan_cols)
         self._stage_validation_rejects(clean)
-        valid = clean.filter(expr=ok("_reject"))
+        valid = clean.filter(expr=ok("reject_reason"))
         # Planned once into the object store (spilling to disk, never the driver): counted per
         # task, split into skips, anti-joined and generated from the same blocks.
         work = self._plan(valid, ctx).materialize()
@@ -144,7 +144,7 @@ class GenerationRun:
             if unknown or past:
                 self.log.warning("feed.skus_skipped", not_in_catalog=len(unknown), beyond_limit=len(past),
                                  limit=self.spec.catalog.limit, examples=(unknown + past)[:5])
-        dups = validate.find_duplicate_skus(clean.filter(expr=ok("_reject")))
+        dups = validate.find_duplicate_skus(clean.filter(expr=ok("reject_reason")))
         if dups:
             clean = apply(clean, validate.MARK_DUPLICATES, dup_skus=dups).materialize()
         return clean
@@ -154,7 +154,7 @@ class GenerationRun:
         return apply(joined, PLAN, ctx=ctx)
 
     def _stage_validation_rejects(self, clean) -> None:
-        bad = apply(clean.filter(expr=~ok("_reject")), rejects.VALIDATION_REJECTS,
+        bad = apply(clean.filter(expr=~ok("reject_reason")), rejects.VALIDATION_REJECTS,
                     tasks=tuple(self.spec.tasks), run_id=self.run_id)
         rejects.stage(bad, self.layout.validate_rejects)
 
@@ -162,10 +162,10 @@ class GenerationRun:
         """Items a task cannot run on (too_few_reviews) go to the rejects; the rest to generation."""
         if not any(TASKS[t].needs_reviews for t in self.spec.tasks):
             return work
-        skipped = apply(work.filter(expr=~ok("skip_reason")), rejects.PLAN_REJECTS,
+        skipped = apply(work.filter(expr=~ok("reject_reason")), rejects.PLAN_REJECTS,
                         run_id=self.run_id)
         rejects.stage(skipped, self.layout.plan_rejects)
-        return work.filter(expr=ok("skip_reason"))
+        return work.filter(expr=ok("reject_reason"))
 
     def _incremental(self, work, valid_skus):
         """Incremental: drop items whose fingerprint is committed, and stage the deleted skus.
@@ -234,7 +234,7 @@ class GenerationRun:
         init_ray()
         ctx = build_context(self.spec, self.run_id, model_identity(model_path, self.spec.model.revision),
                             frozenset(), model_path=model_path)
-        return self._plan(self._clean(plan_cols).filter(expr=ok("_reject")), ctx)
+        return self._plan(self._clean(plan_cols).filter(expr=ok("reject_reason")), ctx)
 
     def plan_only(self) -> int:
         """Read -> validate -> fingerprint -> anti-join, all in Ray; the number of work items an

@@ -141,7 +141,7 @@ def test_a_feed_run_cleans_only_the_feed_rows_and_counts_the_skus_not_found(ray_
     run = GenerationRun(spec, changes=feed.uri)
     clean = run._clean(read.column_plan(spec.catalog, {"price"}))
     rows = sorted(clean.take_all(), key=lambda r: r["sku"])
-    assert [(r["sku"], r["price"], r["_reject"]) for r in rows] == [("SKU-0002", 999.0, None), ("SKU-0090", 1.5, None)]
+    assert [(r["sku"], r["price"], r["reject_reason"]) for r in rows] == [("SKU-0002", 999.0, None), ("SKU-0090", 1.5, None)]
     assert (run.counts.feed_unknown_skus, run.counts.feed_beyond_limit) == (1, 0)
     assert run.feed_skus == ["SKU-0002", "SKU-0090", "SKU-5000"]
 

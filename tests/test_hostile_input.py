@@ -28,7 +28,7 @@ CASES = {c.name: c for c in hostile.ROWS}
 def clean_like_the_pipeline(table: pa.Table) -> list[dict]:
     """``Job._clean`` without Ray: clean every batch, find duplicate skus among valid rows, mark."""
     clean = validate.clean_batch(table)
-    valid = [s for s, r in zip(clean.column("sku").to_pylist(), clean.column("_reject").to_pylist())
+    valid = [s for s, r in zip(clean.column("sku").to_pylist(), clean.column("reject_reason").to_pylist())
              if r is None]
     dups = frozenset(s for s in valid if valid.count(s) > 1)
     return validate.mark_duplicates(clean, dups).to_pylist()
@@ -42,9 +42,9 @@ def invisible_in(s: str) -> set[str]:
 @pytest.mark.parametrize("case", hostile.ROWS, ids=lambda c: c.name)
 def test_each_row_is_cleaned_or_rejected_with_its_reason(case):
     out = validate.clean_row(case.row, hostile.DUP_SKUS)
-    assert out["_reject"] == case.reject, (out["_reject"], out["_detail"])
+    assert out["reject_reason"] == case.reject, (out["reject_reason"], out["reject_detail"])
     if case.reject:
-        assert out["_detail"]  # a reason always comes with a detail
+        assert out["reject_detail"]  # a reason always comes with a detail
     for f, v in out.items():
         if isinstance(v, str):
             assert not invisible_in(v), (f, v[:80])
@@ -67,7 +67,7 @@ def test_corpus_as_a_drifted_catalog_through_clean_batch():
     canon = pa.table({c: t.column(src) for c, src in SOURCE_COLUMNS.items()})
     rows = clean_like_the_pipeline(canon)
     assert len(rows) == t.num_rows
-    got = [r["_reject"] for r in rows]
+    got = [r["reject_reason"] for r in rows]
     want = [c.reject for c in hostile.ROWS]
     # price-bytes is a latin-1 string in the Parquet form; title-int is "42": same outcomes
     assert got == want, [(c.name, g, w) for c, g, w in zip(hostile.ROWS, got, want) if g != w]
@@ -80,7 +80,7 @@ def test_corpus_as_a_drifted_catalog_through_clean_batch():
 def test_retyped_columns_clean_per_row(name):
     table, want = hostile.drifted_tables()[name]
     rows = validate.clean_batch(table).to_pylist()
-    assert {r["sku"]: r["_reject"] for r in rows} == want
+    assert {r["sku"]: r["reject_reason"] for r in rows} == want
 
 
 def _ctx() -> RunContext:
@@ -94,7 +94,7 @@ def test_prompts_quote_catalog_text_as_data():
     ctx = _ctx()
     for case in hostile.ROWS:
         row = validate.clean_row(case.row)
-        if row["_reject"]:
+        if row["reject_reason"]:
             continue
         for item in work_items(row, ctx):
             prompt = engine_request(item, ctx, {})["prompt"]

@@ -249,7 +249,7 @@ def assert_clean_strings(out: dict) -> None:
             assert not _BIDI_ZW.search(v), (k, v)
             assert not any(unicodedata.category(ch) == "Cc" for ch in v), (k, v)
             # one line, trimmed (a reject's values are cut at their cap, maybe after a space)
-            assert k == "_detail" or out["_reject"] or (v == v.strip() and "  " not in v), (k, v)
+            assert k == "reject_detail" or out["reject_reason"] or (v == v.strip() and "  " not in v), (k, v)
 
 
 @settings(max_examples=500, **SETTINGS)
@@ -258,13 +258,13 @@ def test_clean_row_never_raises_and_leaves_no_invisible_characters(row):
     out = validate.clean_row(row)
     assert set(out) == set(validate.CLEAN_SCHEMA.names)
     assert_clean_strings(out)
-    if out["_reject"] is None:
+    if out["reject_reason"] is None:
         assert out["sku"] and out["title"] and len(out["title"]) <= validate.CAPS["title"]
         assert out["price"] is None or (math.isfinite(out["price"]) and 0 <= out["price"] <= 1e9)
         for f, cap in validate.CAPS.items():
             assert out[f] is None or len(out[f]) <= cap
     else:
-        assert out["_reject"] in REASONS and out["_detail"]
+        assert out["reject_reason"] in REASONS and out["reject_detail"]
     pa.Table.from_pylist([out], schema=validate.CLEAN_SCHEMA)  # fits the schema
 
 
@@ -285,7 +285,7 @@ def test_clean_batch_keeps_every_row_in_order(skus, data):
     assert out.num_rows == n and out.schema.equals(validate.CLEAN_SCHEMA)
     for raw, row in zip(skus, out.to_pylist()):
         assert_clean_strings(row)
-        if row["_reject"] is None:
+        if row["reject_reason"] is None:
             assert row["sku"] == norm_sku(raw)
     dups = validate.mark_duplicates(out, frozenset(s for s in out.column("sku").to_pylist() if s))
     assert dups.num_rows == n

@@ -138,7 +138,7 @@ def test_a_guard_retry_changes_the_sampling_not_only_the_seed():
                              "r", "m", frozenset())
 
     c = ctx()
-    item = next(iter(work_items({"sku": "A1", "title": "Linen shirt", "_reject": None}, c)))
+    item = next(iter(work_items({"sku": "A1", "title": "Linen shirt", "reject_reason": None}, c)))
     first = engine_request(item, c, {})["sampling_params"]
     second = engine_request({**item, "attempt": 2}, c, {})["sampling_params"]
     assert first["temperature"] == 0.0 and first["repetition_penalty"] == 1.0  # off, but present (one struct)

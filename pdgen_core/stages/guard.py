@@ -22,7 +22,11 @@ from pdgen_core.stages.plan import WORK_SCHEMA
 from pdgen_core.text import strip_invisible
 from pdgen_core.tasks import TASKS
 
-GEN_SCHEMA = pa.schema(list(WORK_SCHEMA) + [
+# A generated row: its work item (less ``reject_reason``, which only a plan reject carries and no
+# generated item has) and the outcome. A reject's why is ``stage``/``reason``/``detail`` on every
+# reject row, whatever the stage; before it becomes one, a catalog row carries it as
+# ``reject_reason``/``reject_detail`` (validation) and a work item as ``reject_reason`` (plan).
+GEN_SCHEMA = pa.schema([f for f in WORK_SCHEMA if f.name != "reject_reason"] + [
     ("text", pa.string()), ("label", pa.string()), ("model", pa.string()), ("adapter", pa.string()),
     ("sampling_hash", pa.string()), ("run_id", pa.string()),
     ("generated_at", pa.timestamp("us", tz="UTC")), ("tokens_in", pa.int64()),

@@ -30,14 +30,14 @@ WORK_SCHEMA = pa.schema([
     ("sku", pa.string()), ("task", pa.string()), ("locale", pa.string()), ("variant", pa.string()),
     ("title", pa.string()), ("brand", pa.string()), ("price", pa.float64()),
     ("fields_json", pa.string()), ("input_fingerprint", pa.string()), ("template", pa.string()),
-    ("attempt", pa.int32()), ("input_flags", pa.string()), ("skip_reason", pa.string()),
+    ("attempt", pa.int32()), ("input_flags", pa.string()), ("reject_reason", pa.string()),
     # Why the previous attempt was rejected (null on the first): a retry changes what caused it.
     ("retry_reason", pa.string()),
 ])
 
 
 def work_items(row: dict[str, Any], ctx: RunContext) -> list[dict[str, Any]]:
-    """The work items for one clean row (``skip_reason`` set when the task cannot run on it)."""
+    """The work items for one clean row (``reject_reason`` set when the task cannot run on it)."""
     out = []
     for name in ctx.tasks:
         task = TASKS[name]
@@ -59,7 +59,7 @@ def work_items(row: dict[str, Any], ctx: RunContext) -> list[dict[str, Any]]:
                     "template": ctx.template(name),
                     "attempt": 1,
                     "input_flags": row.get("input_flags"),
-                    "skip_reason": skip,
+                    "reject_reason": skip,
                 })
     return out
 
@@ -79,7 +79,7 @@ def plan_batch_rows(batch: pa.Table, ctx: RunContext) -> pa.Table:
 
 
 def plan_batch(batch: pa.Table, ctx: RunContext) -> pa.Table:
-    """Ray Data UDF body: clean rows (``_reject`` null) -> work items, the batch at once. The same
+    """Ray Data UDF body: clean rows (``reject_reason`` null) -> work items, the batch at once. The same
     table as ``plan_batch_rows``; a batch whose carried columns are of a type the batch path does
     not take (not text, a price that is not a number) goes through it."""
     if not _batchable(batch):
@@ -111,7 +111,7 @@ def plan_batch(batch: pa.Table, ctx: RunContext) -> pa.Table:
                     "fields_json": _broadcast(plain, n),
                     "input_fingerprint": fp.sha256_hex(_broadcast(fp.join_texts(head, canon, tail), n)),
                     "template": _const(template, n), "attempt": pa.repeat(pa.scalar(1, pa.int32()), n),
-                    "skip_reason": skip, "retry_reason": null,
+                    "reject_reason": skip, "retry_reason": null,
                 }).select(WORK_SCHEMA.names).cast(WORK_SCHEMA))
     if not groups:
         return WORK_SCHEMA.empty_table()

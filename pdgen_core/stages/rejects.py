@@ -29,29 +29,29 @@ def reject_row(*, sku: str | None, task: str, stage: str, reason: str, run_id: s
 
 
 def validation_rejects(batch: pa.Table, tasks: tuple[str, ...], run_id: str) -> pa.Table:
-    """A rejected catalog row (``_reject`` set) is a reject of every task, for every locale."""
+    """A rejected catalog row (``reject_reason`` set) is a reject of every task, for every locale."""
     now = dt.datetime.now(dt.timezone.utc)
-    rows = [reject_row(sku=r["sku"], task=t, stage="validate", reason=r["_reject"],
-                       detail=r["_detail"], run_id=run_id, rejected_at=now)
-            for r in batch.select(["sku", "_reject", "_detail"]).to_pylist() for t in tasks]
+    rows = [reject_row(sku=r["sku"], task=t, stage="validate", reason=r["reject_reason"],
+                       detail=r["reject_detail"], run_id=run_id, rejected_at=now)
+            for r in batch.select(["sku", "reject_reason", "reject_detail"]).to_pylist() for t in tasks]
     return pa.Table.from_pylist(rows, schema=REJECT_SCHEMA)
 
 
 def plan_rejects(batch: pa.Table, run_id: str) -> pa.Table:
-    """Work items with a ``skip_reason``: rejects of stage ``plan``, with their fingerprint."""
+    """Work items with a ``reject_reason``: rejects of stage ``plan``, with their fingerprint."""
     now = dt.datetime.now(dt.timezone.utc)
     rows = [reject_row(sku=r["sku"], task=r["task"], locale=r["locale"], variant=r["variant"],
-                       stage="plan", reason=r["skip_reason"], run_id=run_id, rejected_at=now,
+                       stage="plan", reason=r["reject_reason"], run_id=run_id, rejected_at=now,
                        input_fingerprint=r["input_fingerprint"])
             for r in batch.to_pylist()]
     return pa.Table.from_pylist(rows, schema=REJECT_SCHEMA)
 
 
 # A rejected catalog row is one reject per task (not 1:1); a skipped item is one reject.
-VALIDATION_REJECTS = RowStage("validate", validation_rejects, needs=frozenset({"sku", "_reject", "_detail"}),
+VALIDATION_REJECTS = RowStage("validate", validation_rejects, needs=frozenset({"sku", "reject_reason", "reject_detail"}),
                               makes=REJECT_SCHEMA, one_to_one=False, batch_size=RAY_DEFAULT)
 PLAN_REJECTS = RowStage("plan", plan_rejects, needs=frozenset({"sku", "task", "locale", "variant",
-                                                               "skip_reason", "input_fingerprint"}),
+                                                               "reject_reason", "input_fingerprint"}),
                         makes=REJECT_SCHEMA, one_to_one=True, batch_size=RAY_DEFAULT)
 
 

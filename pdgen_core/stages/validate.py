@@ -33,8 +33,8 @@ HYGIENE_FIELDS = frozenset(TEXT_FIELDS) - {"description"}
 CLEAN_SCHEMA = pa.schema(
     [("sku", pa.string())]
     + [(f, pa.string()) for f in TEXT_FIELDS]
-    + [("price", pa.float64()), ("input_flags", pa.string()), ("_reject", pa.string()),
-       ("_detail", pa.string())]
+    + [("price", pa.float64()), ("input_flags", pa.string()), ("reject_reason", pa.string()),
+       ("reject_detail", pa.string())]
 )
 
 
@@ -66,8 +66,8 @@ def parse_price(value: Any) -> tuple[float | None, str | None]:
 
 
 def clean_row(row: dict[str, Any], dup_skus: frozenset[str] = frozenset()) -> dict[str, Any]:
-    """One output row of ``CLEAN_SCHEMA``; ``_reject`` holds the reason when it is rejected."""
-    out: dict[str, Any] = {"_reject": None, "_detail": None}
+    """One output row of ``CLEAN_SCHEMA``; ``reject_reason`` holds the reason when it is rejected."""
+    out: dict[str, Any] = {"reject_reason": None, "reject_detail": None}
     sku = norm_sku(row.get("sku"))
     out["sku"] = sku
     flags: set[str] = set()
@@ -88,7 +88,7 @@ def clean_row(row: dict[str, Any], dup_skus: frozenset[str] = frozenset()) -> di
     out["price"] = price
     reason, detail = _first_problem(out, sku, price_reason, row.get("price"), dup_skus)
     if reason:
-        out["_reject"], out["_detail"] = reason, detail
+        out["reject_reason"], out["reject_detail"] = reason, detail
         if out["title"] and len(out["title"]) > CAPS["title"]:
             out["title"] = out["title"][: CAPS["title"]]  # keep rejects small
         if sku and len(sku) > SKU_CAP:
@@ -190,7 +190,7 @@ def _passed_through(batch: pa.Table) -> pa.Table:
     names = set(batch.column_names)
     cols = {}
     for f in CLEAN_SCHEMA:
-        if f.name in names and f.name not in ("input_flags", "_reject", "_detail"):
+        if f.name in names and f.name not in ("input_flags", "reject_reason", "reject_detail"):
             c = batch.column(f.name)
             cols[f.name] = c if c.type == f.type else pc.cast(c, f.type)
         else:
@@ -235,9 +235,9 @@ def _repeated_skus(t: pa.Table) -> pa.Table:
 def mark_duplicates(batch: pa.Table, dup_skus: frozenset[str]) -> pa.Table:
     rows = batch.to_pylist()
     for r in rows:
-        if r["_reject"] is None and r["sku"] in dup_skus:
-            r["_reject"] = "duplicate_sku"
-            r["_detail"] = f"sku {r['sku'][:60]!r} appears more than once in the catalog"
+        if r["reject_reason"] is None and r["sku"] in dup_skus:
+            r["reject_reason"] = "duplicate_sku"
+            r["reject_detail"] = f"sku {r['sku'][:60]!r} appears more than once in the catalog"
     return pa.Table.from_pylist(rows, schema=CLEAN_SCHEMA)
 
 
@@ -255,5 +255,5 @@ def _distinct_brands(batch: pa.Table) -> pa.Table:
 
 # The stage contract (``stages.contract``): cleaning and the duplicate marking keep every row.
 CLEAN = RowStage("validate", clean_batch, needs=frozenset(REQUIRED), makes=CLEAN_SCHEMA, one_to_one=True)
-MARK_DUPLICATES = RowStage("validate", mark_duplicates, needs=frozenset({"sku", "_reject", "_detail"}),
+MARK_DUPLICATES = RowStage("validate", mark_duplicates, needs=frozenset({"sku", "reject_reason", "reject_detail"}),
                            makes=CLEAN_SCHEMA, one_to_one=True)

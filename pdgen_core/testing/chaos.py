@@ -119,7 +119,7 @@ def expected_keys(catalog: pa.Table, columns: dict[str, str], locales=("en",), v
 
     canon = {c: catalog.column(src) for c, src in columns.items() if src in catalog.column_names}
     clean = validate.clean_batch(pa.table(canon)).to_pylist()
-    valid = [r["sku"] for r in clean if r["_reject"] is None]
+    valid = [r["sku"] for r in clean if r["reject_reason"] is None]
     seen, dups = set(), set()
     for s in valid:
         (dups if s in seen else seen).add(s)

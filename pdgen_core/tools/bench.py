@@ -139,7 +139,7 @@ def prompts_for(sd: dict) -> dict:
     prompts, params, messages = [], [], []
     for raw in t.to_pylist():
         row = clean_row({c: raw.get(s) for c, s in sd["catalog"]["columns"].items()})
-        if row["_reject"]:
+        if row["reject_reason"]:
             continue
         for item in work_items(row, ctx):
             req = engine_request(item, ctx, {})
@@ -622,7 +622,7 @@ def plan_udf_child(path: str, n: int) -> None:
             [canon[c] for c in cat.column_names if c in canon])
         for i in range(0, cat.num_rows, 8192):
             clean = validate.clean_batch(cat.slice(i, 8192))
-            valid = clean.filter(pc.is_null(clean.column("_reject")))
+            valid = clean.filter(pc.is_null(clean.column("reject_reason")))
             t0 = time.perf_counter()
             items += fn(valid, ctx).num_rows
             plan_s += time.perf_counter() - t0
