@@ -118,7 +118,7 @@ def test_a_run_is_quiet_stdout_the_summary_stderr_pdgens_events(secret_run):
     carries."""
     run, _, _, _ = secret_run
     out = [line for line in run.stdout.splitlines() if line.strip()]
-    assert out[0].strip().startswith(f"run {run.record['run_id']}") and out[-1].startswith("wall "), out
+    assert out[0].strip().startswith(f"run {run.record['run_id']}") and out[-1].startswith("rows read ") and " wall " in out[-1], out
     assert len(out) <= 12, out
     foreign = []
     events = []

@@ -83,7 +83,8 @@ def print_summary(record: dict) -> None:
     console.print(
         f"rows read {c['read']} = valid {c['valid']} + invalid {c['invalid']}; "
         f"tokens in {record['tokens']['in']}, out {record['tokens']['out']}; "
-        f"{tm['output_tokens_per_s']:.0f} output tokens/s; wall {tm['wall_s']:.1f}s"
+        f"{tm['output_tokens_per_s']:.0f} output tokens/s; wall {tm['wall_s']:.1f}s",
+        soft_wrap=True,  # one line at any width: a scheduler's log greps it
     )
     if feed_note(record):
         console.print(feed_note(record), highlight=False)
