@@ -51,7 +51,7 @@ def read_table(loc: storage.Location, columns: list[str], skus: list[str] | None
     files = [_fs_path(u) for u in dt.file_uris()]
     if not files:
         # An empty table (every task has one): deltalake's schema is arro3's; Ray pickles pyarrow.
-        return ray.data.from_arrow(storage.plain_types(pa.schema(dt.schema().to_arrow()).empty_table()).select(columns))
+        return ray.data.from_arrow(plain_schema(dt).empty_table().select(columns))
     if _table_bytes(dt) <= SMALL_TABLE_BYTES:
         # One pyarrow read here costs milliseconds; a Ray Data read costs seconds of task start-up
         # per table, and an incremental run reads two or three tables per task.
@@ -60,13 +60,19 @@ def read_table(loc: storage.Location, columns: list[str], skus: list[str] | None
     return _ray_read(dt, files, loc.fs, columns)
 
 
+def plain_schema(dt) -> pa.Schema:
+    """The Delta table's schema as pyarrow's, view types as their plain forms (deltalake's schema
+    is arro3's, which Ray cannot pickle; a merge's files hold ``string_view``)."""
+    return storage.plain_types(pa.schema(dt.schema().to_arrow()).empty_table()).schema
+
+
 def _ray_read(dt, files: list[str], fs, columns: list[str]):
     """Ray Data's read of a Delta table's data files, in plain types. A merge's files hold
     ``string_view``, which Ray's V1 Parquet reader cannot split into blocks ("Unhandled Arrow
     array type"); given the table's schema in plain types, pyarrow casts while it reads."""
     import ray
 
-    plain = storage.plain_types(pa.schema(dt.schema().to_arrow()).empty_table()).schema
+    plain = plain_schema(dt)
     schema = pa.schema([plain.field(c) for c in columns])
     ds = ray.data.read_parquet(files, filesystem=fs, columns=columns, schema=schema)
     return ds.map_batches(storage.plain_types, batch_format="pyarrow", zero_copy_batch=True)
@@ -136,7 +142,7 @@ def _read_skus(dt, loc: storage.Location, columns: list[str], skus: list[str]):
     import pyarrow.parquet as pq
     import ray
 
-    schema = storage.plain_types(pa.schema(dt.schema().to_arrow()).empty_table()).schema
+    schema = plain_schema(dt)
     files = prune_files(dt, loc, skus) if skus else []
     if not files:
         return ray.data.from_arrow(schema.empty_table().select(columns))
