@@ -87,6 +87,8 @@ CHATTY = ("ray", "ray.data", "ray.train", "ray.tune", "ray.serve", "vllm", "tran
           "filelock", "urllib3", "botocore")
 _library_log: Path | None = None
 _library_handler: logging.FileHandler | None = None
+_native_quiet = False        # set by the CLI: this process may take over file descriptor 2
+_native_redirected = False
 
 
 # Ray Data's logging without its console handler: its progress and "execution finished" lines go to
@@ -170,3 +172,46 @@ def quiet_libraries() -> Path | None:
             lg.addHandler(_library_handler)
         lg.propagate = False
     return _library_log
+
+
+def allow_native_redirect() -> None:
+    """The ``pdgen`` command owns this process's stderr: ``native_stderr_to_library_log`` may
+    take its file descriptor. A library caller (a notebook, pytest, Typer's CliRunner, whose
+    ``sys.stderr`` is not file descriptor 2) keeps its stderr untouched."""
+    global _native_quiet
+    try:
+        _native_quiet = sys.stderr.fileno() == 2
+    except (AttributeError, OSError, ValueError):   # io.UnsupportedOperation is an OSError
+        _native_quiet = False
+
+
+def native_stderr_to_library_log() -> Path | None:
+    """Ray's C++ core worker writes its own lines (``[... E 123 123] core_worker.cc:...`` about
+    actor restarts, shutdown) straight to file descriptor 2, past every Python logger. Point fd 2
+    at the library log and keep Python's ``sys.stderr`` on the original stream, so pdgen's events,
+    errors and tracebacks still reach the caller and only native writes move. Processes started
+    from here (an in-process Ray head's daemons) inherit the file. Only in a ``pdgen`` command
+    (``allow_native_redirect``), once, and not with ``--verbose``; returns the file or None."""
+    global _native_redirected
+    if not _native_quiet or get_settings().verbose:
+        return None
+    if _native_redirected:
+        return _library_log
+    try:
+        if sys.stderr.fileno() != 2:   # already redirected by a caller: leave it
+            return None
+    except (AttributeError, OSError, ValueError):   # io.UnsupportedOperation is an OSError
+        return None
+    path = quiet_libraries()
+    if path is None:
+        return None
+    sys.stderr.flush()
+    original = sys.stderr
+    saved = os.dup(2)
+    sys.stderr = open(saved, "w", encoding=original.encoding or "utf-8", errors="backslashreplace",
+                      buffering=1, closefd=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 2)
+    os.close(fd)
+    _native_redirected = True
+    return path

@@ -8,7 +8,7 @@ Ray itself is imported inside the functions: importing this module costs nothing
 
 from __future__ import annotations
 
-from pdgen_core.log import quiet_libraries
+from pdgen_core.log import native_stderr_to_library_log, quiet_libraries
 from pdgen_core.settings import get_settings
 
 
@@ -25,6 +25,7 @@ def init_ray() -> None:
     env = {"VLLM_LOGGING_LEVEL": "WARNING", "TOKENIZERS_PARALLELISM": "false"}
     verbose = get_settings().verbose
     quiet_libraries()   # before ray.init: its own notices go to the file too
+    native_stderr_to_library_log()   # and Ray's C++ lines (a pdgen command only)
     # Workers' output (vLLM's engine notices, their stdout) reaches the driver only with
     # --verbose; it stays in Ray's session logs (``<temp dir>/session_latest/logs``) either way.
     ray.init(address=get_settings().ray_address, runtime_env={"env_vars": env},

@@ -126,3 +126,47 @@ def test_verbose_flag_puts_library_chatter_back_on_stderr(tmp_path, monkeypatch)
     assert quiet_libraries() is None
     monkeypatch.setenv("PDGEN_VERBOSE", "0")
     assert not get_settings().verbose
+
+
+def test_native_stderr_goes_to_the_library_log_and_python_stderr_stays(tmp_path):
+    """Ray's C++ core worker writes to file descriptor 2 past every logger (issue 20: its
+    ``core_worker.cc`` line was the one foreign line left on a quiet run's stderr). In a ``pdgen``
+    process fd 2 becomes the library log; Python's ``sys.stderr`` (pdgen's events, errors,
+    tracebacks) still reaches the caller, and a child process's native writes follow fd 2."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import os, subprocess, sys\n"
+        "from pdgen_core import log\n"
+        "log.allow_native_redirect()\n"
+        "path = log.native_stderr_to_library_log()\n"
+        "assert log.native_stderr_to_library_log() == path  # once\n"
+        "os.write(2, b'[2026-12-02 12:00:00,000 E 1 1] core_worker.cc:1: native\\n')\n"
+        "subprocess.run(['sh', '-c', 'echo child-native >&2'])\n"
+        "print('python-stderr', file=sys.stderr, flush=True)\n"
+        "print(path)\n"
+        "raise SystemExit('error: still seen')\n")
+    env = {**os.environ, "PDGEN_CACHE_DIR": str(tmp_path), "PDGEN_VERBOSE": "0"}
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 1
+    assert r.stderr.splitlines() == ["python-stderr", "error: still seen"], r.stderr
+    logged = open(r.stdout.strip()).read()
+    assert "core_worker.cc:1: native" in logged and "child-native" in logged, logged
+    # --verbose: nothing moves
+    r = subprocess.run([sys.executable, "-c", script.replace("raise SystemExit('error: still seen')\n", "")],
+                       capture_output=True, text=True, env={**env, "PDGEN_VERBOSE": "1"}, timeout=120)
+    assert "core_worker.cc:1: native" in r.stderr and "child-native" in r.stderr and r.stdout.strip() == "None"
+
+
+def test_cli_runner_never_hands_over_its_stderr(tmp_path):
+    """Typer's CliRunner (and pytest) replace ``sys.stderr``: the app's callback must not let a
+    later ``init_ray`` in this process take file descriptor 2."""
+    from pdgen_core import log
+
+    cat = tmp_path / "c.parquet"
+    pq.write_table(pa.table({"id": ["a"], "name": ["x"]}), cat)
+    r = runner.invoke(app, ["validate", str(write_spec(tmp_path, cat)), "--no-check-data"])
+    assert r.exit_code == 0, r.output
+    assert log._native_quiet is False and log.native_stderr_to_library_log() is None

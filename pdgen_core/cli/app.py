@@ -19,6 +19,9 @@ def _options(verbose: bool = typer.Option(
         import os
 
         os.environ["PDGEN_VERBOSE"] = "1"
+    from pdgen_core.log import allow_native_redirect
+
+    allow_native_redirect()   # Ray's C++ lines go to the library log once Ray starts
 console = Console(stderr=False)
 # Errors are not wrapped: a wrapped line can split a command to copy (`--resume RUN_ID`).
 err = Console(stderr=True, soft_wrap=True)
