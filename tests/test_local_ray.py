@@ -1,6 +1,7 @@
 """``python -m pdgen_core.tools.local_ray`` (what ``make local-ray`` runs) as a subprocess: a Ray head
 (0 CPUs) and two worker nodes, each its own ``ray start`` with its own environment and model cache,
-and the local S3 started; the real jobs submitted through the Jobs API, their outputs checked,
+and the local S3 started; the real jobs submitted through the Jobs API (the refresh on the
+generation service that ``pdgen service start`` deploys on the head), their outputs checked,
 everything stopped. Asserts the exit code, the summary it prints, one engine on each worker node
 (from Ray's state API, in the summary) and the model in each worker node's own cache (here, on
 disk). This is the multi-node run of ``make test`` (issue 22)."""
@@ -53,7 +54,12 @@ def test_local_ray_end_to_end(tmp_path):
                   "refresh: counts balance", "refresh: regenerated exactly the 2 changed skus",
                   "finetune: adapter version registered", "generate: HTML report builds",
                   "generate: one engine on each worker node (Ray state API)",
-                  "generate: each worker node has the model in its own cache"):
+                  "generate: each worker node has the model in its own cache",
+                  # issue 23: the service commands against a started head, and a refresh on it
+                  "service: `pdgen service start` deployed it and waited for its engine",
+                  "service: `pdgen service status` says RUNNING (exit 0)",
+                  "refresh: generated on the service's engine (no engine start)",
+                  "service: `pdgen service stop` removed it, and status then exits 1"):
         assert f"PASS  {check}" in summary, summary
     # One engine actor on each worker node, none on the head (the state API's node ids).
     assert re.search(r"^  PASS  generate: one engine on each worker node \(Ray state API\): "

@@ -62,7 +62,7 @@ def register(app: typer.Typer) -> None:
                 raise
             err.print(f"error: {exc}", markup=False, highlight=False)
             raise typer.Exit(code) from None
-        console.print(_describe(st), markup=False, highlight=False)
+        console.print(_describe(st), markup=False, highlight=False, soft_wrap=True)
 
     @group.command("status")
     def status_cmd(as_json: bool = typer.Option(False, "--json", help="The description as JSON.")) -> None:
@@ -71,7 +71,8 @@ def register(app: typer.Typer) -> None:
 
         _connect()
         st = service.status()
-        console.print(json.dumps(st, indent=2) if as_json else _describe(st), markup=False, highlight=False)
+        console.print(json.dumps(st, indent=2) if as_json else _describe(st), markup=False, highlight=False,
+                      soft_wrap=True)
         raise typer.Exit(0 if st["status"] == "RUNNING" else 1)
 
     @group.command("stop")

@@ -10,10 +10,12 @@
    in the dashboard). The head runs from this venv (its bin/ first on PATH, this source tree on
    PYTHONPATH), so jobs are submitted without a pip runtime env.
 2. Writes a small synthetic catalog (with bad rows) and submits the real entry points:
-   ``generate`` -> two prices change -> ``refresh`` -> ``finetune`` (a LoRA, a few steps).
+   ``generate`` -> two prices change -> ``pdgen service start`` -> ``refresh`` (through the
+   service) -> ``pdgen service stop`` -> ``finetune`` (a LoRA, a few steps).
 3. Checks the outputs: run records whose counts balance, rows in the content Delta table, a
-   refresh that regenerated exactly the changed skus, an adapter version in the registry, and
-   an HTML report built from the generate run.
+   refresh that regenerated exactly the changed skus on the service's engine, the service
+   commands' answers, an adapter version in the registry, and an HTML report built from the
+   generate run.
 4. Stops everything it started in a ``finally`` (also on Ctrl-C, SIGTERM or a failure), by
    process group and by the PIDs that carry its temp dir: never ``ray stop``, which would end
    every Ray on a shared machine.
@@ -22,6 +24,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -69,7 +72,10 @@ def head_env(s3_env: dict[str, str], source: Path) -> dict[str, str]:
     """Every node's environment. The S3 endpoint and credentials are in it as a KubeRay pod has
     them from a Secret: each node's workers inherit them from their own node, and no job's
     runtime env carries them (runtime envs are shown in the dashboard)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")}
+    # PDGEN_ENGINE_SERVICE: the refresh uses the service this scenario starts, whatever the
+    # caller's setting (the test suite turns it off for its own jobs).
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS", "PDGEN_ENGINE_SERVICE")}
     env.update(s3_env)
     env.update(
         PATH=f"{BIN}:{env.get('PATH', '')}",
@@ -380,6 +386,53 @@ def check_refresh(report: Report, rec: dict, changed: list[str], valid_without_c
     )
 
 
+def _pdgen(cluster: LocalCluster, args: list[str], timeout: float) -> subprocess.CompletedProcess:
+    """``pdgen ARGS`` as an operator runs it beside the cluster: RAY_ADDRESS is the head's GCS."""
+    assert cluster.head is not None
+    env = {**cluster.env, "RAY_ADDRESS": cluster.head.address}
+    try:
+        return subprocess.run([str(BIN / "pdgen"), *args], env=env, capture_output=True, text=True,
+                              timeout=max(30.0, timeout))
+    except subprocess.TimeoutExpired as exc:
+        return subprocess.CompletedProcess(exc.cmd, 124, exc.stdout or "", f"timed out after {exc.timeout:.0f}s")
+
+
+def _last(r: subprocess.CompletedProcess) -> str:
+    lines = [ln for ln in (r.stdout + "\n" + r.stderr).splitlines() if ln.strip()]
+    return f"rc {r.returncode}: " + (" | ".join(lines[-3:]) if r.returncode else (r.stdout.strip().splitlines() or [""])[-1])
+
+
+def service_start(report: Report, cluster: LocalCluster, spec: Path, sets: tuple[str, ...], deadline: float) -> bool:
+    """``pdgen service start SPEC`` then ``pdgen service status --json`` against the head (issue
+    23: the commands on a started cluster, not an in-process Ray)."""
+    t0 = time.monotonic()
+    say("service: pdgen service start (one replica) ...")
+    args = ["service", "start", str(spec)] + [a for kv in sets for a in ("--set", kv)]
+    r = _pdgen(cluster, args, deadline - time.monotonic())
+    started = report.check("service: `pdgen service start` deployed it and waited for its engine",
+                           r.returncode == 0 and "generation service: RUNNING, 1 replica(s)" in r.stdout,
+                           f"{_last(r)} ({time.monotonic() - t0:.0f}s)")
+    if not started:
+        return False
+    r = _pdgen(cluster, ["service", "status", "--json"], 120)
+    try:
+        st = json.loads(r.stdout)
+    except ValueError:
+        st = {}
+    return report.check("service: `pdgen service status` says RUNNING (exit 0)",
+                        r.returncode == 0 and st.get("status") == "RUNNING" and st.get("model") is not None,
+                        _last(r) if r.returncode else f"{st.get('status')}, {st.get('replicas')} replica(s) of {st.get('model')}")
+
+
+def service_stop(report: Report, cluster: LocalCluster) -> None:
+    r = _pdgen(cluster, ["service", "stop"], 180)
+    stopped = r.returncode == 0 and "stopped the generation service" in r.stdout
+    after = _pdgen(cluster, ["service", "status"], 120)
+    report.check("service: `pdgen service stop` removed it, and status then exits 1",
+                 stopped and after.returncode == 1 and "generation service: NOT_RUNNING" in after.stdout,
+                 f"stop {_last(r)}; status {_last(after)}")
+
+
 def check_finetune(report: Report, spec_name: str) -> None:
     ads = [a for a in list_adapters(OUTPUT, "description") if a["run_id"] == spec_name]
     report.check("finetune: adapter version registered", bool(ads),
@@ -503,11 +556,21 @@ def scenario(report: Report, cluster: LocalCluster, endpoint: str, work: Path, d
             report.steps.append(ref)
             before = run_records(OUTPUT)
             # One engine is enough for the few changed rows (resources are in no fingerprint).
-            if job_ok(report, ref, run_job(ref, specs / "generate.yaml", "refresh", url, endpoint, logs, deadline,
-                                           sets=("resources.replicas=1",))):
-                rec2 = one_new_record(report, "refresh", before)
-                if rec2 is not None:
-                    check_refresh(report, rec2, changed, valid_without)
+            sets = ("resources.replicas=1",)
+            served = service_start(report, cluster, specs / "generate.yaml", sets, deadline)
+            try:
+                if job_ok(report, ref, run_job(ref, specs / "generate.yaml", "refresh", url, endpoint, logs,
+                                               deadline, sets=sets)):
+                    rec2 = one_new_record(report, "refresh", before)
+                    if rec2 is not None:
+                        check_refresh(report, rec2, changed, valid_without)
+                        if served:
+                            engine = rec2.get("engine") or {}
+                            report.check("refresh: generated on the service's engine (no engine start)",
+                                         engine.get("kind") == "service", str(engine))
+            finally:
+                if served:  # the fine-tune needs the worker's CPUs and memory back
+                    service_stop(report, cluster)
 
     fin = Step("finetune")
     report.steps.append(fin)
