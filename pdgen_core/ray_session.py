@@ -50,12 +50,17 @@ def init_ray() -> None:
     if not verbose:  # where the chatter went, once per driver
         from pdgen_core.log import get_logger, library_log_path
 
-        get_logger().info("ray.session", library_log=str(library_log_path()), ray_logs=_session_logs(),
+        get_logger().info("ray.session", library_log=str(library_log_path()), ray_logs=session_logs(),
                           hint="pdgen --verbose ... shows them on stderr")
 
 
-def _session_logs() -> str | None:
-    """This driver's Ray session log folder (workers' and engines' output), where Ray says."""
+def session_logs() -> str | None:
+    """This driver's Ray session log folder (workers' and engines' output), where Ray says; None
+    when this process has no Ray session."""
+    import sys
+
+    if "ray" not in sys.modules:
+        return None
     import ray
 
     try:

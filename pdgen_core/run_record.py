@@ -218,7 +218,21 @@ def build_record(spec: JobSpec, run_id: str, c: Counts, started: dt.datetime, t0
                    "output_tokens_per_s": c.tokens_out / gen_s if gen_s else 0.0},
         "tables": versions,
         "progress": progress,
+        "logs": run_logs(),
     }
+
+
+def run_logs() -> dict[str, Any]:
+    """Where this run's chatter went, on the host that ran its driver: the library log (vLLM,
+    Ray, warnings and Ray's C++ lines; None with ``--verbose``: stderr) and Ray's session logs
+    (workers' and engines' output)."""
+    import socket
+
+    from pdgen_core.log import library_log_path
+    from pdgen_core.ray_session import session_logs
+
+    lib = library_log_path()
+    return {"host": socket.gethostname(), "library": str(lib) if lib else None, "ray_session": session_logs()}
 
 
 # -- the publish decision: output.publish and the accept-rate floor ------------------------------

@@ -132,6 +132,9 @@ def test_a_run_is_quiet_stdout_the_summary_stderr_pdgens_events(secret_run):
     assert {"ray.session", "run.start", "run.committed"} <= set(events), events
     session = next(json.loads(line) for line in run.stderr.splitlines() if '"ray.session"' in line)
     assert session["library_log"].endswith(".log") and "/logs" in (session["ray_logs"] or "/logs")
+    # the run record says where the chatter went, on which host (``run_record.run_logs``)
+    logs = run.record["logs"]
+    assert logs["library"] == session["library_log"] and logs["ray_session"] == session["ray_logs"] and logs["host"]
 
 
 def test_failing_runs_fail_cleanly_with_a_fix(secret_run):
