@@ -1,3 +1,5 @@
+"""pdgen_core.fingerprint: stable digests of work items across processes and hash seeds."""
+
 import subprocess
 import sys
 

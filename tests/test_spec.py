@@ -1,3 +1,5 @@
+"""pdgen_core.spec: the job spec's parsing, its error messages (field, fix, "did you mean") and --set overrides."""
+
 import pytest
 import yaml
 

@@ -1,3 +1,5 @@
+"""pdgen_core.storage: local and S3 locations, retries, listings and a dead endpoint."""
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest

@@ -1,3 +1,5 @@
+"""pdgen_core.synth: the synthetic catalog is deterministic and carries its bad rows."""
+
 import pyarrow.parquet as pq
 
 from pdgen_core.synth import make_catalog, write_catalog

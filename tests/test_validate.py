@@ -1,3 +1,6 @@
+"""pdgen_core.stages.validate: prices, row reasons, every row kept, hygiene flags, and the Arrow
+fast path agreeing with the row path."""
+
 import math
 
 import pyarrow as pa
