@@ -19,6 +19,8 @@ import threading
 import time
 from typing import Any, Callable
 
+from pdgen_core.log import get_logger
+
 RATE_WINDOW_S = 30.0  # rows/s over the recent past: the engine's start is not throughput
 MAX_SAMPLES = 240  # the run record stays small on long runs: older samples are thinned
 
@@ -36,8 +38,6 @@ class Progress:
         self.interval_s, self.log_every_s = interval_s, log_every_s
         self.bar = sys.stderr.isatty() if bar is None else bar
         if logger is None:
-            from pdgen_core.log import get_logger
-
             logger = get_logger()
         self.log = logger.bind(run_id=run_id, task=task)
         self.clock = clock

@@ -8,7 +8,7 @@ Ray itself is imported inside the functions: importing this module costs nothing
 
 from __future__ import annotations
 
-from pdgen_core.log import native_stderr_to_library_log, quiet_libraries
+from pdgen_core.log import get_logger, library_log_path, native_stderr_to_library_log, quiet_libraries
 from pdgen_core.settings import get_settings
 
 
@@ -48,8 +48,6 @@ def init_ray() -> None:
     ctx.read_op_min_num_blocks = read_blocks()
     ctx.print_on_execution_start = False
     if not verbose:  # where the chatter went, once per driver
-        from pdgen_core.log import get_logger, library_log_path
-
         get_logger().info("ray.session", library_log=str(library_log_path()), ray_logs=session_logs(),
                           hint="pdgen --verbose ... shows them on stderr")
 

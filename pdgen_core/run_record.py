@@ -26,6 +26,8 @@ import pyarrow.fs as pafs
 
 from pdgen_core import storage
 from pdgen_core.errors import InputError
+from pdgen_core.log import library_log_path
+from pdgen_core.ray_session import session_logs
 from pdgen_core.spec import JobSpec
 from pdgen_core.staging import StagedFiles
 from pdgen_core.stages import read
@@ -227,9 +229,6 @@ def run_logs() -> dict[str, Any]:
     Ray, warnings and Ray's C++ lines; None with ``--verbose``: stderr) and Ray's session logs
     (workers' and engines' output)."""
     import socket
-
-    from pdgen_core.log import library_log_path
-    from pdgen_core.ray_session import session_logs
 
     lib = library_log_path()
     return {"host": socket.gethostname(), "library": str(lib) if lib else None, "ray_session": session_logs()}

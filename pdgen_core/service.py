@@ -29,6 +29,7 @@ import pyarrow as pa
 from pdgen_core.log import get_logger
 from pdgen_core.models.resolve import ensure_on_all_nodes
 from pdgen_core.run_context import RunContext
+from pdgen_core.settings import get_settings
 from pdgen_core.spec import JobSpec
 from pdgen_core.stages import generate
 
@@ -178,8 +179,6 @@ def mismatch(info: dict[str, Any], spec: JobSpec, model_id: str, engine_kwargs: 
 
 def find(spec: JobSpec, model_id: str, engine_kwargs: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
     """The running service's description when it can serve this job, else None; and why."""
-    from pdgen_core.settings import get_settings
-
     if get_settings().engine_service == "off":
         return None, "PDGEN_ENGINE_SERVICE=off"
     st = status()

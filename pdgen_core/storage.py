@@ -15,6 +15,7 @@ from typing import Any, Callable, TypeVar
 
 import pyarrow.fs as pafs
 
+from pdgen_core.errors import InputError
 from pdgen_core.log import get_logger
 from pdgen_core.settings import Settings, get_settings
 
@@ -131,8 +132,6 @@ def check_endpoint(settings: Settings | None = None, timeout_s: float = 5.0) -> 
     try:
         socket.create_connection((u.hostname, port), timeout=timeout_s).close()
     except OSError as exc:
-        from pdgen_core.errors import InputError
-
         raise InputError(
             f"S3 endpoint {u.scheme}://{u.hostname}:{port} cannot be reached ({exc.strerror or exc}); "
             "start the S3 server, or set PDGEN_S3_ENDPOINT (or AWS_ENDPOINT_URL) to one that is "
