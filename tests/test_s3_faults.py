@@ -252,7 +252,7 @@ def test_transient_faults_lose_nothing(s3):
     """~10% 503 SlowDown, some resets and latency on every request: the run completes and what it
     committed balances exactly with the catalog."""
     cfg = FaultConfig(p503=0.10, p_reset=0.03, p_latency=0.10, latency_s=0.1, seed=11)
-    table, out, run, stats = run_through_proxy(s3, "faults-transient", 40, cfg)
+    table, out, run, stats = run_through_proxy(s3, "faults-transient", 24, cfg)
     check_nothing_lost("s3: 10% 503 + 3% resets + latency", table, out, run, stats)
 
 
@@ -264,7 +264,9 @@ def test_persistent_503_fails_cleanly(s3):
     out = "s3://faults-down/out/"
     t0 = time.monotonic()
     with fault_proxy(s3.endpoint, FaultConfig(p503=1.0)) as proxy:
-        run = chaos.run_cli(spec_for(cat, out), proxy_env(proxy), run_id="down-1", timeout=600)
+        # it stops before any generation: the small model is enough
+        run = chaos.run_cli(spec_for(cat, out, model={"source": "pdgen-tiny"}), proxy_env(proxy),
+                            run_id="down-1", timeout=600)
         stats = proxy.stats()
     assert run.rc == 2, run.output[-3000:]
     assert "error: storage:" in run.stderr, run.stderr[-2000:]
