@@ -174,15 +174,20 @@ def quiet_libraries() -> Path | None:
     return _library_log
 
 
+def _stderr_is_fd2() -> bool:
+    """Whether ``sys.stderr`` is this process's file descriptor 2 (not a caller's replacement)."""
+    try:
+        return sys.stderr.fileno() == 2
+    except (AttributeError, OSError, ValueError):   # io.UnsupportedOperation is an OSError
+        return False
+
+
 def allow_native_redirect() -> None:
     """The ``pdgen`` command owns this process's stderr: ``native_stderr_to_library_log`` may
     take its file descriptor. A library caller (a notebook, pytest, Typer's CliRunner, whose
     ``sys.stderr`` is not file descriptor 2) keeps its stderr untouched."""
     global _native_quiet
-    try:
-        _native_quiet = sys.stderr.fileno() == 2
-    except (AttributeError, OSError, ValueError):   # io.UnsupportedOperation is an OSError
-        _native_quiet = False
+    _native_quiet = _stderr_is_fd2()
 
 
 def native_stderr_to_library_log() -> Path | None:
@@ -197,10 +202,7 @@ def native_stderr_to_library_log() -> Path | None:
         return None
     if _native_redirected:
         return _library_log
-    try:
-        if sys.stderr.fileno() != 2:   # already redirected by a caller: leave it
-            return None
-    except (AttributeError, OSError, ValueError):   # io.UnsupportedOperation is an OSError
+    if not _stderr_is_fd2():   # redirected by a caller since: leave it
         return None
     path = quiet_libraries()
     if path is None:

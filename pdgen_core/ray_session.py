@@ -8,6 +8,8 @@ Ray itself is imported inside the functions: importing this module costs nothing
 
 from __future__ import annotations
 
+import sys
+
 from pdgen_core.log import get_logger, library_log_path, native_stderr_to_library_log, quiet_libraries
 from pdgen_core.settings import get_settings
 
@@ -55,8 +57,6 @@ def init_ray() -> None:
 def session_logs() -> str | None:
     """This driver's Ray session log folder (workers' and engines' output), where Ray says; None
     when this process has no Ray session."""
-    import sys
-
     if "ray" not in sys.modules:
         return None
     import ray
@@ -70,16 +70,18 @@ def session_logs() -> str | None:
 def read_blocks() -> int:
     """The fewest blocks a read is split into: four per CPU of the cluster, between 8 and 200
     (Ray's default, 200, whatever the cluster)."""
-    import ray
-
-    return max(8, min(200, int(ray.cluster_resources().get("CPU", 2)) * 4))
+    return max(8, min(200, _cluster_cpus() * 4))
 
 
 def shuffle_partitions() -> int:
     """Two hash-shuffle partitions per CPU of the cluster, between 2 and 200."""
+    return max(2, min(200, _cluster_cpus() * 2))
+
+
+def _cluster_cpus() -> int:
     import ray
 
-    return max(2, min(200, int(ray.cluster_resources().get("CPU", 2)) * 2))
+    return int(ray.cluster_resources().get("CPU", 2))
 
 
 def _to_each_node(fn, args: tuple = (), skip: str | None = None) -> dict[str, object]:

@@ -14,6 +14,7 @@ unknown run id is answered with the ones that exist.
 from __future__ import annotations
 
 import datetime as dt
+import socket
 import time
 from functools import partial
 from dataclasses import dataclass, field
@@ -228,8 +229,6 @@ def run_logs() -> dict[str, Any]:
     """Where this run's chatter went, on the host that ran its driver: the library log (vLLM,
     Ray, warnings and Ray's C++ lines; None with ``--verbose``: stderr) and Ray's session logs
     (workers' and engines' output)."""
-    import socket
-
     lib = library_log_path()
     return {"host": socket.gethostname(), "library": str(lib) if lib else None, "ray_session": session_logs()}
 
