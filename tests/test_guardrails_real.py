@@ -15,6 +15,11 @@ Set 6 (subtypes within a kind, construction words, "has/with a" parts beyond the
 those figures as they were and adds 27 lines (229-255): the LoRA adapters' Myntra descriptions that
 set 5 accepted, labelled after set 6 was written from them. Its bounds there are its own
 (``SET6_*``: 13 of 18 caught, 0 of 9 false rejects, 5 misses).
+
+Set 7 (``degenerate``: rare words, a word said again one word later, a pattern word left without
+its noun) was written from four of the remaining misses, so it is tuning, not a blind figure: on
+the first 229 lines 168 of 171 caught, 4 of 58 false rejects, 3 misses of 57 accepted; on set 6's
+lines 15 of 18, 0 of 9, 3 misses; the held-out quarter is unchanged (42 of 43, 0 of 14, 1 miss).
 """
 
 from __future__ import annotations
@@ -27,9 +32,10 @@ from pathlib import Path
 import pytest
 
 from pdgen_core.guardrails import REASONS, GuardContext, run_checks
-from pdgen_core.guardrails.attributes import find_mismatches, names_product, title_kinds
+from pdgen_core.guardrails.attributes import creatures, fact_words, find_mismatches, names_product, title_kinds
 from pdgen_core.guardrails.degenerate import (
-    glued_words, loops, non_words, repeated_clauses, repeated_phrases, repeated_words,
+    dangling_adjectives, glued_words, loops, non_words, rare_words, repeated_clauses, repeated_phrases,
+    repeated_words, split_repeats,
 )
 from pdgen_core.guardrails.echo import find_echo
 from pdgen_core.guardrails.meta import find_meta
@@ -42,13 +48,13 @@ from tests.corpus import measure, smollm2
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 CORPUS = smollm2.load()
 MAX_FALSE_REJECT = 0.10   # issue 17's target
-MIN_CAUGHT = 0.97         # measured 163/168 = 0.970 (set 2: 143/168)
-MAX_MISSES = 5            # measured (set 2: 25); the issue's target is 2% of accepted texts
+MIN_CAUGHT = 0.97         # measured 168/171 under set 7 (set 3: 163/168; set 2: 143/168); held-out 42/43
+MAX_MISSES = 3            # measured under set 7 (set 3: 5; set 2: 25); the issue's target is 2% of accepted texts
 # The bounds above are on the corpus's first 229 lines (sets 2-5). Lines 229- are set 6's: the
 # LoRA adapter's Myntra texts that set 5 accepted, labelled after set 6 was written from them (not
 # blind), with their own measured bounds.
 SET5_LINES = 229
-SET6_MIN_CAUGHT, SET6_MAX_MISSES, SET6_MAX_FALSE = 13, 5, 0   # measured: 13 of 18, 5 misses, 0 of 9
+SET6_MIN_CAUGHT, SET6_MAX_MISSES, SET6_MAX_FALSE = 15, 3, 0   # set 7: 15 of 18, 3 misses, 0 of 9 (set 6: 13, 5, 0)
 
 
 def example(fragment: str) -> dict:
@@ -631,13 +637,17 @@ def test_degenerate_on_real_myntra_descriptions():
     30 sampled were). Of those without, 1.3% are flagged (set 2: 1.1%), most for typos ("staight", "balack");
     about 4 in 10 of the set-2 flags are real words or meant repeats: a false-reject rate near 0.5%.
     Set 3's repeat rules add 22 flags, nearly all meant repeats in spec lists ("back closure Back
-    style", "Plant type: ... plant"): about 0.8% in all."""
+    style", "Plant type: ... plant"): about 0.8% in all. Set 7's rare-word rule flags 100 more
+    (188 of 7,738, 2.4%): about a third are typos ("sleevs", "embriodered", "elastictaed"), most of
+    the rest perfume notes and tailoring words ("tuberose", "orris", "pintuck", "wrapover") that a
+    model given the title alone would be inventing. As a false-reject rate on human copy that is
+    about 0.9% more; the bound was 2% before set 7."""
     rows = _myntra()
     clean = [r for r in rows if not glued_words(r["description"] or "", _row_ctx(r))]
     flagged = [r["description"][:80] for r in clean
                if run_checks(["degenerate"], r["description"] or "", _row_ctx(r))]
     assert len(clean) > 0.5 * len(rows)
-    assert len(flagged) <= 0.02 * len(clean), flagged[:10]
+    assert len(flagged) <= 0.025 * len(clean), flagged[:10]
 
 
 def test_a_rows_own_title_passes_the_facts_checks():
@@ -759,3 +769,91 @@ def test_has_a_part_outside_the_old_list(text, title, expected):
     assert find_mismatches(text, ctx_of(title=title)) == expected
     if expected:
         assert run_checks(["attributes"], text, ctx_of(title=title)) == "attribute_mismatch"
+
+
+# ---------------------------------------------------------------- set 7: rare words, split repeats, a pattern word alone
+
+
+@pytest.mark.parametrize("fragment", [
+    "An adiabatic girls' blue dress",                        # a rare word for ADIVA
+    "A large doll for dummies, big dogs, and pets.",         # a rare word, the facts' "Funny Bone" misread
+    "Sea green solid woven solid cotton peplum top",        # a word said again one word later
+    "A table placemat with orange and blue printed from SEJ",   # a pattern word with no noun
+])
+def test_set7_degenerate_on_corpus(fragment):
+    assert check("degenerate", example(fragment)) == "degenerate"
+
+
+def test_rare_words():
+    assert rare_words("An adiabatic girls' blue dress.", ctx_of(title="ADIVA Girls Blue Fit and Flare Dress")) == [
+        "adiabatic"]
+    assert rare_words("A doll for dummies and peafowls.", ctx_of(title="Biggie Pet")) == ["dummies", "peafowls"]
+    # ordinary words, their endings, the guard's catalog words, the facts and a fact word's family pass
+    assert rare_words("Stylish eyewear and a ballerina tote, dedicated to comfort.", ctx_of(title="Acme")) == []
+    assert rare_words("Taupe sneakers with perforation from Geox.",
+                      ctx_of(title="Geox Women Taupe Suede Leather Perforated Sneakers")) == []
+    assert rare_words("A peafowl print.", ctx_of(title="Acme Peafowl Print Scarf")) == []
+    assert rare_words("Pointe de adiabatique.", replace(ctx_of(title="x"), locale="fr")) == []
+    assert rare_words("A soft bracakelet.", ctx_of(title="x")) == []   # not English: ``non_words`` judges it
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Sea green solid woven solid cotton peplum top.", ["solid woven solid"]),
+    ("A blue light blue shirt.", []),                       # colours and their modifiers
+    ("They sit side by side.", []),                          # a preposition between
+    ("Back closure back style.", []),                        # a spec list's part words
+    ("Soft, soft and soft.", []),                            # clauses apart
+])
+def test_split_repeats(text, expected):
+    assert split_repeats(text) == expected
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("A table placemat with orange and blue printed from SEJ.", ["printed"]),
+    ("Blue striped from Roadster.", ["striped"]),
+    ("A scarf woven from cotton.", []),                      # English
+    ("The top is printed.", []),
+    ("A printed top from SEJ.", []),
+])
+def test_dangling_adjectives(text, expected):
+    assert dangling_adjectives(text) == expected
+
+
+@pytest.mark.parametrize("text, title, expected", [
+    # SmolLM2 on held-out Amazon toy rows (guard set 6's job, 2026-12-02), unedited
+    ("An adorable cat toy designed to bring joy into your life.", "Folkmanis Red Fox Hand Puppet", ["cat"]),
+    ("This teenage troll figure is a classic, fun, and colorful toy.",
+     "Teenage Mutant Ninja Turtles Leonardo Basic Figure", ["troll"]),
+    # a creature the facts name, in another of its words, passes
+    ("A soft kitten plush for naps.", "Aurora Cat Plush", []),
+    ("A dino toy that roars.", "Melissa & Doug Dinosaur Toy", []),
+    ("A classic teddy for bedtime.", "Gund Bear Plush", []),
+    # idioms and product words are not creatures
+    ("Black kitten heels with a pointed toe.", "Acme Women Black Pumps", []),
+    ("A cat-eye liner in one stroke; bear in mind it dries fast.", "Acme Liquid Eyeliner", []),
+    ("A turtle neck sweater.", "Acme Men Black Sweater", []),
+])
+def test_creatures_the_facts_do_not_name(text, title, expected):
+    assert creatures(text, fact_words(ctx_of(title=title))) == expected
+    if expected:
+        assert run_checks(["attributes.mismatch"], text, ctx_of(title=title)) == "attribute_mismatch"
+
+
+def test_creatures_in_human_myntra_copy_are_rare():
+    """Myntra's descriptions name an animal their title does not in 39 of 12,491 rows (0.3%): the
+    Puma cat logo, owl key holders, bird prints: things the copywriter saw, which a model given the
+    title alone would be inventing."""
+    rows = _myntra()
+    flagged = [r["product_name"] for r in rows if creatures(r["description"] or "", fact_words(_row_ctx(r)))]
+    assert len(flagged) <= 0.005 * len(rows), flagged[:10]
+
+
+@pytest.mark.parametrize("text, facts, expected", [
+    ("A spooky costume for women.", {"title": "Rubie's Child Witch Costume"}, ["women"]),
+    ("A fun costume for kids.", {"title": "Rubie's Child Witch Costume"}, []),
+    ("Great for kids and adults.", {"title": "Air Hockey Table for Kids and Adults"}, []),
+    ("A soft tee for men.", {"title": "Acme Men Tee"}, []),            # an adult row: the gender rule
+    ("A frock for women.", {"title": "Acme Girls Frock", "gender": "Girls"}, ["women"]),
+])
+def test_a_kids_row_names_no_adult_audience(text, facts, expected):
+    assert find_mismatches(text, ctx_of(**facts)) == expected

@@ -25,7 +25,18 @@ when the fifth is glued to the next word. Two signs, both after splitting glued 
   jeans, sandals or earrings passes;
 - a non-word: a lower-case word of four letters or more that is neither English
   (``words.is_word``) nor a word of the facts ("bracakelet", "wavens", "unsuspension"); in
-  English texts only.
+  English texts only;
+- a rare word (set 7): English, but neither a common word (``words.common_words``: web and
+  catalog text), nor one of those with an ending, nor a word of the guard's own catalog
+  vocabularies (types, parts, materials, colours), nor a word of the facts or of a fact word's
+  family ("perforation" for Perforated): "An adiabatic girls' blue dress" (ADIVA), "a large
+  doll for dummies", "unwinding", "peafowls". A small model reaches for such words when it has
+  misread a fact; copywriters mostly do not. English texts only;
+- a word said again one word later ("Sea green solid woven solid cotton"), unless the words are
+  colours, product or part words, or the middle one a preposition ("blue light blue", "side by
+  side", "back closure back" in a spec list);
+- a pattern or finish word left without its noun before "from" ("A table placemat with orange
+  and blue printed from SEJ"; "woven from cotton" is English and passes).
 
 Tuned on the 12,491 human Myntra descriptions (``tests/test_guardrails_real.py``): they contain
 scraping defects of the same shape ("TSA lockOne handle"), which are real defects, and few else.
@@ -36,10 +47,11 @@ from __future__ import annotations
 import re
 from collections import Counter
 
+from pdgen_core.guardrails import attributes
 from pdgen_core.guardrails._text import normalise
 from pdgen_core.guardrails.context import GuardContext
 from pdgen_core.guardrails.facts import WORD, fact_tokens
-from pdgen_core.guardrails.words import is_word
+from pdgen_core.guardrails.words import common_words, is_word
 
 PHRASE_REPEATS = 3  # a two-word phrase said this often in one text is a loop...
 PHRASE_SPACING = 20  # ...and at least once every this many words
@@ -146,6 +158,61 @@ def non_words(text: str, ctx: GuardContext) -> list[str]:
     return [w for w in _LOWER.findall(normalise(text)) if w not in facts and not is_word(w)]
 
 
+# The guard's own catalog words, which the common list may lack ("eyewear", "ballerina", "tote").
+_CATALOG = frozenset(attributes.TYPES) | frozenset(attributes.SUBTYPES) | attributes.PARTS | attributes.MATERIALS \
+    | attributes.COLOURS | frozenset(attributes.CONSTRUCTION) | attributes.GENERIC_TYPES | attributes.GENERIC_PARTS
+_LOWER_ALONE = re.compile(r"(?<![0-9A-Za-z'-])[a-z]{4,}(?![0-9A-Za-z'-])")   # not part of "self-design"
+_COMMON_ENDINGS = ("s", "es", "ed", "d", "ing", "er")
+FAMILY = 6   # a rare word that shares this many first letters with a fact word is of its family
+
+
+def _ordinary(word: str) -> bool:
+    common = common_words()
+    return any(w in common or w in _CATALOG for w in
+               (word, *(word[: -len(e)] for e in _COMMON_ENDINGS if word.endswith(e))))
+
+
+def rare_words(text: str, ctx: GuardContext) -> list[str]:
+    """English words outside ordinary use that the row's facts do not give, in any form of
+    theirs: "adiabatic" (ADIVA), "dummies", "peafowls"."""
+    if not ctx.locale.lower().startswith("en"):
+        return []
+    facts = fact_tokens(ctx)
+    stems = {f[:FAMILY] for f in facts if len(f) >= FAMILY}
+    return [w for w in _LOWER_ALONE.findall(normalise(text))
+            if w not in facts and not _ordinary(w) and is_word(w)
+            and not (len(w) >= FAMILY and w[:FAMILY] in stems)]
+
+
+# Words a split repeat may have: colours and their modifiers ("blue light blue"), product and part
+# words of spec lists ("regular trousers regular trousers", "back closure back style").
+_SPLIT_OK = (frozenset(attributes.TYPES) | frozenset(attributes.SUBTYPES) | attributes.PARTS
+             | attributes.GENERIC_PARTS | attributes.COLOURS | attributes.GENERIC_TYPES
+             | frozenset("light dark off pale deep bright closure style fit".split()))
+_LINKS = _STOP | _FUNCTION | frozenset("after upon over against off".split())
+
+
+def split_repeats(text: str) -> list[str]:
+    """A word said again one word later within a clause: "solid woven solid cotton"."""
+    found = []
+    for clause in _CLAUSE.split(_HASHTAG.sub(".", normalise(text))):
+        t = [w.casefold() for w in WORD.findall(clause)]
+        found += [f"{a} {b} {c}" for a, b, c in zip(t, t[1:], t[2:])
+                  if a == c != b and len(a) >= 4 and a.isalpha() and b.isalpha()
+                  and a not in _LINKS and b not in _LINKS and not {a, b} & _SPLIT_OK]
+    return found
+
+
+# ("woven from cotton" and "the top is printed." are English: only "from" after a pattern word.)
+_DANGLING = re.compile(r"\b(?:printed|striped|checked|solid|embroidered|embellished|textured|patterned|"
+                       r"self-design)(?=\s+from\b)", re.IGNORECASE)
+
+
+def dangling_adjectives(text: str) -> list[str]:
+    """A pattern or finish word with no noun after it: "with orange and blue printed from SEJ"."""
+    return _DANGLING.findall(normalise(text))
+
+
 # "a pair of" and its noun phrase, to the word before a preposition or the clause's end.
 _PAIR = re.compile(r"\bpair of\s+((?:[a-z0-9-]+\s+){0,7}?)([a-z-]+)"
                    r"(?=\s+(?:from|by|for|with|in|that|to|made|is|are|and\s+(?:a|an|the|one))\b|\s*[,.;:!?)]|\s*$)")
@@ -163,6 +230,7 @@ def check_degenerate(text: str, ctx: GuardContext) -> str | None:
     english = ctx.locale.lower().startswith("en")
     bad = (glued_words(text, ctx) or loops(text) or repeated_phrases(text) or repeated_words(text, ctx)
            or repeated_clauses(text)
-           or non_words(text, ctx) or (english and lone_pairs(text))
+           or non_words(text, ctx) or (english and lone_pairs(text)) or rare_words(text, ctx)
+           or split_repeats(text) or (english and dangling_adjectives(text))
            or _BARE_AUDIENCE.search(normalise(text)))
     return "degenerate" if bad else None
