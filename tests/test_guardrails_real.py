@@ -857,3 +857,13 @@ def test_creatures_in_human_myntra_copy_are_rare():
 ])
 def test_a_kids_row_names_no_adult_audience(text, facts, expected):
     assert find_mismatches(text, ctx_of(**facts)) == expected
+
+
+def test_a_child_title_outweighs_a_category_path():
+    """SmolLM2, guard set 7's first Amazon job (2026-12-02), unedited: the category path says
+    Women, the title says Child."""
+    facts = {"title": "Medieval Princess Fuschia Child Costume",
+             "category": "Clothing, Shoes & Jewelry | Costumes & Accessories | Women | Costumes & Cosplay Apparel"}
+    text = "A medieval princess fuschia child costume for women. Includes dress, crown, and belt."
+    assert find_mismatches(text, ctx_of(**facts)) == ["women"]
+    assert find_mismatches("A medieval princess costume for girls.", ctx_of(**facts)) == []

@@ -31,9 +31,9 @@ title, colour, material, gender, category, attributes):
   words (``CREATURES``: "kitten" for Cat, "dino" for Dinosaur, "teddy" for Bear); idioms are
   not judged ("kitten heels", "cat-eye", "butterfly clasp", "turtle neck", "bear in mind", "the
   saree bears");
-- audience of a kids' row (set 7): when the facts speak of children only ("Kids", "Toddler",
-  "Boys") and state no gender field, the text's adult audience words must be in them ("a
-  child costume for women").
+- audience of a kids' row (set 7): when the title (or else the facts) speaks of children only
+  ("Child", "Kids", "Toddler") and no gender field is given, the text names no adult audience
+  ("a child costume for women", though Amazon's category path files it under Women).
 
 ``check_product_named`` (``attributes.product``) asks the converse for product copy: when the
 title names a type, the text names the product by some type word of that kind ("nail-polishing
@@ -254,6 +254,24 @@ def creatures(text: str, facts: set[str]) -> list[str]:
     named = {CREATURES[w] for w in facts if w in CREATURES}
     low = _CREATURE_IDIOM.sub(" ", _split_hashtags(normalise(text)).casefold())
     return [w for w in _words(low) if w in CREATURES and CREATURES[w] not in named and w not in facts]
+
+
+def _kids_title(ctx: GuardContext) -> bool:
+    title = set(_words(ctx.title or str(ctx.fields.get("title") or "")))
+    return bool(title & _KIDS) and not title & _ADULTS
+
+
+def _adult_audience(words: list[str], ctx: GuardContext, facts: set[str]) -> list[str]:
+    """A kids' row's adult audience words: when the title speaks of children only ("Medieval
+    Princess Fuschia Child Costume"), "for women" contradicts it, even where a category path
+    files the costume under Women (Amazon's "Costumes & Accessories | Women | ..."): the title
+    says what the product is; elsewhere the words must be in the facts."""
+    if _kids_title(ctx):
+        title = set(_words(ctx.title or str(ctx.fields.get("title") or "")))
+        return [w for w in words if w in _ADULT_AUDIENCE and w not in title]
+    if facts & _KIDS and not facts & _ADULTS:
+        return [w for w in words if w in _ADULT_AUDIENCE and w not in facts]
+    return []
 
 
 # Audience words -> the genders they fit.
@@ -523,10 +541,12 @@ def find_mismatches(text: str, ctx: GuardContext) -> list[str]:
     bad += _claims(text, facts) + _opposites(words, facts) + ungrounded_details(text, facts)
     bad += creatures(text, facts)
     gender = _row_gender(ctx, facts)
-    if gender:
+    if not str(ctx.fields.get("gender") or "").strip() and _kids_title(ctx):
+        bad += _adult_audience(words, ctx, facts)   # a category's "Women" is no gender for it
+    elif gender:
         bad += [w for w in words if w in AUDIENCE and w not in facts and gender not in AUDIENCE[w]]
-    elif facts & _KIDS and not facts & _ADULTS:   # "a child costume for women"
-        bad += [w for w in words if w in _ADULT_AUDIENCE and w not in facts]
+    else:
+        bad += _adult_audience(words, ctx, facts)
     kinds = title_kinds(ctx)
     if kinds:
         bad += [w for w in _type_words(text) if w not in facts and kind(w) not in kinds
