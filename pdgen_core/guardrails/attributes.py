@@ -256,9 +256,12 @@ def creatures(text: str, facts: set[str]) -> list[str]:
     return [w for w in _words(low) if w in CREATURES and CREATURES[w] not in named and w not in facts]
 
 
-def _kids_title(ctx: GuardContext) -> bool:
-    title = set(_words(ctx.title or str(ctx.fields.get("title") or "")))
-    return bool(title & _KIDS) and not title & _ADULTS
+def _title_words(ctx: GuardContext) -> set[str]:
+    return set(_words(ctx.title or str(ctx.fields.get("title") or "")))
+
+
+def _kids_only(words: set[str]) -> bool:
+    return bool(words & _KIDS) and not words & _ADULTS
 
 
 def _adult_audience(words: list[str], ctx: GuardContext, facts: set[str]) -> list[str]:
@@ -266,12 +269,9 @@ def _adult_audience(words: list[str], ctx: GuardContext, facts: set[str]) -> lis
     Princess Fuschia Child Costume"), "for women" contradicts it, even where a category path
     files the costume under Women (Amazon's "Costumes & Accessories | Women | ..."): the title
     says what the product is; elsewhere the words must be in the facts."""
-    if _kids_title(ctx):
-        title = set(_words(ctx.title or str(ctx.fields.get("title") or "")))
-        return [w for w in words if w in _ADULT_AUDIENCE and w not in title]
-    if facts & _KIDS and not facts & _ADULTS:
-        return [w for w in words if w in _ADULT_AUDIENCE and w not in facts]
-    return []
+    title = _title_words(ctx)
+    grounds = title if _kids_only(title) else facts if _kids_only(facts) else None
+    return [] if grounds is None else [w for w in words if w in _ADULT_AUDIENCE and w not in grounds]
 
 
 # Audience words -> the genders they fit.
@@ -541,7 +541,7 @@ def find_mismatches(text: str, ctx: GuardContext) -> list[str]:
     bad += _claims(text, facts) + _opposites(words, facts) + ungrounded_details(text, facts)
     bad += creatures(text, facts)
     gender = _row_gender(ctx, facts)
-    if not str(ctx.fields.get("gender") or "").strip() and _kids_title(ctx):
+    if not str(ctx.fields.get("gender") or "").strip() and _kids_only(_title_words(ctx)):
         bad += _adult_audience(words, ctx, facts)   # a category's "Women" is no gender for it
     elif gender:
         bad += [w for w in words if w in AUDIENCE and w not in facts and gender not in AUDIENCE[w]]
