@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pdgen_core import storage
+from pdgen_core import migrate, storage
 from pdgen_core.errors import InputError
 from pdgen_core.log import get_logger
 from pdgen_core.context_from_spec import wanted_fields
@@ -29,6 +29,7 @@ def preflight(spec: JobSpec, layout: RunLayout) -> tuple[dict[str, str], Path]:
     plan = read.column_plan(spec.catalog, wanted_fields(spec))
     storage.write_bytes(layout.write_probe, b"ok")  # wrong credentials or a missing bucket fail here
     layout.write_probe.fs.delete_file(layout.write_probe.path)
+    migrate.check_output(spec.output.uri, list(spec.tasks))  # old-layout staged runs: migrate first
     model_path = resolve_model(spec.model.source)
     check_context(spec, model_path)
     try:

@@ -221,12 +221,16 @@ def promote(output_uri: str, run_id: str, allow_older: bool = False, select=None
     runs that can be promoted. ``select(task, staged_loc)``, when given, returns the merge
     source factory instead of the whole staged table (``pdgen review``: the approved rows), and
     ``review`` goes into the record's ``publish.review``."""
+    from pdgen_core import migrate  # migrate builds on this module
+
     rec = _record(output_uri, run_id)
+    migrate.check_output(output_uri, migrate.tasks_of(output_uri))
     tasks = staged_tasks(rec)
     if not tasks:
         return _already_published(output_uri, rec)
     out_loc = storage.resolve(output_uri)
-    pending = [t for t in tasks if commit.committed_version(_content(output_uri, t), run_id) is None]
+    txn = _promote_txn(rec)
+    pending = [t for t in tasks if commit.committed_version(_content(output_uri, t), run_id, txn) is None]
     newer = {} if allow_older else newer_published(output_uri, rec, pending)
     if newer:
         raise VersionError(_older_message(output_uri, run_id, newer))
@@ -239,12 +243,18 @@ def promote(output_uri: str, run_id: str, allow_older: bool = False, select=None
             continue
         src = partial(commit.staged_source, staged) if select is None else select(task, staged)
         done[task] = storage.retry_io(partial(commit.merge_content, content, src, run_id,
-                                              {"pdgen.promoted": "true"}), f"promote content/{task}")
+                                              {"pdgen.promoted": "true"}, txn), f"promote content/{task}")
         sync_pointer(output_uri, task)
     _mark_promoted(output_uri, rec, done, review)
     storage.delete_tree(out_loc.child("staged", run_id))
     get_logger(run_id=run_id).info("run.promoted", output=output_uri, versions=done, allow_older=allow_older)
     return done
+
+
+def _promote_txn(rec: dict) -> int:
+    """The app transaction a promote commits under: 1, or 2 for a run ``pdgen migrate`` moved out
+    of the content tables (its first commit there holds transaction 1)."""
+    return 2 if (rec.get("publish") or {}).get("migrated") else 1
 
 
 def _mark_promoted(output_uri: str, rec: dict, done: dict[str, int], review: dict | None = None) -> None:

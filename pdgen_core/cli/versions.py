@@ -143,3 +143,24 @@ def register(app: typer.Typer) -> None:
             _fail(exc)
         console.print(f"run {run_id} published: " + ", ".join(f"content/{t} v{n}" for t, n in done.items()),
                       markup=False, highlight=False)
+
+    @app.command("migrate")
+    def migrate_cmd(output: str, dry_run: bool = typer.Option(False, help="Only list what would move.")):
+        """Move runs staged under the old layout (in content/<task>, behind the published pointer)
+        into staging tables, and restore each content table to its published version."""
+        from pdgen_core import migrate
+
+        try:
+            found = migrate.migrate(output, dry_run=dry_run)
+        except Exception as exc:
+            _fail(exc)
+        if not found:
+            console.print(f"{output}: nothing to migrate (no run staged under the old layout)", highlight=False, soft_wrap=True)
+            return
+        for task, f in sorted(found.items()):
+            runs = ", ".join(f"{r['run_id']} (v{r['version']})" for r in f["runs"])
+            done = ("would move" if dry_run else
+                    f"moved to staged/<run>/{task}; content/{task} restored to v{f['published']} as v{f['restored_as']}")
+            console.print(f"content/{task}: {runs}: {done}", markup=False, highlight=False, soft_wrap=True)
+        if not dry_run:
+            console.print(f"promote one with `pdgen promote RUN_ID --output {output}`", markup=False, highlight=False, soft_wrap=True)

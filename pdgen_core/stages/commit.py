@@ -69,18 +69,22 @@ def open_table(loc: storage.Location, version: int | None = None) -> DeltaTable 
         return None
 
 
-def committed_version(loc: storage.Location, run_id: str) -> int | None:
-    """The table version if this run already committed to ``loc``, else None."""
+def committed_version(loc: storage.Location, run_id: str, txn: int = 1) -> int | None:
+    """The table version if this run already committed to ``loc`` (its app transaction at
+    ``txn`` or later), else None. A run's commit is transaction 1; the promote of a run that
+    ``pdgen migrate`` moved out of the content table is transaction 2 (its first commit's
+    transaction stays in the table's log)."""
     dt = open_table(loc)
-    if dt is None or dt.transaction_version(app_id(run_id)) is None:
+    seen = None if dt is None else dt.transaction_version(app_id(run_id))
+    if seen is None or seen < txn:
         return None
     return dt.version()
 
 
-def _props(run_id: str, extra: dict | None = None) -> CommitProperties:
+def _props(run_id: str, extra: dict | None = None, txn: int = 1) -> CommitProperties:
     return CommitProperties(
         custom_metadata={"pdgen.run_id": run_id, **(extra or {})},
-        app_transactions=[Transaction(app_id(run_id), 1)],
+        app_transactions=[Transaction(app_id(run_id), txn)],
         max_commit_retries=20,
     )
 
@@ -142,10 +146,11 @@ def _drop_op(reader: pa.RecordBatchReader) -> pa.RecordBatchReader:
 
 
 def merge_content(loc: storage.Location, source: Callable[[], pa.RecordBatchReader], run_id: str,
-                  extra_meta: dict | None = None) -> int:
+                  extra_meta: dict | None = None, txn: int = 1) -> int:
     """Upsert/delete ``source()`` (``MERGE_SCHEMA`` rows) into the content table at ``loc`` as one
-    version; returns it. ``source`` is a factory: a lost creation race re-reads it for a merge."""
-    done = committed_version(loc, run_id)
+    version (the run's app transaction ``txn``: see ``committed_version``); returns it.
+    ``source`` is a factory: a lost creation race re-reads it for a merge."""
+    done = committed_version(loc, run_id, txn)
     if done is not None:
         return done
     dt = open_table(loc)
@@ -153,19 +158,19 @@ def merge_content(loc: storage.Location, source: Callable[[], pa.RecordBatchRead
         try:
             write_deltalake(loc.uri, _drop_op(source()), mode="error", schema_mode=None,
                             storage_options=storage.table_options(loc),
-                            commit_properties=_props(run_id, extra_meta))
+                            commit_properties=_props(run_id, extra_meta, txn))
             return open_table(loc).version()
         except Exception as exc:  # another run created the table first: merge into theirs
             dt = open_table(loc)
             if dt is None:
                 raise exc
-            if dt.transaction_version(app_id(run_id)) is not None:
+            if committed_version(loc, run_id, txn) is not None:
                 return dt.version()  # ours: S3 took the commit but its answer was lost
     pred = " AND ".join(f"t.{k} = s.{k}" for k in KEY)
     upsert, delete = "s._op = 'upsert'", "s._op = 'delete'"
     # merge_schema: tables committed before a column existed (finish_reason) gain it.
     (dt.merge(source(), predicate=pred, source_alias="s", target_alias="t",
-              commit_properties=_props(run_id, extra_meta), merge_schema=True)
+              commit_properties=_props(run_id, extra_meta, txn), merge_schema=True)
        .when_matched_delete(predicate=delete)
        .when_matched_update_all(predicate=upsert, except_cols=["_op"])
        .when_not_matched_insert_all(predicate=upsert, except_cols=["_op"])

@@ -132,11 +132,14 @@ def audit(output_uri: str, task: str, record: dict[str, Any], expected: set) -> 
     out = storage.resolve(output_uri)
     problems: list[str] = []
     content = open_table(out.child("content", task))
-    rows = content.to_pyarrow_table().to_pylist() if content is not None else []
+    rows = (content.to_pyarrow_table(filesystem=storage.table_filesystem(out.child("content", task))).to_pylist()
+            if content is not None else [])
     keys = [(r["sku"], r["locale"], r["variant"]) for r in rows]
     dup_content = len(keys) - len(set(keys))
     rej_t = open_table(out.child("rejects", task))
-    rejects = [r for r in (rej_t.to_pyarrow_table().to_pylist() if rej_t is not None else [])
+    rej_loc = out.child("rejects", task)
+    rejects = [r for r in (rej_t.to_pyarrow_table(filesystem=storage.table_filesystem(rej_loc)).to_pylist()
+                           if rej_t is not None else [])
                if r["run_id"] == record["run_id"]]
     gen_rej = [(r["sku"], r["locale"], r["variant"]) for r in rejects if r["stage"] != "validate"]
     dup_rej = len(gen_rej) - len(set(gen_rej))
