@@ -16,7 +16,8 @@ An old-layout staged version is one after the published pointer whose run's reco
 2. rewrites the run's record: the staged table in place of the content version, and a
    ``publish`` section that says it is held as staged and where it came from;
 3. restores ``content/<task>`` to the published version (a Delta ``restore``, as ``rollback``), so
-   the latest version is the published content again.
+   the latest version is the published content again; where nothing was ever published (old pdgen
+   wrote no pointer for a staged run), the next version is empty instead.
 
 Every step can be repeated: the staging write is the run's own Delta transaction, the record is
 rewritten to the same content, and a restore already made is seen. ``pdgen promote RUN`` then
@@ -69,17 +70,19 @@ def old_staged(output_uri: str, task: str) -> dict[str, Any] | None:
     restore to ``p`` made by an earlier migrate is neither)."""
     table = commit.open_table(versions._content(output_uri, task))
     ptr, _ = versions.read_pointer(output_uri, task)
-    if table is None or ptr is None or int(ptr["version"]) >= table.version():
+    # No pointer: nothing was ever published (old pdgen wrote none for staged runs): p = -1.
+    p = -1 if ptr is None else int(ptr["version"])
+    if table is None or p >= table.version():
         return None
-    p, latest = int(ptr["version"]), table.version()
+    latest = table.version()
     staged, other, restored = [], [], False
     for v in range(p + 1, latest + 1):
         info = versions.commit_info(output_uri, task, v)
         rid = info.get("pdgen.run_id")
         if rid and _is_old_staged(run_record.read_record(output_uri, rid), task, v):
             staged.append((v, rid))
-        elif info.get("pdgen.rollback_to") == str(p) and v == latest:
-            restored = True
+        elif v == latest and (info.get("pdgen.rollback_to") == str(p) or info.get(EMPTIED) == "true"):
+            restored = True  # an earlier migrate's restore, its pointer not yet moved
         else:
             other.append(v)
     if not staged:
@@ -94,7 +97,8 @@ def check_output(output_uri: str, tasks: list[str]) -> None:
     if not found:
         return
     what = "; ".join(f"content/{t} v{', v'.join(str(v) for v, _ in s['staged'])} "
-                     f"(run {', '.join(sorted({r for _, r in s['staged']}))}) after the published v{s['published']}"
+                     f"(run {', '.join(sorted({r for _, r in s['staged']}))}) "
+                     + (f"after the published v{s['published']}" if s["published"] >= 0 else "with nothing published")
                      for t, s in sorted(found.items()))
     raise LegacyLayout(
         f"{output_uri} holds runs staged under the old layout, in the content tables where every "
@@ -151,6 +155,17 @@ def _rewrite_record(output_uri: str, run_id: str, task: str, version: int, stage
     storage.write_json(run_record.record_loc(output_uri, run_id), {**rec, "tables": tables, "publish": gate})
 
 
+EMPTIED = "pdgen.migrate_emptied"
+
+
+def _empty(output_uri: str, task: str) -> int:
+    """Nothing was published before the staged runs: the content table's next version is empty."""
+    loc = versions._content(output_uri, task)
+    commit.open_table(loc).delete(commit_properties=commit.CommitProperties(custom_metadata={EMPTIED: "true"}))
+    versions.sync_pointer(output_uri, task)
+    return commit.open_table(loc).version()
+
+
 def migrate(output_uri: str, dry_run: bool = False) -> dict[str, dict[str, Any]]:
     """Migrate every task's old-layout staged versions (see the module doc); returns what was
     found per task, with ``restored_as`` (the content table's new version) unless ``dry_run``."""
@@ -176,6 +191,8 @@ def migrate(output_uri: str, dry_run: bool = False) -> dict[str, dict[str, Any]]
         if found["restored"]:
             versions.sync_pointer(output_uri, task)
             new = found["latest"]
+        elif found["published"] < 0:
+            new = _empty(output_uri, task)
         else:
             new = versions.rollback(output_uri, task, found["published"])
         out[task]["restored_as"] = new

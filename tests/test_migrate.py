@@ -139,6 +139,20 @@ def test_migrate_refuses_when_a_published_version_sits_on_top_of_a_staged_one(tm
         migrate.migrate(out)
 
 
+def test_staged_runs_with_nothing_ever_published_leave_an_empty_published_table(tmp_path):
+    out = str(tmp_path / "out")
+    v = _old_run(out, "B", rows(["b"], "two", "B"), True, "2026-11-21T09:00:00+00:00")
+    assert versions.read_pointer(out, "description")[0] is None and _latest(out) == {"b": "two b"}
+    with pytest.raises(migrate.LegacyLayout, match="with nothing published"):
+        migrate.check_output(out, ["description"])
+    done = migrate.migrate(out)["description"]
+    assert done["published"] == -1 and done["restored_as"] == v + 1 and _latest(out) == {}
+    ptr, _ = versions.read_pointer(out, "description")
+    assert ptr["version"] == v + 1 and ptr["run_id"] is None and migrate.migrate(out) == {}
+    versions.promote(out, "B")
+    assert _latest(out) == {"b": "two b"} and versions.live_run(out, "description") == "B"
+
+
 def test_a_new_layout_output_has_nothing_to_migrate(tmp_path):
     from tests.test_versions import stage_run, write_run
 

@@ -160,7 +160,9 @@ def register(app: typer.Typer) -> None:
         for task, f in sorted(found.items()):
             runs = ", ".join(f"{r['run_id']} (v{r['version']})" for r in f["runs"])
             done = ("would move" if dry_run else
-                    f"moved to staged/<run>/{task}; content/{task} restored to v{f['published']} as v{f['restored_as']}")
+                    f"moved to staged/<run>/{task}; content/{task} " + (
+                        f"restored to v{f['published']} as v{f['restored_as']}" if f["published"] >= 0
+                        else f"emptied as v{f['restored_as']} (nothing was published)"))
             console.print(f"content/{task}: {runs}: {done}", markup=False, highlight=False, soft_wrap=True)
         if not dry_run:
             console.print(f"promote one with `pdgen promote RUN_ID --output {output}`", markup=False, highlight=False, soft_wrap=True)
