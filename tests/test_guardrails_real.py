@@ -20,6 +20,12 @@ Set 7 (``degenerate``: rare words, a word said again one word later, a pattern w
 its noun) was written from four of the remaining misses, so it is tuning, not a blind figure: on
 the first 229 lines 168 of 171 caught, 4 of 58 false rejects, 3 misses of 57 accepted; on set 6's
 lines 15 of 18, 0 of 9, 3 misses; the held-out quarter is unchanged (42 of 43, 0 of 14, 1 miss).
+
+Set 8 (patterns: "printed", "checked", "striped", ... must be in the facts; "lace" and "synthetic"
+as materials; "embellished" and "tie-up" as construction) was written from the LoRA v5 adapter's
+descriptions that set 7 accepted (100 held-out Myntra rows, 2026-12-03), and adds 27 of them
+(lines 256-282, ``SET8_LINES``): 12 unpublishable, all caught, and 15 publishable, none rejected.
+Not blind either; the figures on the earlier lines did not move.
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ MAX_MISSES = 3            # measured under set 7 (set 3: 5; set 2: 25); the issu
 # LoRA adapter's Myntra texts that set 5 accepted, labelled after set 6 was written from them (not
 # blind), with their own measured bounds.
 SET5_LINES = 229
+SET8_LINES = 256  # set 8's lines: the v5 adapter's texts set 7 accepted, labelled 2026-12-03
 SET6_MIN_CAUGHT, SET6_MAX_MISSES, SET6_MAX_FALSE = 15, 3, 0   # set 7: 15 of 18, 3 misses, 0 of 9 (set 6: 13, 5, 0)
 
 
@@ -125,6 +132,41 @@ def test_guard_on_the_set6_lines():
     caught = sum(smollm2.judge(e) is not None for e in bad)
     assert caught >= SET6_MIN_CAUGHT and len(bad) - caught <= SET6_MAX_MISSES
     assert sum(smollm2.judge(e) is not None for e in good) <= SET6_MAX_FALSE
+
+
+def test_guard_on_the_set8_lines():
+    """Set 8's lines: every v5 text that gave a pattern, material or detail the row lacks is
+    caught, and none of the plain, true ones (grounded patterns among them) is rejected."""
+    new = CORPUS[SET8_LINES:]
+    bad = [e for e in new if e["label"] == "unpublishable"]
+    good = [e for e in new if e["label"] == "publishable"]
+    assert len(bad) >= 12 and len(good) >= 15
+    assert [e["text"] for e in bad if smollm2.judge(e) is None] == []
+    assert [e["text"] for e in good if smollm2.judge(e) is not None] == []
+
+
+@pytest.mark.parametrize("text, title, expected", [
+    # the v5 adapter's texts (set 7 accepted them), unedited
+    ("Grey solid sweater with printed detail from Raymond.", "Raymond Men Grey Solid Woollen Sweater", ["printed"]),
+    ("Red and off-white checked casual shirt from Gini and Jony.",
+     "Gini and Jony Boys Red & Off-White Regular Fit Dyed Casual Shirt", ["checked"]),
+    ("Black geometric cufflinks with lace inserts from JEWEL JUNCTION.", "JEWEL JUNCTION Black Geometric Cufflinks",
+     ["lace"]),
+    ("A pair of brown solid leather formal derbys from Geox. Synthetic upper.",
+     "Geox Men Brown Solid Leather Formal Derbys", ["synthetic"]),
+    ("Black solid playsuit with embellished detail from Cottinfab.", "Cottinfab Women Black Solid Playsuit",
+     ["embellished"]),
+    # grounded: the title gives the pattern or material in another form
+    ("Pink printed floral tissue holder from SEJ by Nisha Gupta.",
+     "SEJ by Nisha Gupta Pink Printed Floral Wooden Tissue Holder", []),
+    ("Blue camouflage print woven regular shorts from Xpose.",
+     "Xpose Women Blue Camouflage Print Skinny Fit Regular Shorts", []),
+    ("A pair of black synthetic sandals from Beli. Synthetic upper.", "Black Synthetic Sandals", []),
+    ("Blue checked shirt.", "Acme Men Blue Plaid Shirt", []),
+    ("A pair of black leather shoes with lace closure.", "Acme Men Black Lace-Up Leather Shoes", []),
+])
+def test_patterns_and_materials_the_facts_lack(text, title, expected):
+    assert find_mismatches(text, ctx_of(title=title)) == expected
 
 
 def test_guard_rejects_every_quoted_failure():
@@ -332,7 +374,7 @@ def test_claims_and_opposites(text, facts, expected):
 # Myntra rows, 2026-12-01; 55 of its 87 accepted texts invented the detail). Texts unedited.
 @pytest.mark.parametrize("text, title, expected", [
     ("Navy Blue and Maroon checked casual shirt from HIGHLANDER, has a tie-up collar.",
-     "HIGHLANDER Men Navy Blue & Maroon Slim Fit Checked Casual Shirt", ["tie-up collar"]),
+     "HIGHLANDER Men Navy Blue & Maroon Slim Fit Checked Casual Shirt", ["tie-up", "tie-up collar"]),
     ("Red and Blue printed open dry bin from SEJ by Nisha Gupta, has a double-layered lid.",
      "SEJ by Nisha Gupta Red & Blue Printed Open Dry Bin", ["double-layered lid"]),
     ("Black geometric cufflinks from JEWEL JUNCTION, has a hood.",
@@ -342,7 +384,7 @@ def test_claims_and_opposites(text, facts, expected):
     ("Brown sandals from ID, has a pair of regular ankle-high detail.", "ID Men Brown Sandals",
      ["regular ankle-high detail"]),
     ("Black colourblocked thong flip-flop with a tie-up detail from Liberty.",
-     "Liberty Women Black Colourblocked Thong Flip-Flops", ["tie-up detail"]),
+     "Liberty Women Black Colourblocked Thong Flip-Flops", ["tie-up", "tie-up detail"]),
     # grounded in the title, or praise on a generic noun: passes
     ("Black printed sweatshirt from Russell Athletic, has a hood.",
      "Russell Athletic Men Black Printed Hooded Sweatshirt", []),

@@ -76,7 +76,7 @@ from pdgen_core.guardrails.repetition import check_repetition
 from pdgen_core.guardrails.terms import check_banned, check_brand_missing, check_other_brand, check_unfit
 from pdgen_core.guardrails.truncation import check_truncated
 
-GUARDRAIL_SET_VERSION = "7"
+GUARDRAIL_SET_VERSION = "8"
 
 MEMBERS: dict[str, Check] = {
     "truncated": check_truncated,
