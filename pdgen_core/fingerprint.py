@@ -22,6 +22,7 @@ import math
 import re
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -115,10 +116,17 @@ _EXPONENT = re.compile(b"e")
 
 
 def _may_hold(arr: pa.Array, pattern: re.Pattern) -> bool:
-    """Whether ``pattern`` occurs in the string array's data buffer (one scan of the bytes; a
-    buffer shared with other rows can only say yes too often)."""
+    """Whether ``pattern`` occurs in the bytes of the string array's values (one scan; a match
+    across two values can only say yes too often). Only this array's byte range is scanned: a
+    batch Ray slices from a block shares the block's whole data buffer, and scanning all of it
+    for every batch made the plan quadratic in the block size (5M rows: 21 us a row in 625k-row
+    blocks against 7 in 125k-row ones)."""
     data = arr.buffers()[2]
-    return data is not None and pattern.search(memoryview(data)) is not None
+    if data is None or len(arr) == 0:
+        return False
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)  # string arrays: int32 offsets
+    first, last = offsets[arr.offset], offsets[arr.offset + len(arr)]
+    return pattern.search(memoryview(data)[int(first):int(last)]) is not None
 
 
 def json_strings(arr) -> pa.Array:

@@ -68,3 +68,25 @@ def test_batch_fingerprint_pieces_rebuild_the_reference_text():
     assert fp.sha256_hex(text).to_pylist() == [fp.input_fingerprint(fields, **KW)]
     plain = fp.fields_object(["title", "brand"], [fp.json_strings(pa.array([fields["title"]])), "null"], sep=", ", colon=": ")
     assert plain.to_pylist() == [json.dumps({"title": fields["title"], "brand": None}, ensure_ascii=False, sort_keys=True)]
+
+
+def test_escape_scan_reads_only_the_slice_ray_hands_over():
+    """A batch sliced from a block shares the block's data buffer: the scan for characters that
+    need escaping looks at the slice's own bytes (scanning the whole buffer for every batch made
+    the plan quadratic in the block size), and the JSON of each slice is json.dumps's."""
+    import json
+    import re
+
+    import pyarrow as pa
+
+    from pdgen_core.fingerprint import _may_hold, json_strings
+
+    block = pa.array(["plain"] * 1000 + ['a "quoted" one'] + ["plain"] * 1000 + [None])
+    pattern = re.compile(rb'[\x00-\x1f"\\]')
+    assert _may_hold(block, pattern)
+    assert not _may_hold(block.slice(0, 1000), pattern) and not _may_hold(block.slice(1001, 1000), pattern)
+    assert _may_hold(block.slice(1000, 1), pattern) and _may_hold(block.slice(990, 20), pattern)
+    assert not _may_hold(block.slice(2001), pattern) and not _may_hold(block.slice(5, 0), pattern)
+    for start, n in ((0, 1000), (995, 10), (1000, 1), (1500, 502)):
+        part = block.slice(start, n)
+        assert json_strings(part).to_pylist() == [json.dumps(v, ensure_ascii=False) for v in part.to_pylist()]
