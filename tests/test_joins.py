@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from pdgen_core import joins
@@ -94,6 +95,23 @@ def test_duplicate_skus_on_both_paths(ray_local, path):
 
     ds = ray.data.from_arrow([pa.table({"sku": ["a", "b", "a"]}), pa.table({"sku": ["c", "b", "d"]})])
     assert validate.find_duplicate_skus(ds) == frozenset({"a", "b"})
+    assert validate.find_duplicate_skus(ray.data.from_arrow(pa.table({"sku": ["x", None, "y", None]}))) == frozenset()
+
+
+def test_duplicate_sku_hashes_only_make_candidates():
+    """The hash pass's pieces, without Ray: repeated hashes across blocks are found once each, and
+    the candidate pass returns every sku behind a repeated hash, duplicated or not (a 64-bit
+    collision), for the exact count on the driver."""
+    import numpy as np
+
+    h = lambda *v: pa.table({"h": pa.array(v, pa.uint64())})  # noqa: E731
+    assert validate._repeated_hashes(h(5, 1), h(2, 5), h(5), h()).tolist() == [5]
+    assert validate._repeated_hashes(h(1, 2), h(3)).tolist() == [] and validate._repeated_hashes().tolist() == []
+    t = pa.table({"sku": ["aa", "bb", None, "aa", "cc"]})
+    real = validate._hash_skus(t.column("sku"))
+    assert len(real) == 4 and real[0] == real[2] and len(set(real.tolist())) == 3
+    picked = validate._skus_with_hash(t, np.array([real[0], real[1]], np.uint64))
+    assert picked.column("sku").to_pylist() == ["aa", "bb", "aa"]  # "bb" as if it collided with "aa"
 
 
 def test_grouped_reviews_on_both_paths(ray_local, path, tmp_path):
