@@ -90,6 +90,13 @@ def old_staged(output_uri: str, task: str) -> dict[str, Any] | None:
     return {"published": p, "latest": latest, "staged": staged, "other": other, "restored": restored}
 
 
+def promote(output_uri: str, run_id: str, **kw) -> dict[str, int]:
+    """``versions.promote`` on an output without old-layout staged versions: promoting into such
+    a table would publish them too. Every promote goes through here (CLI and review)."""
+    check_output(output_uri, tasks_of(output_uri))
+    return versions.promote(output_uri, run_id, **kw)
+
+
 def check_output(output_uri: str, tasks: list[str]) -> None:
     """Refuse to run against an output with old-layout staged versions (the run would publish
     them): the message names ``pdgen migrate``."""

@@ -221,10 +221,7 @@ def promote(output_uri: str, run_id: str, allow_older: bool = False, select=None
     runs that can be promoted. ``select(task, staged_loc)``, when given, returns the merge
     source factory instead of the whole staged table (``pdgen review``: the approved rows), and
     ``review`` goes into the record's ``publish.review``."""
-    from pdgen_core import migrate  # migrate builds on this module
-
     rec = _record(output_uri, run_id)
-    migrate.check_output(output_uri, migrate.tasks_of(output_uri))
     tasks = staged_tasks(rec)
     if not tasks:
         return _already_published(output_uri, rec)

@@ -59,7 +59,7 @@ def test_old_staged_versions_are_found_and_runs_and_promotes_refuse(legacy):
         migrate.check_output(out, ["description", "blurb"])
     assert f"v{vb}, v{vc}" in str(e.value) and "B, C" in str(e.value)
     with pytest.raises(migrate.LegacyLayout):
-        versions.promote(out, "B")
+        migrate.promote(out, "B")  # the CLI's and the review's promote
     # A run's preflight stops on it too, before any work (before the model is resolved).
     import pyarrow.parquet as pq
 

@@ -138,7 +138,9 @@ def register(app: typer.Typer) -> None:
                         False, help="Promote a run older than the published one (newer content is replaced).")):
         """Publish a staged run: its rows become the latest version of each content table."""
         try:
-            done = v.promote(output, run_id, allow_older=allow_older)
+            from pdgen_core import migrate
+
+            done = migrate.promote(output, run_id, allow_older=allow_older)
         except Exception as exc:
             _fail(exc)
         console.print(f"run {run_id} published: " + ", ".join(f"content/{t} v{n}" for t, n in done.items()),

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import CommitProperties, Transaction, write_deltalake
 
-from pdgen_core import run_record, storage, versions
+from pdgen_core import migrate, run_record, storage, versions
 from pdgen_core.review import decisions as dec
 from pdgen_core.review import queue, stats
 from pdgen_core.stages import commit
@@ -112,6 +112,7 @@ def publish_reviewed(output_uri: str, run_id: str, allow_older: bool = False) ->
     rec = run_record.read_record(output_uri, run_id)
     if rec is None:
         raise run_record.unknown_promote(output_uri, run_id)
+    migrate.check_output(output_uri, migrate.tasks_of(output_uri))  # before its rejects are appended
     limit = max_defect_rate(rec)
     tasks = versions.staged_tasks(rec)
     decided = {t: valid_decisions(output_uri, run_id, t) for t in tasks}  # read once per task
@@ -130,7 +131,7 @@ def publish_reviewed(output_uri: str, run_id: str, allow_older: bool = False) ->
     # crash before the rejects lost them: the staged run is gone once promoted.)
     rej = {t: storage.retry_io(lambda t=t: _append_rejects(output_uri, run_id, t, rejected[t]),
                                f"review rejects/{t}") for t in tasks}
-    done = versions.promote(output_uri, run_id, allow_older=allow_older, select=select,
-                            review={"reviewed_at": at, "tasks": review})
+    done = migrate.promote(output_uri, run_id, allow_older=allow_older, select=select,
+                           review={"reviewed_at": at, "tasks": review})
     queue.staged_rows.cache_clear()
     return {"versions": done, "review": review, "rejects": rej}
