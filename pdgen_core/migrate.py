@@ -118,6 +118,12 @@ def _keys(table: pa.Table) -> pa.Table:
     return table.select(list(commit.KEY))
 
 
+def _as_content(t: pa.Table) -> pa.Table:
+    """``t`` in ``commit.CONTENT_SCHEMA``: its columns cast, the ones it lacks null."""
+    return pa.table({f.name: (t.column(f.name).cast(f.type) if f.name in t.column_names
+                              else pa.nulls(t.num_rows, f.type)) for f in commit.CONTENT_SCHEMA})
+
+
 def _version_rows(output_uri: str, task: str, version: int) -> pa.Table:
     loc = versions._content(output_uri, task)
     t = commit.open_table(loc, version).to_pyarrow_table(filesystem=storage.table_filesystem(loc))
@@ -131,14 +137,10 @@ def changes_of(output_uri: str, task: str, version: int, run_id: str) -> pa.Tabl
     now = _version_rows(output_uri, task, version)
     before = _version_rows(output_uri, task, version - 1) if version > 0 else now.schema.empty_table()
     mine = now.filter(pc.equal(now.column("run_id"), run_id))
-    upserts = pa.table({f.name: (mine.column(f.name).cast(f.type) if f.name in mine.column_names
-                                 else pa.nulls(mine.num_rows, f.type)) for f in commit.CONTENT_SCHEMA})
     gone = _keys(before).join(_keys(now), keys=list(commit.KEY), join_type="left anti") \
         if before.num_rows else _keys(before)
-    deletes = pa.table({f.name: (gone.column(f.name).cast(f.type) if f.name in gone.column_names
-                                 else pa.nulls(gone.num_rows, f.type)) for f in commit.CONTENT_SCHEMA})
-    parts = [t.append_column("_op", pa.array([op] * t.num_rows, pa.string()))
-             for t, op in ((upserts, "upsert"), (deletes, "delete"))]
+    parts = [_as_content(t).append_column("_op", pa.array([op] * t.num_rows, pa.string()))
+             for t, op in ((mine, "upsert"), (gone, "delete"))]
     return pa.concat_tables(parts).cast(commit.MERGE_SCHEMA)
 
 
